@@ -1,0 +1,222 @@
+"""The `clinlinker` command: index, link, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from clinlinker import __version__
+from clinlinker.errors import ClinlinkerError
+from clinlinker.lexical import LEXICAL_MODEL
+
+log = logging.getLogger("clinlinker")
+
+
+def _ks(value: str) -> list[int]:
+    try:
+        ks = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k takes comma-separated integers, got {value!r}") from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError("--k values must be positive integers")
+    return ks
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clinlinker", description=(
+        "SNOMED CT candidate generation for Spanish clinical mentions "
+        "(bi-encoder + Faiss, or the offline char-ngrams engine)."))
+    parser.add_argument("--version", action="version", version=f"clinlinker {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("CLINLINKER_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="build an index directory from gazetteers")
+    p.add_argument("--gazetteer", action="append", required=True, metavar="TSV",
+                   help="gazetteer TSV (code language term semantic_tag mainterm); repeat to merge several")
+    p.add_argument("--hierarchy", metavar="TSV", help="is-a hierarchy TSV (code parent)")
+    p.add_argument("--model", default=os.environ.get("CLINLINKER_MODEL", "ICB-UMA/ClinLinker-KB-GP"),
+                   help=f"hub id, local model directory, or {LEXICAL_MODEL} (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="DIR", help="index directory to write")
+    p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "sq8"],
+                   help="Faiss index: exact flat (default), hnsw (approximate), sq8 (8-bit, 4x smaller)")
+    p.add_argument("--pooling", default="cls", choices=["cls", "mean"], help="default cls, as the model card")
+    p.add_argument("--max-length", type=_positive, default=64, help="tokens per text (default 64)")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+
+    p = sub.add_parser("link", help="top-k candidate concepts for mentions")
+    p.add_argument("mentions", nargs="*", metavar="MENTION")
+    p.add_argument("--index", required=True, metavar="DIR")
+    p.add_argument("--input", metavar="FILE", help="one mention per line, or a linking TSV (filename mark label "
+                   "off0 off1 span ...)")
+    p.add_argument("--top-k", type=_positive, default=25)
+    p.add_argument("--format", choices=["tsv", "json"], default="tsv")
+    _add_runtime_options(p)
+
+    p = sub.add_parser("evaluate", help="top-k accuracy against gold links")
+    p.add_argument("--index", required=True, metavar="DIR")
+    p.add_argument("--gold", action="append", required=True, metavar="TSV",
+                   help="gold linking TSV (filename mark label off0 off1 span code semantic_rel); repeatable")
+    p.add_argument("--k", type=_ks, default=[1, 5, 10, 25], help="comma-separated k values (default 1,5,10,25)")
+    p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT ('-' for stdout)")
+    _add_runtime_options(p)
+    return parser
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="check the index against / load this model instead of the manifest's")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                   help="cache mention embeddings in Redis (default: $REDIS_URL; unset: in-process cache)")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--device")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except ClinlinkerError as exc:
+        print(f"clinlinker {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_index(args) -> int:
+    from clinlinker.gazetteer import file_sha256, load_knowledge_base
+    from clinlinker.index import build_index, save_index
+
+    kb = load_knowledge_base(args.gazetteer, args.hierarchy)
+    if args.model == LEXICAL_MODEL:
+        encoder = None
+    else:
+        from clinlinker.encoders import DenseEncoder
+
+        encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
+                               batch_size=args.batch_size, device=args.device, show_progress=None)
+    index = build_index(kb, encoder, index_type=args.index_type)
+    sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer]}
+    if args.hierarchy:
+        sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}
+    out = save_index(index, args.out, sources=sources)
+    print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
+          f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}")
+    return 0
+
+
+def _linker(args):
+    from clinlinker.cache import make_cache
+    from clinlinker.linker import Linker
+
+    cache = make_cache(args.redis_url)
+    linker = Linker.from_directory(args.index, model=args.model, cache=cache, batch_size=args.batch_size,
+                                   device=args.device)
+    return linker, cache
+
+
+def cmd_link(args) -> int:
+    from clinlinker.links import is_link_file, read_links
+
+    links = None
+    mentions = list(args.mentions)
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise ClinlinkerError(f"--input {path}: no such file")
+        if is_link_file(path):
+            links = read_links(path, require_code=False)
+            mentions = [link.span for link in links]
+        else:
+            mentions += _read_mention_lines(path)
+    if not mentions:
+        raise ClinlinkerError("no mentions: give them as arguments or with --input FILE")
+    linker, _ = _linker(args)
+    results = linker.link(mentions, args.top_k)
+    out = sys.stdout
+    if args.format == "json":
+        items = []
+        for i, (mention, candidates) in enumerate(zip(mentions, results)):
+            item = {"mention": mention}
+            if links is not None:
+                link = links[i]
+                item.update(filename=link.filename, mark=link.mark, label=link.label, off0=link.start,
+                            off1=link.end, gold_code=link.code or None)
+            item["candidates"] = [c.to_dict() for c in candidates]
+            items.append(item)
+        json.dump(items, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        prefix = ["filename", "mark", "label", "off0", "off1"] if links is not None else []
+        out.write("\t".join(prefix + ["mention", "rank", "code", "preferred_term", "semantic_tag", "score",
+                                      "matched_term"]) + "\n")
+        for i, (mention, candidates) in enumerate(zip(mentions, results)):
+            lead = [] if links is None else [links[i].filename, links[i].mark, links[i].label, str(links[i].start),
+                                             str(links[i].end)]
+            for c in candidates:
+                out.write("\t".join(lead + [mention, str(c.rank), c.code, c.preferred_term, c.semantic_tag,
+                                            f"{c.score:.4f}", c.matched_term]) + "\n")
+    return 0
+
+
+def _read_mention_lines(path: Path) -> list[str]:
+    from clinlinker.errors import InputFileError
+
+    mentions = []
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise InputFileError(path, lineno, "not valid UTF-8; re-save the file as UTF-8") from None
+            if text:
+                mentions.append(text)
+    return mentions
+
+
+def cmd_evaluate(args) -> int:
+    from clinlinker.evaluation import evaluate_links, format_report
+    from clinlinker.links import read_links
+
+    gold = [link for path in args.gold for link in read_links(path)]
+    if not gold:
+        raise ClinlinkerError(f"no gold links in {', '.join(args.gold)}")
+    linker, cache = _linker(args)
+    depth = max(args.k)
+    candidates = linker.link([link.span for link in gold], depth)
+    report = evaluate_links(gold, [[c.code for c in cands] for cands in candidates], known_codes=linker.kb, ks=args.k)
+    report["index"] = {k: v for k, v in linker.describe().items() if k != "fingerprint"}
+    report["gold"] = [str(p) for p in args.gold]
+    print(f"index {args.index}: {report['index']['engine']} engine, model {report['index']['model']}, "
+          f"{report['index']['concepts']} concepts")
+    print(format_report(report))
+    if args.json:
+        text = json.dumps(report, indent=2, ensure_ascii=False)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate}
+
+if __name__ == "__main__":
+    sys.exit(main())

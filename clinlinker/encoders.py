@@ -1,0 +1,137 @@
+"""The dense bi-encoder: a Hugging Face transformer, a pooling step, L2 normalisation.
+
+An embedding depends only on its own text (pooling is masked by the attention mask and
+batches are padded on the right), which is what makes caching embeddings correct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+
+from clinlinker.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "ICB-UMA/ClinLinker-KB-GP"
+POOLINGS = ("cls", "mean")
+PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a gazetteer)
+
+
+class DenseEncoder:
+    """Encode texts into L2-normalised float32 vectors with a transformer.
+
+    >>> encoder = DenseEncoder("ICB-UMA/ClinLinker-KB-GP", pooling="cls", max_length=64)
+    >>> vectors = encoder.encode(["apendicectomía laparoscópica"])  # shape (1, 768)
+    """
+
+    kind = "dense"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str = "cls", max_length: int = 64,
+                 batch_size: int = 64, device: str | None = None, show_progress: bool | None = None):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if max_length < 2:
+            raise ValueError("max_length must be at least 2")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = str(model)
+        self.pooling = pooling
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name)
+            self.model = AutoModel.from_pretrained(self.name)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ModelLoadError(_load_hint(self.name, exc)) from None
+        self.tokenizer.padding_side = "right"  # masked pooling and RoBERTa position ids assume it
+        self.model.eval().to(self.device)
+        self.dim = int(self.model.config.hidden_size)
+        self.fingerprint = self._fingerprint()
+        log.info("dense encoder %s (%s pooling, max_length %d) on %s, fingerprint %s",
+                 self.name, pooling, max_length, self.device, self.fingerprint[:12])
+
+    def describe(self) -> dict:
+        return {"engine": "dense", "model": self.name, "pooling": self.pooling,
+                "max_length": self.max_length, "dim": self.dim, "fingerprint": self.fingerprint}
+
+    def _fingerprint(self) -> str:
+        """Hash of what determines an embedding: config, weights, tokenizer vocabulary, pooling, max_length."""
+        import torch
+
+        digest = hashlib.sha256()
+        config = self.model.config.to_dict()
+        config.pop("_name_or_path", None)
+        config.pop("transformers_version", None)
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            data = tensor.detach().cpu().contiguous()
+            if data.dtype.is_floating_point and data.element_size() == 2:
+                data = data.view(dtype=torch.int16)  # bf16/fp16 have no numpy dtype
+            digest.update(data.numpy().tobytes())
+        digest.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
+        digest.update(f"{self.pooling}|{self.max_length}".encode())
+        return digest.hexdigest()
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
+        """Embed `texts`; returns float32 array (len(texts), dim), rows L2-normalised."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        # Tokenise once without padding to sort by length, so each batch pads little.
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                 add_special_tokens=True)["input_ids"]
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")
+        progress = self.show_progress if show_progress is None else show_progress
+        if progress is None:
+            progress = len(texts) >= PROGRESS_MIN_TEXTS
+        batches = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(batches, desc="encoding", unit="batch", total=len(batches))
+        with torch.inference_mode():
+            for start in batches:
+                rows = order[start:start + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, padding=True,
+                                           return_tensors="pt")
+                input_ids = batch["input_ids"].to(self.device)
+                mask = batch["attention_mask"].to(self.device)
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                pooled = _pool(hidden, mask, self.pooling)
+                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+                out[rows] = pooled.cpu().numpy()
+        return out
+
+
+def _pool(hidden, mask, pooling: str):
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def _load_hint(name: str, exc: Exception) -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    if os.path.sep in name or name.startswith(".") or os.path.isdir(name) or os.path.exists(name):
+        where = (f"the directory {name!r} does not exist" if not os.path.exists(name)
+                 else f"{name!r} is not a model directory (it needs config.json, the weights and the tokenizer files)")
+    else:
+        where = (f"{name!r} is not in the local Hugging Face cache and could not be downloaded"
+                 + (" (HF_HUB_OFFLINE is set)" if offline else ""))
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"cannot load model {name!r}: {where}. Details: {first}. "
+            "To work offline, copy the model to a directory on this machine (e.g. on a connected machine: "
+            f"`huggingface-cli download {name} --local-dir /models/clinlinker`) and pass that directory "
+            "(--model /models/clinlinker or CLINLINKER_MODEL=/models/clinlinker); "
+            "or use the lexical engine, which needs no weights: --model char-ngrams.")

@@ -1,0 +1,410 @@
+"""Indexes over all gazetteer terms, saved as a directory and searched for k distinct concepts.
+
+Two engines share one interface (`search(mentions, k) -> list[list[Candidate]]`):
+- DenseIndex: bi-encoder vectors in Faiss, inner product on L2-normalised vectors (= cosine).
+- LexicalIndex: char n-gram TF-IDF, exact cosine by a sparse matrix product.
+
+An index directory holds the engine's data, `concepts.json` (the term -> concept table and the
+hierarchy) and `manifest.json` (what built it). Loading checks the manifest against the
+encoder in use and refuses a mismatch: vectors from two models are not comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from clinlinker import __version__
+from clinlinker.candidates import Candidate, sorted_hits, top_distinct
+from clinlinker.errors import ClinlinkerError, IndexLoadError, IndexMismatchError
+from clinlinker.knowledge_base import Concept, KnowledgeBase
+from clinlinker.lexical import LEXICAL_MODEL, CharNgramEncoder
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CONCEPTS = "concepts.json"
+FAISS_FILE = "terms.faiss"
+NGRAM_MATRIX = "terms_ngrams.npz"
+IDF_FILE = "idf.npy"
+INDEX_TYPES = ("flat", "hnsw", "sq8")
+DEFAULT_TOP_K = 25
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 128
+
+
+class _IndexBase:
+    engine = ""
+
+    def __init__(self, kb: KnowledgeBase, encoder, index_type: str):
+        self.kb = kb
+        self.encoder = encoder
+        self.index_type = index_type
+        self.term_concept = np.asarray(kb.term_concept, dtype=np.int64)
+        self.manifest: dict = {}
+
+    def _candidates(self, concept_ids, term_ids, scores) -> list[Candidate]:
+        out = []
+        for rank, (cid, tid, score) in enumerate(zip(concept_ids, term_ids, scores), start=1):
+            concept = self.kb.concepts[int(cid)]
+            out.append(Candidate(code=concept.code, preferred_term=concept.preferred_term,
+                                 matched_term=self.kb.term_texts[int(tid)], semantic_tag=concept.semantic_tag,
+                                 score=round(float(score), 6), rank=rank))
+        return out
+
+    def describe(self) -> dict:
+        return {"engine": self.engine, "index_type": self.index_type, "concepts": len(self.kb),
+                "terms": self.kb.n_terms, **{k: v for k, v in self.encoder.describe().items() if k != "engine"}}
+
+
+class DenseIndex(_IndexBase):
+    engine = "dense"
+
+    def __init__(self, kb, encoder, faiss_index, index_type: str = "flat"):
+        super().__init__(kb, encoder, index_type)
+        self.faiss_index = faiss_index
+
+    @classmethod
+    def build(cls, kb: KnowledgeBase, encoder, index_type: str = "flat") -> "DenseIndex":
+        import faiss
+
+        if index_type not in INDEX_TYPES:
+            raise ValueError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+        vectors = encoder.encode(kb.term_texts)
+        dim = vectors.shape[1]
+        if index_type == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif index_type == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        else:
+            index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors)
+        index.add(vectors)
+        return cls(kb, encoder, index, index_type)
+
+    def _faiss_search(self, vectors: np.ndarray, depth: int):
+        import faiss
+
+        if self.index_type == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, depth))
+            return self.faiss_index.search(vectors, depth, params=params)
+        return self.faiss_index.search(vectors, depth)
+
+    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K) -> list[list[Candidate]]:
+        if not len(mentions):
+            return []
+        return self.search_vectors(self.encoder.encode(list(mentions)), k)
+
+    def search_vectors(self, vectors: np.ndarray, k: int = DEFAULT_TOP_K) -> list[list[Candidate]]:
+        """Exactly min(k, concepts) distinct concepts per row: search deeper until enough codes are found."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        total = self.faiss_index.ntotal
+        k = min(k, len(self.kb))
+        results: list[list[Candidate] | None] = [None] * len(vectors)
+        pending = np.arange(len(vectors))
+        depth = min(total, max(4 * k, 64))
+        while len(pending):
+            scores, ids = self._faiss_search(vectors[pending], depth)
+            short = []
+            for row, row_scores, row_ids in zip(pending, scores, ids):
+                valid = row_ids >= 0
+                cids, tids, sc = top_distinct(row_ids[valid], row_scores[valid], self.term_concept, k)
+                if len(cids) < k and depth < total:
+                    short.append(row)
+                else:
+                    results[row] = self._candidates(cids, tids, sc)
+            pending = np.asarray(short, dtype=np.int64)
+            depth = min(total, depth * 4)
+        return results  # type: ignore[return-value]
+
+    def save_data(self, directory: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.faiss_index, str(directory / FAISS_FILE))
+
+    @classmethod
+    def load_data(cls, directory: Path, manifest: dict, kb: KnowledgeBase, encoder) -> "DenseIndex":
+        import faiss
+
+        path = directory / FAISS_FILE
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexLoadError(f"{path}: corrupt or truncated Faiss file ({str(exc).splitlines()[0]}); "
+                                 "rebuild the index with `clinlinker index`") from None
+        if index.ntotal != kb.n_terms or index.d != manifest.get("dim"):
+            raise IndexLoadError(f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the manifest says "
+                                 f"{kb.n_terms} of dimension {manifest.get('dim')}; rebuild the index")
+        return cls(kb, encoder, index, manifest["index_type"])
+
+
+class LexicalIndex(_IndexBase):
+    engine = "lexical"
+    CHUNK = 256  # queries per sparse product: bounds the memory of the score matrix
+
+    def __init__(self, kb, encoder: CharNgramEncoder, matrix, index_type: str = "flat"):
+        super().__init__(kb, encoder, index_type)
+        self.matrix = matrix.tocsr()  # terms x features
+        self._by_feature = self.matrix.T.tocsr()  # features x terms: a query row times this = its scores
+
+    @classmethod
+    def build(cls, kb: KnowledgeBase, encoder: CharNgramEncoder | None = None, index_type: str = "flat"):
+        if index_type != "flat":
+            log.warning("the lexical engine always searches exactly; index type %r ignored", index_type)
+        encoder = encoder or CharNgramEncoder()
+        if encoder.idf is None:
+            encoder.fit(kb.term_texts)
+        return cls(kb, encoder, encoder.encode(kb.term_texts), "flat")
+
+    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K) -> list[list[Candidate]]:
+        k = min(k, len(self.kb))
+        out: list[list[Candidate]] = []
+        for start in range(0, len(mentions), self.CHUNK):
+            queries = self.encoder.encode(list(mentions[start:start + self.CHUNK]))
+            scores = (queries @ self._by_feature).tocsr()
+            for row in range(scores.shape[0]):
+                lo, hi = scores.indptr[row], scores.indptr[row + 1]
+                out.append(self._row_candidates(scores.indices[lo:hi].astype(np.int64), scores.data[lo:hi], k))
+        return out
+
+    def _row_candidates(self, term_ids: np.ndarray, scores: np.ndarray, k: int) -> list[Candidate]:
+        limit = 8 * k
+        ids, sc = sorted_hits(term_ids, scores, limit=limit)
+        cids, tids, best = top_distinct(ids, sc, self.term_concept, k)
+        if len(cids) < k and len(term_ids) > limit:
+            ids, sc = sorted_hits(term_ids, scores)
+            cids, tids, best = top_distinct(ids, sc, self.term_concept, k)
+        if len(cids) < k:  # fewer concepts share an n-gram with the mention than asked: fill with score 0
+            taken = set(cids.tolist())
+            extra = [c for c in range(len(self.kb)) if c not in taken][: k - len(cids)]
+            first_term = _first_terms(self.term_concept)
+            cids = np.concatenate([cids, np.asarray(extra, dtype=np.int64)])
+            tids = np.concatenate([tids, first_term[extra]])
+            best = np.concatenate([best, np.zeros(len(extra), dtype=np.float32)])
+        return self._candidates(cids, tids, best)
+
+    def save_data(self, directory: Path) -> None:
+        import scipy.sparse as sp
+
+        sp.save_npz(directory / NGRAM_MATRIX, self.matrix, compressed=False)
+        np.save(directory / IDF_FILE, self.encoder.idf)
+
+    @classmethod
+    def load_data(cls, directory: Path, manifest: dict, kb: KnowledgeBase, encoder=None) -> "LexicalIndex":
+        import scipy.sparse as sp
+
+        try:
+            matrix = sp.load_npz(directory / NGRAM_MATRIX)
+            idf = np.load(directory / IDF_FILE, allow_pickle=False)
+        except Exception as exc:  # zipfile/numpy raise many types on truncated files
+            raise IndexLoadError(f"{directory}: corrupt lexical index data ({type(exc).__name__}: {exc}); "
+                                 "rebuild the index with `clinlinker index`") from None
+        params = manifest.get("encoder", {})
+        encoder = CharNgramEncoder(ngram_range=tuple(params.get("ngram_range", (3, 3))),
+                                   n_features=params.get("n_features", 1 << 20), idf=idf)
+        if matrix.shape != (kb.n_terms, encoder.n_features) or idf.shape != (encoder.n_features,):
+            raise IndexLoadError(f"{directory}: lexical matrix {matrix.shape} does not match the manifest "
+                                 f"({kb.n_terms} terms, {encoder.n_features} features); rebuild the index")
+        return cls(kb, encoder, matrix, "flat")
+
+
+def _first_terms(term_concept: np.ndarray) -> np.ndarray:
+    _, first = np.unique(term_concept, return_index=True)
+    return first.astype(np.int64)
+
+
+ENGINES = {"dense": DenseIndex, "lexical": LexicalIndex}
+
+
+# --- building -----------------------------------------------------------------------------------
+
+def build_index(kb: KnowledgeBase, encoder=None, *, index_type: str = "flat"):
+    """Build the index for `encoder` (a DenseEncoder) or, with encoder=None, the lexical engine."""
+    start = time.perf_counter()
+    if encoder is None or isinstance(encoder, CharNgramEncoder):
+        index = LexicalIndex.build(kb, encoder, index_type)
+    else:
+        index = DenseIndex.build(kb, encoder, index_type)
+    log.info("built %s index (%s) over %d terms of %d concepts in %.1f s", index.engine, index.index_type,
+             kb.n_terms, len(kb), time.perf_counter() - start)
+    return index
+
+
+def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
+    """Write the index directory atomically: a half-written directory is never left under `out_dir`.
+
+    `sources` describes the input files (path, sha256, rows) for the manifest.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ClinlinkerError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise ClinlinkerError(f"{out} is a non-empty directory that is not a clinlinker index; "
+                              "choose another --out (nothing was overwritten)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        index.save_data(tmp)
+        kb = index.kb
+        with open(tmp / CONCEPTS, "w", encoding="utf-8") as handle:
+            json.dump({"concepts": [[c.code, c.semantic_tag, list(c.terms)] for c in kb.concepts],
+                       "parents": {code: list(ps) for code, ps in kb._parents.items()}},
+                      handle, ensure_ascii=False, separators=(",", ":"))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "engine": index.engine,
+            "index_type": index.index_type,
+            "model": index.encoder.name,
+            "model_path": _resolved(index.encoder.name),
+            "fingerprint": index.encoder.fingerprint,
+            "pooling": getattr(index.encoder, "pooling", None),
+            "max_length": getattr(index.encoder, "max_length", None),
+            "dim": getattr(index.encoder, "dim", None),
+            "encoder": index.encoder.params if index.engine == "lexical" else {},
+            "concepts": len(kb),
+            "terms": kb.n_terms,
+            "hierarchy_edges": len(kb.hierarchy_edges()),
+            "load_report": vars(kb.report).copy() if kb.report else {},
+            "sources": sources or {},
+            "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": _versions(),
+        }
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, ensure_ascii=False)
+        os.chmod(tmp, 0o755)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    index.manifest = manifest
+    return out
+
+
+def _resolved(name: str) -> str | None:
+    return str(Path(name).resolve()) if name != LEXICAL_MODEL and Path(name).is_dir() else None
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"clinlinker": __version__, "python": platform.python_version()}
+    for package in ("numpy", "faiss-cpu", "faiss-gpu", "torch", "transformers", "scipy", "scikit-learn"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def read_manifest(directory) -> dict:
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise IndexLoadError(f"{directory}: no such index directory; build one with `clinlinker index`")
+    if not path.is_file():
+        raise IndexLoadError(f"{directory}: not a clinlinker index (no {MANIFEST}); build one with `clinlinker index`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexLoadError(f"{path}: corrupt manifest ({exc}); rebuild the index") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexLoadError(f"{path}: index format {manifest.get('format_version')!r}, this clinlinker reads "
+                             f"format {FORMAT_VERSION}; rebuild the index with this version")
+    for name, size in manifest.get("files", {}).items():
+        file = directory / name
+        if not file.is_file():
+            raise IndexLoadError(f"{directory}: missing {name}; the index is incomplete, rebuild it")
+        if file.stat().st_size != size:
+            raise IndexLoadError(f"{file}: {file.stat().st_size} bytes, the manifest says {size}: "
+                                 "truncated or modified; rebuild the index")
+    return manifest
+
+
+def _read_kb(directory: Path, manifest: dict) -> KnowledgeBase:
+    path = directory / CONCEPTS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        concepts = [Concept(code=code, preferred_term=terms[0], semantic_tag=tag, terms=tuple(terms))
+                    for code, tag, terms in data["concepts"]]
+        parents = {code: tuple(ps) for code, ps in data.get("parents", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise IndexLoadError(f"{path}: corrupt concept table ({type(exc).__name__}); rebuild the index") from None
+    kb = KnowledgeBase(concepts, parents=parents)
+    if len(kb) != manifest.get("concepts") or kb.n_terms != manifest.get("terms"):
+        raise IndexLoadError(f"{path}: {len(kb)} concepts / {kb.n_terms} terms, the manifest says "
+                             f"{manifest.get('concepts')} / {manifest.get('terms')}; rebuild the index")
+    return kb
+
+
+def load_index(directory, *, encoder=None, model: str | None = None, cache=None, device: str | None = None,
+               batch_size: int = 64):
+    """Load an index directory and the encoder it needs.
+
+    encoder: an already loaded encoder to use (checked against the manifest);
+    model: a model id or path to load instead of the manifest's (checked too);
+    cache: an embedding cache (LRUCache / RedisCache) wrapped around a dense encoder.
+    """
+    directory = Path(directory)
+    start = time.perf_counter()
+    manifest = read_manifest(directory)
+    engine = manifest.get("engine")
+    if engine not in ENGINES:
+        raise IndexLoadError(f"{directory / MANIFEST}: unknown engine {engine!r}")
+    if engine == "lexical":
+        wanted = getattr(encoder, "name", None) or model
+        if wanted and wanted != LEXICAL_MODEL:
+            raise IndexMismatchError(f"{directory} is a lexical (char-ngrams) index but the model in use is "
+                                     f"{wanted!r}; build a dense index with `clinlinker index --model {wanted}` "
+                                     "or use --model char-ngrams")
+        kb = _read_kb(directory, manifest)
+        index = LexicalIndex.load_data(directory, manifest, kb)
+    else:
+        if model == LEXICAL_MODEL or isinstance(encoder, CharNgramEncoder):
+            raise IndexMismatchError(f"{directory} is a dense index built with {manifest['model']!r}; "
+                                     "for the lexical engine build one with `clinlinker index --model char-ngrams`")
+        if encoder is None:
+            from clinlinker.encoders import DenseEncoder
+
+            name = model or (manifest.get("model_path") if manifest.get("model_path")
+                             and Path(manifest["model_path"]).is_dir() else manifest["model"])
+            encoder = DenseEncoder(name, pooling=manifest["pooling"], max_length=manifest["max_length"],
+                                   device=device, batch_size=batch_size)
+        if encoder.fingerprint != manifest.get("fingerprint"):
+            raise IndexMismatchError(
+                f"{directory} was built with model {manifest['model']!r} (pooling {manifest['pooling']}, "
+                f"max_length {manifest['max_length']}, fingerprint {str(manifest.get('fingerprint'))[:12]}), "
+                f"but the encoder in use is {encoder.name!r} (pooling {encoder.pooling}, max_length "
+                f"{encoder.max_length}, fingerprint {encoder.fingerprint[:12]}): their vectors are not comparable. "
+                "Rebuild the index with this model (`clinlinker index --model ...`) or use the index's model.")
+        kb = _read_kb(directory, manifest)
+        if cache is not None:
+            from clinlinker.cache import CachedEncoder
+
+            encoder = CachedEncoder(encoder, cache)
+        index = DenseIndex.load_data(directory, manifest, kb, encoder)
+    index.manifest = manifest
+    log.info("loaded %s index %s (%d concepts, %d terms) in %.2f s", engine, directory, len(index.kb),
+             index.kb.n_terms, time.perf_counter() - start)
+    return index

@@ -49,7 +49,7 @@ class DenseEncoder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.name)
-            self.model = AutoModel.from_pretrained(self.name)
+            self.model = _load_model(AutoModel, self.name)
         except (OSError, ValueError, EnvironmentError) as exc:
             raise ModelLoadError(_load_hint(self.name, exc)) from None
         self.tokenizer.padding_side = "right"  # masked pooling and RoBERTa position ids assume it
@@ -114,6 +114,15 @@ class DenseEncoder:
         return out
 
 
+def _load_model(auto_model, name: str):
+    # Pooling is ours: skip the model's own pooler head where the architecture allows it, so that
+    # an untrained pooler is neither randomly initialised (it would change the fingerprint) nor run.
+    try:
+        return auto_model.from_pretrained(name, add_pooling_layer=False)
+    except TypeError:
+        return auto_model.from_pretrained(name)
+
+
 def _pool(hidden, mask, pooling: str):
     if pooling == "cls":
         return hidden[:, 0]
@@ -123,7 +132,9 @@ def _pool(hidden, mask, pooling: str):
 
 def _load_hint(name: str, exc: Exception) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    if os.path.sep in name or name.startswith(".") or os.path.isdir(name) or os.path.exists(name):
+    looks_local = (os.path.exists(name) or name.startswith((os.path.sep, ".", "~")) or name.count("/") > 1
+                   or (os.path.altsep is not None and os.path.altsep in name))
+    if looks_local:
         where = (f"the directory {name!r} does not exist" if not os.path.exists(name)
                  else f"{name!r} is not a model directory (it needs config.json, the weights and the tokenizer files)")
     else:

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from clinlinker.encoders import DenseEncoder
+from clinlinker.errors import ModelLoadError
+
+
+def test_vectors_are_float32_and_unit_length(tiny_encoder):
+    vectors = tiny_encoder.encode(["apendicitis aguda", "dolor", "x"])
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (3, tiny_encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_embedding_does_not_depend_on_its_batch(tiny_model_dir, pooling):
+    encoder = DenseEncoder(str(tiny_model_dir), pooling=pooling, batch_size=4)
+    alone = encoder.encode(["dolor"])[0]
+    long_text = "dolor abdominal intenso en fosa ilíaca derecha con fiebre y vómitos de repetición " * 3
+    batched = encoder.encode([long_text, "dolor", "colecistectomía laparoscópica", long_text[:40]])
+    np.testing.assert_allclose(batched[1], alone, atol=1e-5)
+
+
+def test_mean_pooling_averages_only_real_tokens(tiny_model_dir):
+    import torch
+
+    encoder = DenseEncoder(str(tiny_model_dir), pooling="mean")
+    text = "insuficiencia cardíaca"
+    ids = encoder.tokenizer(text, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = encoder.model(**ids).last_hidden_state[0]
+    expected = hidden.mean(dim=0).numpy()
+    expected /= np.linalg.norm(expected)
+    np.testing.assert_allclose(encoder.encode([text, "a much longer neighbour text to force padding"])[0],
+                               expected, atol=1e-5)
+
+
+def test_cls_pooling_takes_the_first_token(tiny_model_dir):
+    import torch
+
+    encoder = DenseEncoder(str(tiny_model_dir), pooling="cls")
+    ids = encoder.tokenizer("cefalea", return_tensors="pt")
+    with torch.inference_mode():
+        first = encoder.model(**ids).last_hidden_state[0, 0].numpy()
+    np.testing.assert_allclose(encoder.encode(["cefalea"])[0], first / np.linalg.norm(first), atol=1e-5)
+
+
+def test_output_order_follows_input_despite_length_sorting(tiny_encoder):
+    texts = ["enfermedad pulmonar obstructiva crónica", "tos", "dolor torácico", "fiebre"]
+    together = tiny_encoder.encode(texts)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(together[i], tiny_encoder.encode([text])[0], atol=1e-5)
+
+
+def test_texts_are_truncated_at_max_length(tiny_model_dir):
+    short = DenseEncoder(str(tiny_model_dir), max_length=4)
+    full = DenseEncoder(str(tiny_model_dir), max_length=64)
+    texts = ["dolor abdominal intenso y difuso", "dolor abdominal intenso"]
+    a, b = short.encode(texts)
+    c, d = full.encode(texts)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # same first two tokens
+    assert np.abs(c - d).max() > 1e-3
+
+
+def test_fingerprint_depends_on_pooling_and_max_length_not_on_loading(tiny_model_dir):
+    base = DenseEncoder(str(tiny_model_dir))
+    assert DenseEncoder(str(tiny_model_dir)).fingerprint == base.fingerprint
+    assert DenseEncoder(str(tiny_model_dir), pooling="mean").fingerprint != base.fingerprint
+    assert DenseEncoder(str(tiny_model_dir), max_length=32).fingerprint != base.fingerprint
+
+
+def test_fingerprint_changes_with_weights(tiny_model_dir, demo_kb, tmp_path):
+    from tests.tiny_model import build_tiny_roberta
+
+    other = build_tiny_roberta(tmp_path / "other", demo_kb.term_texts, seed=1)
+    assert DenseEncoder(str(other)).fingerprint != DenseEncoder(str(tiny_model_dir)).fingerprint
+
+
+def test_missing_model_directory_says_how_to_use_a_local_copy(tmp_path):
+    with pytest.raises(ModelLoadError) as info:
+        DenseEncoder(str(tmp_path / "no-such-model"))
+    message = str(info.value)
+    assert "does not exist" in message
+    assert "--model" in message and "char-ngrams" in message
+
+
+def test_unreachable_hub_model_gives_one_clear_error():
+    with pytest.raises(ModelLoadError) as info:
+        DenseEncoder("ICB-UMA/this-model-is-not-cached")
+    assert "local Hugging Face cache" in str(info.value)
+    assert "huggingface-cli download" in str(info.value)
+
+
+def test_empty_input_gives_empty_array(tiny_encoder):
+    assert tiny_encoder.encode([]).shape == (0, tiny_encoder.dim)

@@ -1,0 +1,44 @@
+"""Checks on the real gazetteers and corpora in ../shared/data (skipped when absent)."""
+
+import pytest
+
+from clinlinker.evaluation import evaluate_links
+from clinlinker.gazetteer import load_knowledge_base
+from clinlinker.index import build_index
+from clinlinker.linker import Linker
+from clinlinker.links import read_links
+
+
+@pytest.fixture(scope="module")
+def procedures_linker(request):
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "gazetteers" / "medprocner_procedures_es.tsv"
+    if not path.is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return Linker(build_index(load_knowledge_base([path])))
+
+
+def test_real_gazetteers_and_hierarchy_load(shared_data):
+    kb = load_knowledge_base(sorted((shared_data / "gazetteers").glob("*.tsv")),
+                             shared_data / "hierarchy" / "snomed_isa_parents.tsv")
+    assert len(kb) > 70_000
+    assert kb.report.duplicate_rows > 0  # the two files overlap: merged and counted
+    assert kb.has_hierarchy
+
+
+def test_laparoscopic_appendectomy_is_found(procedures_linker):
+    [candidates] = procedures_linker.link(["apendicectomía laparoscópica"], 25)
+    assert len({c.code for c in candidates}) == 25
+    assert "6025007" in [c.code for c in candidates]  # Laparoscopic appendectomy
+
+
+def test_medprocner_lexical_accuracy_is_sane(procedures_linker, shared_data):
+    gold = read_links(shared_data / "corpora" / "medprocner_train.tsv")[:800]
+    candidates = procedures_linker.link([g.span for g in gold], 25)
+    report = evaluate_links(gold, [[c.code for c in cs] for cs in candidates], known_codes=procedures_linker.kb)
+    # Top-k accuracy must grow with k and be far above chance among ~60k concepts.
+    accs = [report["cleaned"][f"acc@{k}"] for k in (1, 5, 10, 25)]
+    assert accs == sorted(accs)
+    assert accs[0] > 0.2 and accs[-1] > 0.45
+    assert report["in_kb"]["acc@25"] >= report["cleaned"]["acc@25"]

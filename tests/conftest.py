@@ -1,0 +1,89 @@
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub: the tiny models are built locally. Set before transformers is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+DEMO_GAZETTEER = ROOT / "clinlinker" / "data" / "demo_gazetteer.tsv"
+DEMO_HIERARCHY = ROOT / "clinlinker" / "data" / "demo_hierarchy.tsv"
+SHARED_DATA = Path(os.environ.get("CLINLINKER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+REDIS_URL = os.environ.get("CLINLINKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def demo_gazetteer() -> Path:
+    return DEMO_GAZETTEER
+
+
+@pytest.fixture(scope="session")
+def demo_hierarchy() -> Path:
+    return DEMO_HIERARCHY
+
+
+@pytest.fixture(scope="session")
+def demo_kb():
+    from clinlinker.gazetteer import load_knowledge_base
+
+    return load_knowledge_base([DEMO_GAZETTEER], DEMO_HIERARCHY)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, demo_kb) -> Path:
+    from tests.tiny_model import build_tiny_roberta
+
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"), demo_kb.term_texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model_dir):
+    from clinlinker.encoders import DenseEncoder
+
+    return DenseEncoder(str(tiny_model_dir), pooling="cls", max_length=64, batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def dense_index(demo_kb, tiny_encoder):
+    from clinlinker.index import build_index
+
+    return build_index(demo_kb, tiny_encoder)
+
+
+@pytest.fixture(scope="session")
+def lexical_index(demo_kb):
+    from clinlinker.index import build_index
+
+    return build_index(demo_kb)
+
+
+@pytest.fixture
+def redis_url():
+    """The real local Redis (db 15), flushed before each test. `.ci/run` makes sure it runs."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is not answering ({exc}); start it (`.ci/run` does) or set "
+                    "CLINLINKER_TEST_REDIS_URL")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "gazetteers").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs(caplog):
+    caplog.set_level(logging.INFO)

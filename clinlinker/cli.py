@@ -75,6 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_ks, default=[1, 5, 10, 25], help="comma-separated k values (default 1,5,10,25)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT ('-' for stdout)")
     _add_runtime_options(p)
+
+    p = sub.add_parser("serve", help="run the Label Studio ML backend (gunicorn)")
+    p.add_argument("--index", default=os.environ.get("CLINLINKER_INDEX"),
+                   help="index directory (default: $CLINLINKER_INDEX; unset: the demo gazetteer, lexical engine)")
+    p.add_argument("--host", default=os.environ.get("CLINLINKER_HOST", "0.0.0.0"))
+    p.add_argument("--port", type=_positive, default=int(os.environ.get("CLINLINKER_PORT", "9090")))
+    p.add_argument("--workers", type=_positive, default=int(os.environ.get("CLINLINKER_WORKERS", "1")),
+                   help="gunicorn worker processes (each loads the model; default 1)")
+    p.add_argument("--threads", type=_positive, default=int(os.environ.get("CLINLINKER_THREADS", "4")))
+    p.add_argument("--timeout", type=_positive, default=120, help="gunicorn worker timeout in seconds")
+
+    p = sub.add_parser("export", help="Label Studio JSON export -> linking TSV (accepted links)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="JSON", help="a full JSON export file (export type JSON)")
+    source.add_argument("--url", help="Label Studio URL to pull the export from (with --token and --project)")
+    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--project", type=_positive)
+    p.add_argument("--out", metavar="TSV", help="output file (default: stdout)")
+    p.add_argument("--doc-field", default=os.environ.get("CLINLINKER_DOC_FIELD", "doc_id"),
+                   help="task-data field used as filename (default: doc_id)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a region is reported (no code, wrong mention)")
     return parser
 
 
@@ -216,7 +238,48 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate}
+def cmd_serve(args) -> int:
+    """Exec gunicorn on the backend's app factory; configuration travels in the environment."""
+    import shutil
+
+    if args.index:
+        os.environ["CLINLINKER_INDEX"] = args.index
+    gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    if not os.path.exists(gunicorn):
+        raise ClinlinkerError("gunicorn is not installed: pip install -r requirements.txt")
+    argv = [gunicorn, "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers), "--threads",
+            str(args.threads), "--worker-class", "gthread", "--timeout", str(args.timeout), "--access-logfile", "-",
+            "backend.app:serve_app()"]
+    sys.stdout.flush()
+    os.execv(gunicorn, argv)
+    return 0  # not reached
+
+
+def cmd_export(args) -> int:
+    # The only commands that know Label Studio's JSON: they live in the backend package.
+    from backend.export import export_tasks, fetch_export, read_export
+    from clinlinker.links import write_links
+
+    if args.url:
+        if not args.token or not args.project:
+            raise ClinlinkerError("--url needs --token (or $LABEL_STUDIO_API_KEY) and --project")
+        tasks = fetch_export(args.url, args.token, args.project)
+    else:
+        tasks = read_export(args.input)
+    links, problems, agreement = export_tasks(tasks, doc_field=args.doc_field)
+    write_links(links, args.out)
+    for problem in problems:
+        print(f"clinlinker export: {problem}", file=sys.stderr)
+    summary = f"clinlinker export: {len(links)} links from {len(tasks)} tasks; {len(problems)} region(s) reported"
+    if agreement.compared:
+        summary += (f"; the coder kept the pre-selected top-1 in {agreement.kept_top1} of {agreement.compared} "
+                    f"predicted spans ({agreement.kept_top1 / agreement.compared:.1%})")
+    print(summary, file=sys.stderr)
+    return 1 if problems and args.strict else 0
+
+
+COMMANDS = {"index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+            "export": cmd_export}
 
 if __name__ == "__main__":
     sys.exit(main())

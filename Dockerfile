@@ -1,0 +1,11 @@
+# The same steps as .ci/run: a Python 3.11 environment, then the README's install command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY . /app
+RUN pip install --no-cache-dir -r requirements.txt
+ENV CLINLINKER_DATA_DIR=/data \
+    HF_HUB_OFFLINE=1
+VOLUME ["/data", "/models", "/indexes"]
+EXPOSE 9090
+# With no CLINLINKER_INDEX this serves the demo gazetteer; mount an index and set CLINLINKER_INDEX=/indexes/ix.
+CMD ["clinlinker", "serve"]

@@ -1,0 +1,1 @@
+"""Label Studio ML backend for clinlinker: a thin adapter from Label Studio's JSON to the linker."""

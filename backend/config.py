@@ -1,0 +1,88 @@
+"""Backend configuration, read from environment variables when the app is created (never at import)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clinlinker.errors import ClinlinkerError
+
+DEFAULT_LABELS = ("ENFERMEDAD", "SINTOMA", "PROCEDIMIENTO")
+
+
+@dataclass
+class BackendConfig:
+    """Every knob of the backend; `from_env` documents the variable and default of each (see README)."""
+
+    index_dir: str | None = None  # CLINLINKER_INDEX: unset -> the shipped demo gazetteer, lexical engine
+    model: str | None = None  # CLINLINKER_MODEL: load this model instead of the index's (checked)
+    redis_url: str | None = None  # REDIS_URL: embedding cache + event log + document store
+    cache_prefix: str = "clinlinker:"  # CLINLINKER_REDIS_PREFIX
+    cache_ttl: int | None = None  # CLINLINKER_CACHE_TTL seconds (unset: no expiry)
+    top_k: int = 25  # CLINLINKER_TOP_K
+    labels: tuple[str, ...] = DEFAULT_LABELS  # CLINLINKER_LABELS: span labels that get codes
+    mentions_field: str = "mentions"  # CLINLINKER_MENTIONS_FIELD: task-data field listing spans
+    doc_field: str = "doc_id"  # CLINLINKER_DOC_FIELD: task-data field naming the document
+    auth_user: str | None = None  # CLINLINKER_BASIC_AUTH_USER
+    auth_password: str | None = None  # CLINLINKER_BASIC_AUTH_PASSWORD
+    picker_token: str | None = None  # CLINLINKER_PICKER_TOKEN: lets the browser's /taxonomy?token= through auth
+    cors_origins: tuple[str, ...] = ("http://localhost:8080",)  # CLINLINKER_CORS_ORIGINS (comma-separated)
+    max_body_mb: float = 50.0  # CLINLINKER_MAX_BODY_MB
+    max_text_chars: int = 200_000  # CLINLINKER_MAX_TEXT_CHARS per task text
+    data_dir: str = "var"  # CLINLINKER_DATA_DIR: SQLite event log and document store without Redis
+    worker: bool = True  # CLINLINKER_WORKER=0 disables the in-process event worker
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env=None) -> "BackendConfig":
+        env = os.environ if env is None else env
+
+        def text(name, default=None):
+            value = env.get(name, "").strip()
+            return value or default
+
+        def number(name, default, kind=int, minimum=1):
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ClinlinkerError(f"{name}={raw!r}: expected a number") from None
+            if value < minimum:
+                raise ClinlinkerError(f"{name}={raw!r}: must be at least {minimum}")
+            return value
+
+        def items(name, default):
+            raw = text(name)
+            return default if raw is None else tuple(v.strip() for v in raw.split(",") if v.strip())
+
+        config = cls(
+            index_dir=text("CLINLINKER_INDEX"),
+            model=text("CLINLINKER_MODEL"),
+            redis_url=text("REDIS_URL"),
+            cache_prefix=text("CLINLINKER_REDIS_PREFIX", "clinlinker:"),
+            cache_ttl=number("CLINLINKER_CACHE_TTL", None),
+            top_k=number("CLINLINKER_TOP_K", 25),
+            labels=items("CLINLINKER_LABELS", DEFAULT_LABELS),
+            mentions_field=text("CLINLINKER_MENTIONS_FIELD", "mentions"),
+            doc_field=text("CLINLINKER_DOC_FIELD", "doc_id"),
+            auth_user=text("CLINLINKER_BASIC_AUTH_USER"),
+            auth_password=text("CLINLINKER_BASIC_AUTH_PASSWORD"),
+            picker_token=text("CLINLINKER_PICKER_TOKEN"),
+            cors_origins=items("CLINLINKER_CORS_ORIGINS", ("http://localhost:8080",)),
+            max_body_mb=number("CLINLINKER_MAX_BODY_MB", 50.0, float, minimum=0.001),
+            max_text_chars=number("CLINLINKER_MAX_TEXT_CHARS", 200_000),
+            data_dir=text("CLINLINKER_DATA_DIR", "var"),
+            worker=text("CLINLINKER_WORKER", "1") not in ("0", "false", "no"),
+        )
+        if bool(config.auth_user) != bool(config.auth_password):
+            raise ClinlinkerError("set both CLINLINKER_BASIC_AUTH_USER and CLINLINKER_BASIC_AUTH_PASSWORD, or neither")
+        return config
+
+    @property
+    def data_path(self) -> Path:
+        path = Path(self.data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path

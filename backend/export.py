@@ -1,0 +1,183 @@
+"""From Label Studio's full JSON export to the shared-task linking TSV.
+
+For each task, the latest non-cancelled annotation; for each of its spans, one row:
+`filename mark label off0 off1 span code semantic_rel`. The code of a span is, in order:
+the code typed in its TextArea (a code, `A+B`, or NO_CODE), else the candidate(s) ticked under
+ITS OWN mention node in the Taxonomy (two or more ticked -> a composite `A+B`). A candidate
+ticked under another mention, or a span without any code, is reported and not exported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from clinlinker.errors import ClinlinkerError, InputFileError
+from clinlinker.links import Link
+
+from backend.regions import code_of, mention_node, span_regions
+
+
+@dataclass
+class Problem:
+    task: object
+    region: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"task {self.task}" + (f", region {self.region}" if self.region else "")
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Agreement:
+    """How often the coder kept the backend's pre-selected top-1 candidate."""
+
+    compared: int = 0
+    kept_top1: int = 0
+
+
+def latest_annotation(task: dict) -> dict | None:
+    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not annotations:
+        return None
+    return max(annotations, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
+
+
+def _filename(task: dict, doc_field: str) -> str:
+    data = task.get("data") or {}
+    value = data.get(doc_field)
+    name = str(value) if value not in (None, "") else f"task-{task.get('id')}"
+    return name[:-4] if name.endswith(".txt") else name
+
+
+def annotation_links(task: dict, annotation: dict, *, doc_field: str = "doc_id",
+                     labels: tuple[str, ...] | None = None) -> tuple[list[dict], list[Problem]]:
+    """Rows (as dicts, with the region id) for one annotation, and the problems found."""
+    task_id = task.get("id")
+    links, problems = [], []
+    regions = sorted(span_regions(annotation.get("result") or []), key=lambda r: (r.start, r.end, r.id))
+    filename = _filename(task, doc_field)
+    for region in regions:
+        if labels and region.label not in labels:
+            continue
+        text = region.text if region.text is not None else ((task.get("data") or {}).get("text") or "")[
+            region.start:region.end]
+        own = mention_node(text, region.start, region.end)
+        code = None
+        if region.typed:
+            codes = [code_of(t) for t in region.typed]
+            if any(c is None for c in codes):
+                problems.append(Problem(task_id, region.id, f"typed code {region.typed!r} is not a code, "
+                                                            "A+B or NO_CODE"))
+                continue
+            code = "+".join(codes)
+        else:
+            ticked = []
+            for path in region.taxonomy:
+                if len(path) < 2:
+                    problems.append(Problem(task_id, region.id, f"the mention node {path!r} was ticked instead "
+                                                                "of a candidate under it"))
+                    continue
+                if path[0] != own:
+                    problems.append(Problem(task_id, region.id, f"candidate {path[-1]!r} was ticked under "
+                                                                f"another mention ({path[0]!r}), not {own!r}"))
+                    continue
+                ticked.append(code_of(path[-1]))
+            ticked += [code_of(choice) for choice in region.picked]
+            ticked = [c for c in dict.fromkeys(ticked) if c]
+            code = "+".join(ticked) if ticked else None
+        if not code:
+            problems.append(Problem(task_id, region.id, f"span {text!r} ({region.start}-{region.end}, "
+                                                        f"{region.label}) has no code"))
+            continue
+        relation = region.relation or ("COMPOSITE" if "+" in code else "")
+        links.append({"region": region.id, "filename": filename, "label": region.label, "start": region.start,
+                      "end": region.end, "span": text, "code": code, "semantic_rel": relation})
+    return links, problems
+
+
+def export_tasks(tasks: list, *, doc_field: str = "doc_id", labels: tuple[str, ...] | None = None):
+    """All rows of a full JSON export: (links, problems, agreement)."""
+    if isinstance(tasks, dict) and "annotations" in tasks:
+        tasks = [tasks]  # a single exported task
+    if not isinstance(tasks, list):
+        raise ClinlinkerError("a Label Studio JSON export is a list of tasks (use export type JSON, not JSON_MIN)")
+    rows: list[Link] = []
+    problems: list[Problem] = []
+    agreement = Agreement()
+    for task in tasks:
+        if not isinstance(task, dict):
+            problems.append(Problem("?", None, "not a task object"))
+            continue
+        annotation = latest_annotation(task)
+        if annotation is None:
+            continue
+        links, found = annotation_links(task, annotation, doc_field=doc_field, labels=labels)
+        problems.extend(found)
+        top1 = _predicted_top1(task)
+        for mark, link in enumerate(links, start=1):
+            rows.append(Link(link["filename"], f"T{mark}", link["label"], link["start"], link["end"], link["span"],
+                             link["code"], link["semantic_rel"]))
+            predicted = top1.get((link["start"], link["end"]))
+            if predicted is not None:
+                agreement.compared += 1
+                agreement.kept_top1 += predicted == link["code"]
+    return rows, problems, agreement
+
+
+def _predicted_top1(task: dict) -> dict:
+    """(start, end) -> the code the latest prediction pre-selected."""
+    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    if not predictions:
+        return {}
+    latest = max(predictions, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0))
+    out = {}
+    for region in span_regions(latest.get("result") or []):
+        if region.taxonomy and len(region.taxonomy[0]) >= 2:
+            out[(region.start, region.end)] = code_of(region.taxonomy[0][-1])
+    return out
+
+
+def read_export(path) -> list:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise InputFileError(path, None, f"cannot open: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(path, None, "not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, exc.lineno, f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+
+
+def fetch_export(url: str, token: str, project: int, timeout: float = 300.0) -> list:
+    """Pull a project's full JSON export from a Label Studio server."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = f"{url.rstrip('/')}/api/projects/{int(project)}/export?exportType=JSON&download_all_tasks=true"
+    try:
+        request = urllib.request.Request(endpoint, headers={"Authorization": auth_header(url, token, timeout)})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        raise ClinlinkerError(f"Label Studio answered {exc.code} for {endpoint}: check the URL, the project id "
+                              "and the token") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise ClinlinkerError(f"cannot reach Label Studio at {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def auth_header(url: str, token: str, timeout: float = 30.0) -> str:
+    """Legacy tokens go as `Token ...`; personal access tokens (JWT refresh tokens) are exchanged first."""
+    import urllib.request
+
+    if token.count(".") != 2:
+        return f"Token {token}"
+    request = urllib.request.Request(f"{url.rstrip('/')}/api/token/refresh",
+                                     data=json.dumps({"refresh": token}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return f"Bearer {json.loads(response.read())['access']}"

@@ -1,0 +1,227 @@
+"""The model object Label Studio talks to, with the familiar ML-backend method names:
+`setup()`, `predict(tasks, context)`, `fit(event, data)`.
+
+It turns each task's spans into mentions, asks the linker for k distinct candidates per
+mention, and answers with Label Studio result items (see `regions.py` for node names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from clinlinker.linker import Linker
+
+from backend.label_config import LabelConfig, parse_label_config
+from backend.regions import NO_CODE_LEAF, Region, candidate_leaf, mention_node, span_regions
+
+log = logging.getLogger(__name__)
+
+
+class PayloadError(ValueError):
+    """A malformed request: the message names the field (e.g. tasks[2].data.mentions[0].end)."""
+
+
+@dataclass
+class Span:
+    region_id: str
+    start: int
+    end: int
+    text: str
+    label: str
+    emit_label: bool  # False for regions that already exist in Label Studio (interactive mode)
+
+
+class ClinLinkerModel:
+    def __init__(self, linker: Linker, config, documents=None, events=None):
+        self.linker = linker
+        self.config = config
+        self.documents = documents
+        self.events = events
+        manifest = getattr(linker.index, "manifest", {}) or {}
+        digest = hashlib.sha256(repr((manifest.get("fingerprint"), manifest.get("created"), manifest.get("terms"),
+                                      config.top_k)).encode()).hexdigest()[:10]
+        self.model_version = f"clinlinker-{linker.index.engine}-{digest}"
+
+    # --- Label Studio's API -------------------------------------------------------------------
+
+    def setup(self, project: str | None = None, schema: str | None = None) -> dict:
+        if schema:
+            parse_label_config(schema, tuple(self.config.labels))  # refuse a config we cannot fill, early
+        return {"model_version": self.model_version}
+
+    def predict(self, tasks: list, context: dict | None = None, label_config: str | None = None) -> list[dict]:
+        """One prediction per task, in order: {"model_version", "score", "result"}."""
+        cfg = parse_label_config(label_config, tuple(self.config.labels))
+        per_task = [self._spans(i, task, context, cfg) for i, task in enumerate(tasks)]
+        mentions = [span.text for spans in per_task for span in spans]
+        candidates = self.linker.link(mentions, self.config.top_k) if mentions else []
+        out, position = [], 0
+        for task, spans in zip(tasks, per_task):
+            task_candidates = candidates[position:position + len(spans)]
+            position += len(spans)
+            out.append(self._prediction(task, spans, task_candidates, cfg))
+        return out
+
+    def fit(self, event: str, data: dict) -> dict:
+        """Record a webhook or training event durably; the worker consumes it."""
+        if self.events is None:
+            return {"status": "ignored"}
+        event_id = self.events.append(event, data)
+        return {"status": "queued", "event": event_id}
+
+    # --- spans --------------------------------------------------------------------------------
+
+    def _spans(self, i: int, task, context, cfg: LabelConfig) -> list[Span]:
+        where = f"tasks[{i}]"
+        if not isinstance(task, dict):
+            raise PayloadError(f"{where}: expected an object")
+        data = task.get("data")
+        if not isinstance(data, dict):
+            raise PayloadError(f"{where}.data: expected an object")
+        text = data.get(cfg.text_field)
+        if not isinstance(text, str):
+            raise PayloadError(f"{where}.data.{cfg.text_field}: expected the clinical text as a string")
+        if len(text) > self.config.max_text_chars:
+            raise PayloadError(f"{where}.data.{cfg.text_field}: {len(text)} characters, more than the "
+                               f"{self.config.max_text_chars} allowed (CLINLINKER_MAX_TEXT_CHARS)")
+        task_id = task.get("id")
+        if context and isinstance(context, dict) and context.get("result") is not None:
+            result = context.get("result")
+            if not isinstance(result, list):
+                raise PayloadError("params.context.result: expected a list")
+            regions = [r for r in span_regions(result) if not r.has_code_item]
+            return self._from_regions(regions, text, f"params.context.result", emit_label=False)
+        field = self.config.mentions_field
+        if data.get(field) is not None:
+            return self._from_data(data[field], text, task_id, f"{where}.data.{field}")
+        for key in ("annotations", "predictions"):
+            items = [a for a in task.get(key) or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+            if items:
+                latest = max(items, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""),
+                                                   a.get("id") or 0))
+                regions = span_regions(latest.get("result") or [])
+                if regions:
+                    return self._from_regions(regions, text, f"{where}.{key}", emit_label=True)
+        return []
+
+    def _check(self, where: str, start, end, text: str, span_text) -> str:
+        if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool):
+            raise PayloadError(f"{where}: start and end must be integers")
+        if not 0 <= start < end <= len(text):
+            raise PayloadError(f"{where}: offsets {start}-{end} outside the text (length {len(text)})")
+        actual = text[start:end]
+        if span_text is not None and " ".join(str(span_text).split()) != " ".join(actual.split()):
+            raise PayloadError(f"{where}: text {span_text!r} does not match the task text at {start}-{end} "
+                               f"({actual!r})")
+        if not actual.strip():
+            raise PayloadError(f"{where}: the span {start}-{end} is blank")
+        return actual
+
+    def _from_data(self, mentions, text: str, task_id, where: str) -> list[Span]:
+        if not isinstance(mentions, list):
+            raise PayloadError(f"{where}: expected a list of {{start, end, label}} objects")
+        spans = []
+        for j, m in enumerate(mentions):
+            here = f"{where}[{j}]"
+            if not isinstance(m, dict):
+                raise PayloadError(f"{here}: expected an object with start, end, label")
+            label = m.get("label")
+            if not isinstance(label, str) or not label:
+                raise PayloadError(f"{here}.label: expected a label such as ENFERMEDAD")
+            actual = self._check(here, m.get("start"), m.get("end"), text, m.get("text"))
+            if label not in self.config.labels:
+                continue
+            region_id = str(m.get("id") or _region_id(task_id, m["start"], m["end"], label))
+            spans.append(Span(region_id, m["start"], m["end"], actual, label, emit_label=True))
+        return spans
+
+    def _from_regions(self, regions: list[Region], text: str, where: str, emit_label: bool) -> list[Span]:
+        spans = []
+        for region in regions:
+            if region.label not in self.config.labels:
+                continue
+            actual = self._check(f"{where} region {region.id}", region.start, region.end, text, region.text)
+            spans.append(Span(region.id, region.start, region.end, actual, region.label, emit_label))
+        return spans
+
+    # --- results ------------------------------------------------------------------------------
+
+    def _prediction(self, task, spans: list[Span], candidates, cfg: LabelConfig) -> dict:
+        result = []
+        nodes = []
+        for span, cands in zip(spans, candidates):
+            node = mention_node(span.text, span.start, span.end)
+            top = cands[0] if cands else None
+            base = {"id": span.region_id, "to_name": cfg.text_name}
+            value = {"start": span.start, "end": span.end, "text": span.text}
+            if span.emit_label:
+                result.append({**base, "from_name": cfg.labels_name, "type": "labels",
+                               "value": {**value, "labels": [span.label]},
+                               "score": top.score if top else 0.0})
+            if cfg.taxonomy_name and top:
+                result.append({**base, "from_name": cfg.taxonomy_name, "type": "taxonomy",
+                               "value": {**value, "taxonomy": [[node, candidate_leaf(top.code, top.preferred_term)]]},
+                               "score": top.score})
+            elif cfg.textarea_name and top:  # no candidate picker in this config: the code field gets top-1
+                result.append({**base, "from_name": cfg.textarea_name, "type": "textarea",
+                               "value": {**value, "text": [candidate_leaf(top.code, top.preferred_term)]},
+                               "score": top.score})
+            if cfg.relation_name and top:
+                result.append({**base, "from_name": cfg.relation_name, "type": "choices",
+                               "value": {**value, "choices": ["EXACT"]}})
+            nodes.append({"node": node, "label": span.label, "start": span.start, "end": span.end,
+                          "candidates": [c.to_dict() for c in cands]})
+        if self.documents is not None and nodes:
+            self.documents.put(self._doc_key(task, cfg), nodes)
+        scores = [c[0].score for c in candidates if c]
+        return {"model_version": self.model_version, "score": round(min(scores), 6) if scores else 0.0,
+                "result": result}
+
+    def _doc_key(self, task, cfg: LabelConfig) -> str:
+        data = task.get("data") or {}
+        field = cfg.doc_param or self.config.doc_field
+        value = data.get(field)
+        return str(value) if value not in (None, "") else f"task-{task.get('id')}"
+
+    # --- the candidate picker -----------------------------------------------------------------
+
+    def taxonomy(self, doc: str) -> list[dict]:
+        """Taxonomy items for a document: one node per mention, its candidates as leaves, then NO_CODE."""
+        stored = self.documents.get(doc) if self.documents is not None else []
+        if not stored:
+            return [{"value": "(sin candidatos: use «Retrieve predictions» para este documento)", "isLeaf": True}]
+        items = []
+        for mention in sorted(stored, key=lambda m: (m.get("start", 0), m.get("end", 0))):
+            children = [{"value": candidate_leaf(c["code"], c["preferred_term"]), "isLeaf": True,
+                         "hint": _hint(c)} for c in mention["candidates"]]
+            children.append({"value": NO_CODE_LEAF, "isLeaf": True, "hint": "ningún concepto aplica"})
+            items.append({"value": mention["node"], "isLeaf": False, "hint": mention.get("label", ""),
+                          "children": children})
+        return items
+
+    def search(self, query: str, k: int = 25) -> list[dict]:
+        """Search the whole knowledge base (codes outside a mention's top 25)."""
+        query = " ".join(query.split())
+        if not query:
+            return []
+        concept = self.linker.kb.get(query)
+        found = [c.to_dict() for c in self.linker.link([query], k)[0]]
+        if concept is not None:  # a typed code finds its concept first
+            exact = {"code": concept.code, "preferred_term": concept.preferred_term,
+                     "matched_term": concept.preferred_term, "semantic_tag": concept.semantic_tag, "score": 1.0,
+                     "rank": 0}
+            found = [exact] + [c for c in found if c["code"] != concept.code]
+        return found
+
+
+def _hint(candidate: dict) -> str:
+    hint = f"{candidate['semantic_tag']} · score {candidate['score']:.3f} · #{candidate['rank']}"
+    if candidate.get("matched_term") and candidate["matched_term"] != candidate["preferred_term"]:
+        hint += f" · «{candidate['matched_term']}»"
+    return hint
+
+
+def _region_id(task_id, start: int, end: int, label: str) -> str:
+    return hashlib.sha1(f"{task_id}:{start}:{end}:{label}".encode()).hexdigest()[:10]

@@ -1,0 +1,92 @@
+"""Regions of a Label Studio result list: a span (`labels` item) plus its per-region items, grouped by id.
+
+Also the node names of the candidate Taxonomy, shared by the predictor and the exporter:
+a mention node is `"<text> [<start>-<end>]"`, a candidate leaf is `"<code> | <preferred term>"`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from backend.label_config import SEMANTIC_RELATIONS
+
+NO_CODE = "NO_CODE"
+NO_CODE_LEAF = "NO_CODE | sin código SNOMED CT"
+_CODE = re.compile(r"^\s*([0-9A-Za-z_]+(?:\s*\+\s*[0-9A-Za-z_]+)*)\s*(?:\|.*)?$")
+
+
+def mention_node(text: str, start: int, end: int) -> str:
+    return f"{' '.join(text.split())} [{start}-{end}]"
+
+
+def candidate_leaf(code: str, preferred_term: str) -> str:
+    return f"{code} | {preferred_term}"
+
+
+def code_of(value: str) -> str | None:
+    """The code in a leaf or a typed value: '6025007 | apendicectomía' -> '6025007'; 'A + B' -> 'A+B'."""
+    match = _CODE.match(value or "")
+    return re.sub(r"\s+", "", match.group(1)) if match else None
+
+
+@dataclass
+class Region:
+    id: str
+    start: int | None = None
+    end: int | None = None
+    text: str | None = None
+    label: str | None = None
+    origin: str | None = None
+    taxonomy: list[list[str]] = field(default_factory=list)
+    typed: list[str] = field(default_factory=list)
+    picked: list[str] = field(default_factory=list)  # flat candidate choices (one task per mention)
+    relation: str | None = None
+    has_code_item: bool = False
+
+    @property
+    def node(self) -> str:
+        return mention_node(self.text or "", self.start or 0, self.end or 0)
+
+
+def group_regions(result: list) -> list[Region]:
+    """Group result items by region id, in order of first appearance."""
+    regions: dict[str, Region] = {}
+    for item in result or []:
+        if not isinstance(item, dict) or not item.get("id"):
+            continue
+        region = regions.setdefault(str(item["id"]), Region(id=str(item["id"])))
+        value = item.get("value") or {}
+        kind = item.get("type")
+        if isinstance(value.get("start"), int) and isinstance(value.get("end"), int):
+            region.start, region.end = value["start"], value["end"]
+            if isinstance(value.get("text"), str):
+                region.text = value["text"]
+        if kind == "labels":
+            labels = value.get("labels") or []
+            region.label = labels[0] if labels else None
+            region.origin = item.get("origin")
+        elif kind == "taxonomy":
+            region.taxonomy = [list(path) for path in value.get("taxonomy") or [] if isinstance(path, list)]
+            region.has_code_item = True
+        elif kind == "textarea":
+            texts = value.get("text") or []
+            region.typed = [t for t in (texts if isinstance(texts, list) else [texts]) if isinstance(t, str) and t.strip()]
+            region.has_code_item = region.has_code_item or bool(region.typed)
+        elif kind == "choices":
+            # Either the semantic relation (EXACT, NARROW, ...) or candidate picks: nested paths
+            # [mention node, leaf] like the Taxonomy's, or flat "code | term" choices.
+            for choice in value.get("choices") or []:
+                if isinstance(choice, list):
+                    region.taxonomy.append(list(choice))
+                    region.has_code_item = True
+                elif choice in SEMANTIC_RELATIONS:
+                    region.relation = choice
+                elif isinstance(choice, str) and code_of(choice):
+                    region.picked.append(choice)
+                    region.has_code_item = True
+    return list(regions.values())
+
+
+def span_regions(result: list) -> list[Region]:
+    return [r for r in group_regions(result) if r.label is not None and r.start is not None]

@@ -1,0 +1,212 @@
+"""Durable state of the backend: the candidates shown per document, the event log, accepted links.
+
+SQLite (in CLINLINKER_DATA_DIR) always works and is shared by the processes of one host.
+With REDIS_URL, documents and events go to Redis (shared by several hosts); when Redis fails
+they fall back to SQLite, so an event Label Studio sent is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (doc TEXT NOT NULL, node TEXT NOT NULL, payload TEXT NOT NULL,
+                                      updated REAL NOT NULL, PRIMARY KEY (doc, node));
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL,
+                                   action TEXT NOT NULL, body TEXT NOT NULL, claimed REAL, done REAL, error TEXT);
+CREATE TABLE IF NOT EXISTS accepted_links (project TEXT NOT NULL, task TEXT NOT NULL, region TEXT NOT NULL,
+                                   annotation TEXT, filename TEXT, label TEXT, start INTEGER, end INTEGER,
+                                   span TEXT, code TEXT, semantic_rel TEXT, updated REAL NOT NULL,
+                                   PRIMARY KEY (project, task, region));
+"""
+
+
+class SQLiteStore:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    # documents
+    def put_document(self, doc: str, mentions: list[dict]) -> None:
+        now = time.time()
+        self._conn().executemany(
+            "INSERT OR REPLACE INTO documents (doc, node, payload, updated) VALUES (?, ?, ?, ?)",
+            [(doc, m["node"], json.dumps(m, ensure_ascii=False), now) for m in mentions])
+
+    def get_document(self, doc: str) -> list[dict]:
+        rows = self._conn().execute("SELECT payload FROM documents WHERE doc = ?", (doc,)).fetchall()
+        return [json.loads(payload) for (payload,) in rows]
+
+    # events
+    def append_event(self, action: str, body: dict) -> str:
+        cur = self._conn().execute("INSERT INTO events (received, action, body) VALUES (?, ?, ?)",
+                                   (time.time(), action, json.dumps(body, ensure_ascii=False)))
+        return f"sqlite:{cur.lastrowid}"
+
+    def claim_events(self, limit: int = 100, stale_after: float = 300.0) -> list[tuple[str, str, dict]]:
+        """Claim unprocessed events (or ones claimed by a worker that died long ago)."""
+        conn = self._conn()
+        now = time.time()
+        rows = conn.execute("SELECT id, action, body FROM events WHERE done IS NULL AND (claimed IS NULL OR "
+                            "claimed < ?) ORDER BY id LIMIT ?", (now - stale_after, limit)).fetchall()
+        claimed = []
+        for event_id, action, body in rows:
+            cur = conn.execute("UPDATE events SET claimed = ? WHERE id = ? AND done IS NULL AND "
+                               "(claimed IS NULL OR claimed < ?)", (now, event_id, now - stale_after))
+            if cur.rowcount == 1:
+                claimed.append((f"sqlite:{event_id}", action, json.loads(body)))
+        return claimed
+
+    def finish_event(self, event_id: str, error: str | None = None) -> None:
+        self._conn().execute("UPDATE events SET done = ?, error = ? WHERE id = ?",
+                             (time.time(), error, int(event_id.split(":", 1)[1])))
+
+    def event_counts(self) -> dict:
+        rows = self._conn().execute("SELECT action, COUNT(*), SUM(done IS NOT NULL), SUM(error IS NOT NULL) "
+                                    "FROM events GROUP BY action").fetchall()
+        return {action: {"received": n, "processed": int(done or 0), "failed": int(failed or 0)}
+                for action, n, done, failed in rows}
+
+    # accepted links
+    def replace_links(self, project: str, task: str, annotation: str | None, links: list[dict]) -> None:
+        conn = self._conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM accepted_links WHERE project = ? AND task = ?", (project, task))
+            conn.executemany(
+                "INSERT INTO accepted_links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(project, task, link["region"], annotation, link["filename"], link["label"], link["start"],
+                  link["end"], link["span"], link["code"], link["semantic_rel"], now) for link in links])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def delete_links(self, project: str, task: str, annotation: str | None = None) -> None:
+        if annotation is None:
+            self._conn().execute("DELETE FROM accepted_links WHERE project = ? AND task = ?", (project, task))
+        else:
+            self._conn().execute("DELETE FROM accepted_links WHERE project = ? AND task = ? AND annotation = ?",
+                                 (project, task, annotation))
+
+    def accepted_links(self) -> list[dict]:
+        cur = self._conn().execute("SELECT * FROM accepted_links ORDER BY project, filename, start")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def accepted_count(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM accepted_links").fetchone()[0]
+
+
+class RedisStore:
+    """Documents in Redis hashes, events in a Redis stream read by a consumer group; SQLite as fallback."""
+
+    GROUP = "clinlinker-workers"
+
+    def __init__(self, url: str, fallback: SQLiteStore, prefix: str = "clinlinker:", consumer: str = "worker"):
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self.fallback = fallback
+        self.prefix = prefix
+        self.stream = prefix + "events"
+        self.consumer = consumer
+        self._warned = False
+        self._group_ready = False
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if not self._warned:
+            log.warning("Redis failed while %s (%s: %s); using the SQLite store at %s", what, type(exc).__name__,
+                        exc, self.fallback.path)
+            self._warned = True
+
+    def put_document(self, doc: str, mentions: list[dict]) -> None:
+        try:
+            self.client.hset(self.prefix + "doc:" + doc,
+                             mapping={m["node"]: json.dumps(m, ensure_ascii=False) for m in mentions})
+            self._warned = False
+        except Exception as exc:  # noqa: BLE001 - Redis is optional: degrade
+            self._failed("storing candidates", exc)
+            self.fallback.put_document(doc, mentions)
+
+    def get_document(self, doc: str) -> list[dict]:
+        try:
+            found = [json.loads(v) for v in self.client.hgetall(self.prefix + "doc:" + doc).values()]
+        except Exception as exc:  # noqa: BLE001
+            self._failed("reading candidates", exc)
+            found = []
+        return found or self.fallback.get_document(doc)
+
+    def append_event(self, action: str, body: dict) -> str:
+        try:
+            return "redis:" + self.client.xadd(self.stream, {"action": action,
+                                                             "body": json.dumps(body, ensure_ascii=False)}).decode()
+        except Exception as exc:  # noqa: BLE001
+            self._failed("recording an event", exc)
+            return self.fallback.append_event(action, body)
+
+    def claim_events(self, limit: int = 100, stale_after: float = 300.0) -> list[tuple[str, str, dict]]:
+        events = self.fallback.claim_events(limit, stale_after)
+        try:
+            if not self._group_ready:
+                try:
+                    self.client.xgroup_create(self.stream, self.GROUP, id="0", mkstream=True)
+                except Exception as exc:  # noqa: BLE001 - BUSYGROUP: it exists
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                self._group_ready = True
+            # Entries claimed long ago by a consumer that died, then new ones.
+            stale = self.client.xautoclaim(self.stream, self.GROUP, self.consumer, int(stale_after * 1000),
+                                           start_id="0-0", count=limit)
+            entries = list(stale[1]) if stale else []
+            if not entries:
+                reply = self.client.xreadgroup(self.GROUP, self.consumer, {self.stream: ">"}, count=limit)
+                entries = [entry for _, batch in reply or [] for entry in batch]
+            for entry_id, fields in entries:
+                if fields:  # an entry deleted meanwhile has no fields
+                    events.append(("redis:" + entry_id.decode(), fields[b"action"].decode(),
+                                   json.loads(fields[b"body"])))
+        except Exception as exc:  # noqa: BLE001
+            self._failed("reading events", exc)
+        return events
+
+    def finish_event(self, event_id: str, error: str | None = None) -> None:
+        if event_id.startswith("sqlite:"):
+            return self.fallback.finish_event(event_id, error)
+        try:
+            self.client.xack(self.stream, self.GROUP, event_id.split(":", 1)[1])
+            if error:
+                self.fallback.append_event("FAILED", {"event": event_id, "error": error})
+        except Exception as exc:  # noqa: BLE001
+            self._failed("acknowledging an event", exc)
+
+    def event_counts(self) -> dict:
+        counts = self.fallback.event_counts()
+        try:
+            counts["redis_stream"] = {"length": self.client.xlen(self.stream)}
+        except Exception:  # noqa: BLE001
+            counts["redis_stream"] = {"length": None}
+        return counts
+
+    def __getattr__(self, name):  # accepted links live in SQLite
+        return getattr(self.fallback, name)

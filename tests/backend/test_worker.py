@@ -1,0 +1,85 @@
+"""Webhook events are stored durably and turned into accepted links by the worker."""
+
+import time
+
+import pytest
+
+from backend.app import create_app, load_model
+from backend.config import BackendConfig
+from backend.storage import RedisStore, SQLiteStore
+from backend.worker import EventWorker
+from tests.backend.conftest import capture
+from tests.backend.test_export import TEXT, region
+
+
+def annotation_event(action="ANNOTATION_CREATED", code="386661006", task_id=7, annotation_id=70):
+    result = region("a", 13, 19, "SINTOMA", taxonomy=[["fiebre [13-19]", f"{code} | fiebre"]], relation="EXACT")
+    return {"action": action, "project": {"id": 3},
+            "task": {"id": task_id, "data": {"text": TEXT, "doc_id": "caso.txt"}},
+            "annotation": {"id": annotation_id, "task": task_id, "project": 3, "was_cancelled": False,
+                           "result": result}}
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, redis_url):
+    sqlite = SQLiteStore(tmp_path / "backend.sqlite3")
+    if request.param == "sqlite":
+        return sqlite
+    return RedisStore(redis_url, sqlite, prefix=f"test{time.time_ns()}:", consumer="test")
+
+
+def test_created_updated_deleted(store):
+    worker = EventWorker(store)
+    store.append_event("ANNOTATION_CREATED", annotation_event())
+    assert worker.run_once() == 1
+    [link] = store.accepted_links()
+    assert (link["filename"], link["span"], link["code"], link["semantic_rel"]) == ("caso", "fiebre", "386661006",
+                                                                                    "EXACT")
+    store.append_event("ANNOTATION_UPDATED", annotation_event("ANNOTATION_UPDATED", code="22253000"))
+    worker.run_once()
+    assert [l["code"] for l in store.accepted_links()] == ["22253000"]  # corrected, not duplicated
+    store.append_event("ANNOTATION_DELETED", {"action": "ANNOTATION_DELETED", "project": {"id": 3},
+                                              "annotations": [{"id": 70, "task": 7}]})
+    worker.run_once()
+    assert store.accepted_count() == 0
+
+
+def test_captured_webhooks_are_consumed(store):
+    worker = EventWorker(store)
+    for name in ("webhook_annotation_created.json", "webhook_annotation_updated.json", "webhook_tasks_created.json"):
+        body = capture(name)
+        store.append_event(body["action"], body)
+    assert worker.run_once() == 3
+    assert worker.run_once() == 0  # each event handled once
+    assert store.accepted_count() == 1  # the updated annotation has one coded span; the created one is empty
+
+
+def test_events_survive_a_restart_before_the_worker_runs(tmp_path):
+    path = tmp_path / "backend.sqlite3"
+    SQLiteStore(path).append_event("ANNOTATION_CREATED", annotation_event())
+    # the process dies here; a new one opens the same store
+    fresh = SQLiteStore(path)
+    assert EventWorker(fresh).run_once() == 1
+    assert fresh.accepted_count() == 1
+
+
+def test_redis_outage_falls_back_to_sqlite(tmp_path):
+    sqlite = SQLiteStore(tmp_path / "backend.sqlite3")
+    store = RedisStore("redis://127.0.0.1:1/0", sqlite, prefix="down:")
+    assert store.append_event("ANNOTATION_CREATED", annotation_event()).startswith("sqlite:")
+    store.put_document("d", [{"node": "x [0-1]", "candidates": []}])
+    assert store.get_document("d") == [{"node": "x [0-1]", "candidates": []}]
+    assert EventWorker(store).run_once() == 1 and store.accepted_count() == 1
+
+
+def test_webhook_through_the_app_reaches_the_accepted_links(tmp_path):
+    config = BackendConfig(data_dir=str(tmp_path), worker=True)
+    model, info = load_model(config)
+    client = create_app(config, model, info).test_client()
+    assert client.post("/webhook", json=annotation_event()).status_code == 200
+    for _ in range(100):
+        if client.get("/health").get_json()["accepted_links"] == 1:
+            break
+        time.sleep(0.05)
+    assert client.get("/health").get_json()["accepted_links"] == 1
+    client.application.extensions["clinlinker"]["worker"]["worker"].stop()

@@ -154,20 +154,32 @@ def read_export(path) -> list:
 
 
 def fetch_export(url: str, token: str, project: int, timeout: float = 300.0) -> list:
-    """Pull a project's full JSON export from a Label Studio server."""
+    """Pull a project's full JSON export (and its predictions) from a Label Studio server."""
     import urllib.error
-    import urllib.request
 
-    endpoint = f"{url.rstrip('/')}/api/projects/{int(project)}/export?exportType=JSON&download_all_tasks=true"
+    base = url.rstrip("/")
+    endpoint = f"{base}/api/projects/{int(project)}/export?exportType=JSON&download_all_tasks=true"
     try:
-        request = urllib.request.Request(endpoint, headers={"Authorization": auth_header(url, token, timeout)})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read().decode("utf-8"))
+        headers = {"Authorization": auth_header(url, token, timeout)}
+        tasks = _get_json(endpoint, headers, timeout)
+        # The export lists prediction ids only; fetch them to measure agreement with the pre-annotations.
+        predictions = _get_json(f"{base}/api/predictions?project={int(project)}", headers, timeout)
     except urllib.error.HTTPError as exc:
-        raise ClinlinkerError(f"Label Studio answered {exc.code} for {endpoint}: check the URL, the project id "
+        raise ClinlinkerError(f"Label Studio answered {exc.code} for {exc.url}: check the URL, the project id "
                               "and the token") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise ClinlinkerError(f"cannot reach Label Studio at {url}: {getattr(exc, 'reason', exc)}") from None
+    by_id = {p.get("id"): p for p in predictions if isinstance(p, dict)}
+    for task in tasks:
+        task["predictions"] = [by_id.get(p, p) if not isinstance(p, dict) else p for p in task.get("predictions") or []]
+    return tasks
+
+
+def _get_json(url: str, headers: dict, timeout: float):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        return json.loads(response.read().decode("utf-8"))
 
 
 def auth_header(url: str, token: str, timeout: float = 30.0) -> str:

@@ -95,7 +95,7 @@ class ClinLinkerModel:
             return self._from_regions(regions, text, f"params.context.result", emit_label=False)
         field = self.config.mentions_field
         if data.get(field) is not None:
-            return self._from_data(data[field], text, task_id, f"{where}.data.{field}")
+            return self._from_data(data[field], text, task_id, data.get(self.config.doc_field), f"{where}.data.{field}")
         for key in ("annotations", "predictions"):
             items = [a for a in task.get(key) or [] if isinstance(a, dict) and not a.get("was_cancelled")]
             if items:
@@ -119,7 +119,7 @@ class ClinLinkerModel:
             raise PayloadError(f"{where}: the span {start}-{end} is blank")
         return actual
 
-    def _from_data(self, mentions, text: str, task_id, where: str) -> list[Span]:
+    def _from_data(self, mentions, text: str, task_id, doc, where: str) -> list[Span]:
         if not isinstance(mentions, list):
             raise PayloadError(f"{where}: expected a list of {{start, end, label}} objects")
         spans = []
@@ -133,7 +133,7 @@ class ClinLinkerModel:
             actual = self._check(here, m.get("start"), m.get("end"), text, m.get("text"))
             if label not in self.config.labels:
                 continue
-            region_id = str(m.get("id") or _region_id(task_id, m["start"], m["end"], label))
+            region_id = str(m.get("id") or _region_id(task_id, doc, m["start"], m["end"], label))
             spans.append(Span(region_id, m["start"], m["end"], actual, label, emit_label=True))
         return spans
 
@@ -223,5 +223,5 @@ def _hint(candidate: dict) -> str:
     return hint
 
 
-def _region_id(task_id, start: int, end: int, label: str) -> str:
-    return hashlib.sha1(f"{task_id}:{start}:{end}:{label}".encode()).hexdigest()[:10]
+def _region_id(task_id, doc, start: int, end: int, label: str) -> str:
+    return hashlib.sha1(f"{task_id}:{doc}:{start}:{end}:{label}".encode()).hexdigest()[:10]

@@ -97,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--doc-field", default=os.environ.get("CLINLINKER_DOC_FIELD", "doc_id"),
                    help="task-data field used as filename (default: doc_id)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a region is reported (no code, wrong mention)")
+
+    p = sub.add_parser("ls-project", help="create a Label Studio project from a corpus, with predictions, "
+                                          "connected to the backend")
+    p.add_argument("--url", required=True, help="Label Studio URL, e.g. http://localhost:8080")
+    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--backend", default="http://localhost:9090", help="the running clinlinker backend, as Label "
+                   "Studio reaches it (default: %(default)s)")
+    p.add_argument("--backend-public-url", help="the backend as coders' browsers reach it (default: --backend)")
+    p.add_argument("--links", required=True, metavar="TSV",
+                   help="linking TSV, or spans TSV (filename mark label off0 off1 span)")
+    p.add_argument("--texts", required=True, metavar="DIR", help="folder of <filename>.txt texts")
+    p.add_argument("--title", default="clinlinker: codificación SNOMED CT")
+    p.add_argument("--config", default="all", help="all, diseases, symptoms, procedures, or an XML file")
+    p.add_argument("--limit", type=_positive, help="import only the first N documents")
     return parser
 
 
@@ -278,7 +293,24 @@ def cmd_export(args) -> int:
     return 1 if problems and args.strict else 0
 
 
-COMMANDS = {"index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+def cmd_ls_project(args) -> int:
+    from backend.ls_project import create_project
+
+    if not args.token:
+        raise ClinlinkerError("--token (or $LABEL_STUDIO_API_KEY) is required")
+    user, password = os.environ.get("CLINLINKER_BASIC_AUTH_USER"), os.environ.get("CLINLINKER_BASIC_AUTH_PASSWORD")
+    made = create_project(url=args.url, token=args.token, backend_url=args.backend, links_path=args.links,
+                          texts_dir=args.texts, title=args.title, config=args.config,
+                          backend_public_url=args.backend_public_url, limit=args.limit,
+                          basic_auth=(user, password) if user and password else None)
+    for problem in made["problems"]:
+        print(f"clinlinker ls-project: {problem}", file=sys.stderr)
+    print(f"project {made['project']} ready at {made['url']}: {made['tasks']} tasks, {made['spans']} spans with "
+          f"predictions ({made['model_version']}); backend {args.backend} connected (interactive)")
+    return 0
+
+
+COMMANDS = {"ls-project": cmd_ls_project, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export}
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""`clinlinker ls-project`: from a corpus to a ready Label Studio project in one command.
+
+Reads a linking TSV (or a spans TSV without codes) and the texts it points into, creates a
+project with our labeling config, asks the running backend for the candidates of every span
+(so that its picker knows them), imports the tasks in bulk WITH those predictions, and
+connects the backend (interactive). Uses `label-studio-sdk` (pip install 'clinlinker[labelstudio]').
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+from clinlinker.errors import ClinlinkerError, InputFileError
+from clinlinker.links import read_links
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "label_studio_config"
+CONFIGS = {"all": "coding_all.xml", "diseases": "coding_diseases.xml", "symptoms": "coding_symptoms.xml",
+           "procedures": "coding_procedures.xml"}
+CONFIG_BACKEND_URL = "http://localhost:9090"
+
+
+def label_config(name: str, backend_public_url: str) -> str:
+    path = Path(name) if name not in CONFIGS else CONFIG_DIR / CONFIGS[name]
+    if not path.is_file():
+        raise ClinlinkerError(f"--config {name}: neither one of {', '.join(CONFIGS)} nor an XML file")
+    return path.read_text(encoding="utf-8").replace(CONFIG_BACKEND_URL, backend_public_url.rstrip("/"))
+
+
+def tasks_from_links(links_path, texts_dir, *, limit: int | None = None) -> tuple[list[dict], list[str]]:
+    """One task per document: its text, doc_id and the spans of the linking/spans TSV."""
+    texts_dir = Path(texts_dir)
+    by_doc: dict[str, list] = defaultdict(list)
+    for link in read_links(links_path, require_code=False):
+        by_doc[link.filename].append(link)
+    tasks, problems = [], []
+    for doc in sorted(by_doc):
+        if limit is not None and len(tasks) >= limit:
+            break
+        path = texts_dir / (doc if doc.endswith(".txt") else f"{doc}.txt")
+        if not path.is_file():
+            problems.append(f"{links_path}: document {doc}: no text file {path}")
+            continue
+        text = path.read_text(encoding="utf-8")
+        mentions = []
+        for link in sorted(by_doc[doc], key=lambda l: (l.start, l.end)):
+            if link.end > len(text) or " ".join(text[link.start:link.end].split()) != " ".join(link.span.split()):
+                problems.append(f"{links_path}:{link.line}: span {link.span!r} is not at {link.start}-{link.end} "
+                                f"of {path.name}; skipped")
+                continue
+            mentions.append({"start": link.start, "end": link.end, "label": link.label,
+                             "text": text[link.start:link.end]})
+        tasks.append({"text": text, "doc_id": doc, "mentions": mentions})
+    if not tasks:
+        raise InputFileError(links_path, None, "no document of this file has a text in " + str(texts_dir))
+    return tasks, problems
+
+
+def backend_predictions(backend_url: str, tasks: list[dict], config_xml: str, *, auth: str | None = None,
+                        batch: int = 50, timeout: float = 600.0) -> list[dict]:
+    """Ask the running backend for the predictions (it also remembers the candidates for its picker)."""
+    out = []
+    for start in range(0, len(tasks), batch):
+        chunk = [{"id": None, "data": data} for data in tasks[start:start + batch]]
+        body = json.dumps({"tasks": chunk, "label_config": config_xml, "params": {"context": None}}).encode()
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = auth
+        request = urllib.request.Request(f"{backend_url.rstrip('/')}/predict", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                results = json.loads(response.read())["results"]
+        except urllib.error.HTTPError as exc:
+            raise ClinlinkerError(f"the backend at {backend_url} answered {exc.code}: "
+                                  f"{exc.read().decode(errors='replace')[:300]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ClinlinkerError(f"cannot reach the backend at {backend_url} ({getattr(exc, 'reason', exc)}); "
+                                  "start it with `clinlinker serve`") from None
+        out.extend(results)
+    return out
+
+
+def create_project(*, url: str, token: str, backend_url: str, links_path, texts_dir, title: str,
+                   config: str = "all", backend_public_url: str | None = None, limit: int | None = None,
+                   basic_auth: tuple[str, str] | None = None) -> dict:
+    try:
+        from label_studio_sdk.client import LabelStudio
+    except ImportError:
+        raise ClinlinkerError("ls-project needs label-studio-sdk: pip install 'clinlinker[labelstudio]'") from None
+    import base64
+
+    xml = label_config(config, backend_public_url or backend_url)
+    tasks, problems = tasks_from_links(links_path, texts_dir, limit=limit)
+    auth = ("Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()) if basic_auth else None
+    predictions = backend_predictions(backend_url, tasks, xml, auth=auth)
+    ls = LabelStudio(base_url=url, api_key=token)
+    project = ls.projects.create(title=title, label_config=xml, show_collab_predictions=True)
+    ls.projects.import_tasks(id=project.id, request=[
+        {"data": data, "predictions": [prediction]} for data, prediction in zip(tasks, predictions)])
+    ml_args = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0],
+               "basic_auth_pass": basic_auth[1]} if basic_auth else {}
+    ls.ml.create(project=project.id, url=backend_url, title="clinlinker", is_interactive=True, **ml_args)
+    spans = sum(len(t["mentions"]) for t in tasks)
+    return {"project": project.id, "url": f"{url.rstrip('/')}/projects/{project.id}", "tasks": len(tasks),
+            "spans": spans, "model_version": predictions[0]["model_version"] if predictions else None,
+            "problems": problems}

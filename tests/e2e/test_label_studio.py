@@ -1,0 +1,123 @@
+"""End to end against a real Label Studio 1.23.2: project from our config, tasks, predictions through
+Label Studio, an annotation that picks a non-top-1 candidate, the webhook, export, conversion, evaluation."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from clinlinker.cli import main
+from clinlinker.links import read_links
+from tests.e2e.conftest import CORPUS, ROOT, TOKEN
+
+
+def tasks_of(api, project):
+    return api("GET", f"/api/tasks?project={project}&fields=all&page_size=1000")["tasks"]
+
+
+def regions(result):
+    by_id = {}
+    for item in result:
+        by_id.setdefault(item["id"], {})[item["type"]] = item
+    return by_id
+
+
+@pytest.fixture(scope="module")
+def project(label_studio, backend, capsysbinary_module=None):
+    argv = ["ls-project", "--url", label_studio["url"], "--token", TOKEN, "--backend", backend["url"],
+            "--links", str(CORPUS / "links.tsv"), "--texts", str(CORPUS / "texts"), "--title", "e2e"]
+    assert main(argv) == 0
+    projects = label_studio["api"]("GET", "/api/projects?page_size=100")["results"]
+    return max(p["id"] for p in projects if p["title"] == "e2e")
+
+
+def test_our_labeling_configs_are_accepted_by_label_studio(label_studio):
+    api = label_studio["api"]
+    for path in sorted((ROOT / "label_studio_config").glob("*.xml")):
+        created = api("POST", "/api/projects", {"title": f"config {path.stem}",
+                                                "label_config": path.read_text(encoding="utf-8")})
+        assert created["id"] and "Taxonomy" in created["label_config"], path.name
+
+
+def test_ls_project_imports_tasks_with_predictions_and_connects_the_backend(label_studio, backend, project):
+    api = label_studio["api"]
+    tasks = tasks_of(api, project)
+    assert len(tasks) == 3
+    for task in tasks:
+        [prediction] = task["predictions"]
+        assert prediction["model_version"].startswith("clinlinker-lexical-")
+        spans = [r for r in regions(prediction["result"]).values() if "labels" in r]
+        assert len(spans) == len(task["data"]["mentions"])
+        assert all("taxonomy" in r for r in spans)
+    [ml] = api("GET", f"/api/ml?project={project}")
+    assert ml["url"] == backend["url"] and ml["is_interactive"] is True
+    hooks = api("GET", f"/api/webhooks?project={project}")
+    assert any(h["url"] == backend["url"] + "/webhook" for h in hooks)
+
+
+def test_retrieve_predictions_through_label_studio(label_studio, backend, project):
+    api = label_studio["api"]
+    text = (CORPUS / "texts" / "caso-02.txt").read_text(encoding="utf-8")
+    api("POST", f"/api/projects/{project}/import", [{"text": text, "doc_id": f"copia-{i}", "mentions": [
+        {"start": text.index("fiebre"), "end": text.index("fiebre") + 6, "label": "SINTOMA"},
+        {"start": text.index("vómitos"), "end": text.index("vómitos") + 7, "label": "SINTOMA"}]} for i in range(40)])
+    started = time.perf_counter()
+    api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+        {"selectedItems": {"all": True, "excluded": []}})
+    elapsed = time.perf_counter() - started
+    copies = [t for t in tasks_of(api, project) if t["data"]["doc_id"].startswith("copia-")]
+    assert len(copies) == 40
+    for task in copies:
+        [prediction] = task["predictions"]
+        spans = regions(prediction["result"])
+        assert len(spans) == 2
+        picked = [r["taxonomy"]["value"]["taxonomy"][0][1] for r in spans.values()]
+        assert picked[0].startswith("386661006 |") and picked[1].startswith("422400008 |")
+    # the picker lists 25 distinct candidates (+ NO_CODE) for each mention of that document
+    tree = backend["api"]("GET", "/taxonomy?doc=copia-0")
+    assert len(tree) == 2
+    for node in tree:
+        codes = [leaf["value"].split(" | ")[0] for leaf in node["children"]]
+        assert len(set(codes[:25])) == 25 and codes[25] == "NO_CODE"
+    assert elapsed < 60
+
+
+def test_annotation_with_a_non_top1_candidate_is_exported_and_evaluated(label_studio, backend, project,
+                                                                        lexical_index_dir, tmp_path, capsys):
+    api = label_studio["api"]
+    task = next(t for t in tasks_of(api, project) if t["data"]["doc_id"] == "caso-02")
+    prediction = task["predictions"][0]["result"]
+    span = next(r for r in regions(prediction).values() if r["labels"]["value"]["text"] == "apendicitis aguda")
+    node = span["taxonomy"]["value"]["taxonomy"][0][0]
+    tree = {n["value"]: n for n in backend["api"]("GET", "/taxonomy?doc=caso-02")}
+    third = tree[node]["children"][2]["value"]  # the coder picks the third candidate
+    value = {k: span["labels"]["value"][k] for k in ("start", "end", "text")}
+    result = [dict(span["labels"], origin="manual"),
+              {"id": span["labels"]["id"], "from_name": "snomed", "to_name": "text", "type": "taxonomy",
+               "value": {**value, "taxonomy": [[node, third]]}},
+              {"id": span["labels"]["id"], "from_name": "semantic_rel", "to_name": "text", "type": "choices",
+               "value": {**value, "choices": ["NARROW"]}}]
+    before = backend["api"]("GET", "/health")["accepted_links"]
+    api("POST", f"/api/tasks/{task['id']}/annotations", {"result": result, "was_cancelled": False})
+
+    # the webhook reached the backend and its worker kept the accepted link
+    for _ in range(100):
+        if backend["api"]("GET", "/health")["accepted_links"] > before:
+            break
+        time.sleep(0.1)
+    assert backend["api"]("GET", "/health")["accepted_links"] == before + 1
+
+    out = tmp_path / "accepted.tsv"
+    assert main(["export", "--url", label_studio["url"], "--token", TOKEN, "--project", str(project),
+                 "--out", str(out)]) == 0
+    assert "kept the pre-selected top-1 in 0 of 1" in capsys.readouterr().err
+    [link] = read_links(out)
+    assert (link.filename, link.label, link.start, link.end, link.span) == (
+        "caso-02", "ENFERMEDAD", value["start"], value["end"], "apendicitis aguda")
+    assert link.code == third.split(" | ")[0] and link.semantic_rel == "NARROW"
+
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--index", str(lexical_index_dir), "--gold", str(out), "--json", str(report)]) == 0
+    accuracy = json.loads(report.read_text())["cleaned"]
+    assert (accuracy["hits@1"], accuracy["hits@5"]) == (0, 1)  # agreement: the coder did not keep the top-1

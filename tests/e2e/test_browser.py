@@ -67,6 +67,11 @@ def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project
     assert all(url.startswith(backend["url"] + "/taxonomy?doc=caso-02") for url in picker_requests)
     assert picker_requests, "the browser never asked the backend for the candidate list"
 
+    # the whole-KB search, next to the code box (HyperText may render in its own frame)
+    links = [frame.locator("a", has_text="Buscar en todo el catálogo") for frame in page.frames]
+    hrefs = [link.first.get_attribute("href") for link in links if link.count()]
+    assert hrefs == [backend["url"] + "/search"]
+
     shot = Path(os.environ.get("CLINLINKER_SCREENSHOT", tmp_path / "labeling.png"))
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot))

@@ -159,6 +159,8 @@ class LexicalIndex(_IndexBase):
         super().__init__(kb, encoder, index_type)
         self.matrix = matrix.tocsr()  # terms x features
         self._by_feature = self.matrix.T.tocsr()  # features x terms: a query row times this = its scores
+        _, first = np.unique(self.term_concept, return_index=True)
+        self._first_term = first.astype(np.int64)  # each concept's preferred term, to fill short lists
 
     @classmethod
     def build(cls, kb: KnowledgeBase, encoder: CharNgramEncoder | None = None, index_type: str = "flat"):
@@ -190,9 +192,8 @@ class LexicalIndex(_IndexBase):
         if len(cids) < k:  # fewer concepts share an n-gram with the mention than asked: fill with score 0
             taken = set(cids.tolist())
             extra = [c for c in range(len(self.kb)) if c not in taken][: k - len(cids)]
-            first_term = _first_terms(self.term_concept)
             cids = np.concatenate([cids, np.asarray(extra, dtype=np.int64)])
-            tids = np.concatenate([tids, first_term[extra]])
+            tids = np.concatenate([tids, self._first_term[extra]])
             best = np.concatenate([best, np.zeros(len(extra), dtype=np.float32)])
         return self._candidates(cids, tids, best)
 
@@ -219,11 +220,6 @@ class LexicalIndex(_IndexBase):
             raise IndexLoadError(f"{directory}: lexical matrix {matrix.shape} does not match the manifest "
                                  f"({kb.n_terms} terms, {encoder.n_features} features); rebuild the index")
         return cls(kb, encoder, matrix, "flat")
-
-
-def _first_terms(term_concept: np.ndarray) -> np.ndarray:
-    _, first = np.unique(term_concept, return_index=True)
-    return first.astype(np.int64)
 
 
 ENGINES = {"dense": DenseIndex, "lexical": LexicalIndex}
@@ -261,7 +257,7 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
         kb = index.kb
         with open(tmp / CONCEPTS, "w", encoding="utf-8") as handle:
             json.dump({"concepts": [[c.code, c.semantic_tag, list(c.terms)] for c in kb.concepts],
-                       "parents": {code: list(ps) for code, ps in kb._parents.items()}},
+                       "parents": {code: list(ps) for code, ps in kb.parent_map().items()}},
                       handle, ensure_ascii=False, separators=(",", ":"))
         manifest = {
             "format_version": FORMAT_VERSION,

@@ -133,5 +133,8 @@ class KnowledgeBase:
                     out.append(grandparent)
         return tuple(out)
 
+    def parent_map(self) -> dict[str, tuple[str, ...]]:
+        return dict(self._parents)
+
     def hierarchy_edges(self) -> list[tuple[str, str]]:
         return [(code, parent) for code, parents in self._parents.items() for parent in parents]

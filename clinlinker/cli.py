@@ -52,11 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=os.environ.get("CLINLINKER_MODEL", "ICB-UMA/ClinLinker-KB-GP"),
                    help=f"hub id, local model directory, or {LEXICAL_MODEL} (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR", help="index directory to write")
-    p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "sq8"],
-                   help="Faiss index: exact flat (default), hnsw (approximate), sq8 (8-bit, 4x smaller)")
+    p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "sq8", "ivf"],
+                   help="Faiss index: exact flat (default), ivf (approximate, fast, recall@25 ~0.99), "
+                        "hnsw (approximate), sq8 (8-bit, 4x smaller)")
     p.add_argument("--pooling", default="cls", choices=["cls", "mean"], help="default cls, as the model card")
     p.add_argument("--max-length", type=_positive, default=64, help="tokens per text (default 64)")
     p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="fp32 (default, the reference); bf16/int8 are faster and shift rankings slightly "
+                        "(docs/benchmarks.md)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
     p = sub.add_parser("link", help="top-k candidate concepts for mentions")
@@ -148,7 +152,8 @@ def cmd_index(args) -> int:
         from clinlinker.encoders import DenseEncoder
 
         encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
-                               batch_size=args.batch_size, device=args.device, show_progress=None)
+                               batch_size=args.batch_size, device=args.device, show_progress=None,
+                               precision=args.precision)
     index = build_index(kb, encoder, index_type=args.index_type)
     sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer]}
     if args.hierarchy:

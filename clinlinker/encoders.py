@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "ICB-UMA/ClinLinker-KB-GP"
 POOLINGS = ("cls", "mean")
+# fp32 is the reference. bf16 and int8 (dynamic, CPU) are faster but move rankings a little:
+# bench/encoding.py measures by how much; see docs/benchmarks.md before switching.
+PRECISIONS = ("fp32", "bf16", "int8")
 PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a gazetteer)
 
 
@@ -33,16 +36,20 @@ class DenseEncoder:
     kind = "dense"
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str = "cls", max_length: int = 64,
-                 batch_size: int = 64, device: str | None = None, show_progress: bool | None = None):
+                 batch_size: int = 64, device: str | None = None, show_progress: bool | None = None,
+                 precision: str = "fp32"):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if max_length < 2:
             raise ValueError("max_length must be at least 2")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.name = str(model)
         self.pooling = pooling
+        self.precision = precision
         self.max_length = max_length
         self.batch_size = batch_size
         self.show_progress = show_progress
@@ -55,12 +62,20 @@ class DenseEncoder:
         self.tokenizer.padding_side = "right"  # masked pooling and RoBERTa position ids assume it
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
-        self.fingerprint = self._fingerprint()
-        log.info("dense encoder %s (%s pooling, max_length %d) on %s, fingerprint %s",
-                 self.name, pooling, max_length, self.device, self.fingerprint[:12])
+        self.fingerprint = self._fingerprint()  # of the fp32 weights, plus the precision
+        if precision == "bf16":
+            self.model.to(torch.bfloat16)
+        elif precision == "int8":
+            if self.device.type != "cpu":
+                raise ValueError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
+            from torch.ao.quantization import quantize_dynamic
+
+            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        log.info("dense encoder %s (%s pooling, max_length %d, %s) on %s, fingerprint %s",
+                 self.name, pooling, max_length, precision, self.device, self.fingerprint[:12])
 
     def describe(self) -> dict:
-        return {"engine": "dense", "model": self.name, "pooling": self.pooling,
+        return {"engine": "dense", "model": self.name, "pooling": self.pooling, "precision": self.precision,
                 "max_length": self.max_length, "dim": self.dim, "fingerprint": self.fingerprint}
 
     def _fingerprint(self) -> str:
@@ -80,6 +95,8 @@ class DenseEncoder:
             digest.update(data.numpy().tobytes())
         digest.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
         digest.update(f"{self.pooling}|{self.max_length}".encode())
+        if self.precision != "fp32":  # fp32 keeps the fingerprints of indexes built before precisions existed
+            digest.update(f"|{self.precision}".encode())
         return digest.hexdigest()
 
     def encode(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:

@@ -37,11 +37,15 @@ CONCEPTS = "concepts.json"
 FAISS_FILE = "terms.faiss"
 NGRAM_MATRIX = "terms_ngrams.npz"
 IDF_FILE = "idf.npy"
-INDEX_TYPES = ("flat", "hnsw", "sq8")
+INDEX_TYPES = ("flat", "hnsw", "sq8", "ivf")
 DEFAULT_TOP_K = 25
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
+IVF_NPROBE = 32
+# Faiss answers batches under this many queries with a slow non-BLAS loop (default 20); one BLAS call is
+# faster from a single query up on these CPUs (bench/index.py measures it).
+BLAS_THRESHOLD = 1
 
 
 class _IndexBase:
@@ -72,8 +76,11 @@ class DenseIndex(_IndexBase):
     engine = "dense"
 
     def __init__(self, kb, encoder, faiss_index, index_type: str = "flat"):
+        import faiss
+
         super().__init__(kb, encoder, index_type)
         self.faiss_index = faiss_index
+        faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 
     @classmethod
     def build(cls, kb: KnowledgeBase, encoder, index_type: str = "flat") -> "DenseIndex":
@@ -89,9 +96,14 @@ class DenseIndex(_IndexBase):
             index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             index.hnsw.efSearch = HNSW_EF_SEARCH
-        else:
+        elif index_type == "sq8":
             index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
             index.train(vectors)
+        else:  # ivf: k-means cells, a query visits the IVF_NPROBE nearest ones
+            nlist = max(1, min(int(4 * np.sqrt(len(vectors))), len(vectors) // 39))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors)
+            index.nprobe = min(nlist, IVF_NPROBE)
         index.add(vectors)
         return cls(kb, encoder, index, index_type)
 
@@ -100,6 +112,11 @@ class DenseIndex(_IndexBase):
 
         if self.index_type == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, depth))
+            return self.faiss_index.search(vectors, depth, params=params)
+        if self.index_type == "ivf":
+            # the deepening search's last pass (depth = every term) visits every cell
+            nprobe = self.faiss_index.nlist if depth >= self.faiss_index.ntotal else self.faiss_index.nprobe
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
             return self.faiss_index.search(vectors, depth, params=params)
         return self.faiss_index.search(vectors, depth)
 
@@ -268,6 +285,7 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
             "fingerprint": index.encoder.fingerprint,
             "pooling": getattr(index.encoder, "pooling", None),
             "max_length": getattr(index.encoder, "max_length", None),
+            "precision": getattr(index.encoder, "precision", None),
             "dim": getattr(index.encoder, "dim", None),
             "encoder": index.encoder.params if index.engine == "lexical" else {},
             "concepts": len(kb),
@@ -386,7 +404,8 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
             name = model or (manifest.get("model_path") if manifest.get("model_path")
                              and Path(manifest["model_path"]).is_dir() else manifest["model"])
             encoder = DenseEncoder(name, pooling=manifest["pooling"], max_length=manifest["max_length"],
-                                   device=device, batch_size=batch_size)
+                                   device=device, batch_size=batch_size,
+                                   precision=manifest.get("precision") or "fp32")
         if encoder.fingerprint != manifest.get("fingerprint"):
             raise IndexMismatchError(
                 f"{directory} was built with model {manifest['model']!r} (pooling {manifest['pooling']}, "

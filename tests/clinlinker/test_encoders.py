@@ -93,3 +93,12 @@ def test_unreachable_hub_model_gives_one_clear_error():
 
 def test_empty_input_gives_empty_array(tiny_encoder):
     assert tiny_encoder.encode([]).shape == (0, tiny_encoder.dim)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_lower_precisions_stay_close_and_have_their_own_fingerprint(tiny_model_dir, tiny_encoder, precision):
+    fast = DenseEncoder(str(tiny_model_dir), precision=precision)
+    texts = ["apendicitis aguda", "dolor torácico opresivo", "tos"]
+    cosine = np.sum(fast.encode(texts) * tiny_encoder.encode(texts), axis=1)
+    assert np.all(cosine > 0.95)
+    assert fast.fingerprint != tiny_encoder.fingerprint  # their embeddings must never share cache entries

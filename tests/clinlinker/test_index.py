@@ -44,7 +44,11 @@ def test_batch_search_matches_single_searches(any_index):
     mentions = ["cefalea intensa", "TAC abdominal", "diabetes tipo 2", "tos seca"]
     batch = any_index.search(mentions, k=10)
     for mention, result in zip(mentions, batch):
-        assert [c.code for c in result] == [c.code for c in any_index.search([mention], k=10)[0]]
+        single = any_index.search([mention], k=10)[0]
+        # a batched matrix product may round differently in the last bit: near-ties can swap, nothing else
+        assert [c.score for c in result] == pytest.approx([c.score for c in single], abs=1e-5)
+        assert {c.code for c in result if c.score > result[-1].score + 1e-5} == \
+            {c.code for c in single if c.score > single[-1].score + 1e-5}
 
 
 def test_lexical_engine_folds_accents_and_case(lexical_index):
@@ -59,7 +63,7 @@ def test_lexical_fills_with_zero_scores_when_few_concepts_share_ngrams(lexical_i
     assert all(c.score == 0.0 for c in candidates)
 
 
-@pytest.mark.parametrize("index_type", ["hnsw", "sq8"])
+@pytest.mark.parametrize("index_type", ["hnsw", "sq8", "ivf"])
 def test_approximate_index_types_return_k_distinct(demo_kb, tiny_encoder, index_type, tmp_path):
     index = build_index(demo_kb, tiny_encoder, index_type=index_type)
     save_index(index, tmp_path / "ix")
@@ -164,14 +168,15 @@ def test_save_replaces_an_index_but_never_a_foreign_directory(lexical_index, tmp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
 
 
-def test_search_deepens_until_k_distinct_codes(demo_kb, tiny_encoder):
+@pytest.mark.parametrize("index_type", ["flat", "ivf", "hnsw"])
+def test_search_deepens_until_k_distinct_codes(demo_kb, tiny_encoder, index_type):
     # Many synonyms of one concept crowd the nearest terms: the search must look further.
     from clinlinker.knowledge_base import KnowledgeBase
 
     rows = [("1", f"dolor variante {i}", "hallazgo", i == 0) for i in range(300)]
     rows += [(str(100 + i), f"otro concepto {i}", "hallazgo", True) for i in range(30)]
     kb = KnowledgeBase.from_rows(rows)
-    index = build_index(kb, tiny_encoder)
+    index = build_index(kb, tiny_encoder, index_type=index_type)
     [candidates] = index.search(["dolor variante 7"], k=25)
     assert len({c.code for c in candidates}) == 25
     assert candidates[0].code == "1"

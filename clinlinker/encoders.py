@@ -36,7 +36,7 @@ class DenseEncoder:
     kind = "dense"
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str = "cls", max_length: int = 64,
-                 batch_size: int = 64, device: str | None = None, show_progress: bool | None = None,
+                 batch_size: int = 32, device: str | None = None, show_progress: bool | None = None,
                  precision: str = "fp32"):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")

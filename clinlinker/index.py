@@ -373,7 +373,7 @@ def _read_kb(directory: Path, manifest: dict) -> KnowledgeBase:
 
 
 def load_index(directory, *, encoder=None, model: str | None = None, cache=None, device: str | None = None,
-               batch_size: int = 64):
+               batch_size: int = 32):
     """Load an index directory and the encoder it needs.
 
     encoder: an already loaded encoder to use (checked against the manifest);

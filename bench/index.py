@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=150_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--queries", type=int, default=256)
+    parser.add_argument("--types", default="flat,sq8,ivf,hnsw", help="index types to measure")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -68,7 +69,7 @@ def main() -> None:
 
     rows, truth = [], None
     tmp = Path(tempfile.mkdtemp(prefix="clinlinker-index-bench-"))
-    for kind in ("flat", "sq8", "ivf", "hnsw"):
+    for kind in args.types.split(","):
         before = peak_rss_mb()
         t0 = time.perf_counter()
         if kind == "flat":
@@ -84,7 +85,6 @@ def main() -> None:
         else:
             index = faiss.IndexHNSWFlat(dim, ix.HNSW_M, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = ix.HNSW_EF_CONSTRUCTION
-            index.hnsw.efSearch = ix.HNSW_EF_SEARCH
         index.add(vectors)
         build = time.perf_counter() - t0
         path = tmp / f"{kind}.faiss"
@@ -94,13 +94,14 @@ def main() -> None:
             t0 = time.perf_counter()
             faiss.read_index(str(path))
             reloads.append(time.perf_counter() - t0)
+        params = faiss.SearchParametersHNSW(efSearch=ix.HNSW_EF_SEARCH) if kind == "hnsw" else None
         single = []
         for q in queries[:64]:
             t0 = time.perf_counter()
-            index.search(q[None, :], 100)
+            index.search(q[None, :], 100, params=params)
             single.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        _, found = index.search(queries, 100)
+        _, found = index.search(queries, 100, params=params)
         batched = (time.perf_counter() - t0) / len(queries)
         if truth is None:
             truth = found

@@ -92,7 +92,7 @@ class DenseEncoder:
             data = tensor.detach().cpu().contiguous()
             if data.dtype.is_floating_point and data.element_size() == 2:
                 data = data.view(dtype=torch.int16)  # bf16/fp16 have no numpy dtype
-            digest.update(data.numpy().tobytes())
+            digest.update(memoryview(data.numpy()).cast("B"))  # no copy of the weights
         digest.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
         digest.update(f"{self.pooling}|{self.max_length}".encode())
         if self.precision != "fp32":  # fp32 keeps the fingerprints of indexes built before precisions existed

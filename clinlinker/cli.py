@@ -63,6 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "(docs/benchmarks.md)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
+    p = sub.add_parser("train", help="fine-tune a bi-encoder (SapBERT-style) on gazetteer synonyms, hierarchy "
+                                     "and accepted links")
+    p.add_argument("--gazetteer", action="append", required=True, metavar="TSV")
+    p.add_argument("--hierarchy", metavar="TSV", help="is-a hierarchy: parents' and grandparents' terms as positives")
+    p.add_argument("--links", action="append", default=[], metavar="TSV",
+                   help="accepted links (linking TSV): mention -> code positives; repeatable")
+    p.add_argument("--model", required=True, help="base model: hub id or local directory")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--epochs", type=_positive, default=1)
+    p.add_argument("--max-steps", type=_positive)
+    p.add_argument("--batch-size", type=_positive, default=64, help="pairs per batch (default 64)")
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--pooling", default="cls", choices=["cls", "mean"])
+    p.add_argument("--max-length", type=_positive, default=25)
+    p.add_argument("--max-synonym-pairs", type=_positive, default=8, help="per concept")
+    p.add_argument("--max-hierarchy-pairs", type=int, default=4, help="per concept (0: no hierarchy positives)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+
     p = sub.add_parser("link", help="top-k candidate concepts for mentions")
     p.add_argument("mentions", nargs="*", metavar="MENTION")
     p.add_argument("--index", required=True, metavar="DIR")
@@ -161,6 +180,30 @@ def cmd_index(args) -> int:
     out = save_index(index, args.out, sources=sources)
     print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
           f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from clinlinker.gazetteer import file_sha256, load_knowledge_base
+    from clinlinker.links import read_links
+    from clinlinker.training import TrainingConfig, build_pairs, train
+
+    kb = load_knowledge_base(args.gazetteer, args.hierarchy)
+    links = [link for path in args.links for link in read_links(path)]
+    config = TrainingConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                            pooling=args.pooling, max_length=args.max_length,
+                            max_synonym_pairs=args.max_synonym_pairs,
+                            max_hierarchy_pairs=args.max_hierarchy_pairs, seed=args.seed, device=args.device)
+    pairs = build_pairs(kb, links=links, use_hierarchy=args.max_hierarchy_pairs > 0, config=config)
+    sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer],
+               "links": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.links]}
+    if args.hierarchy:
+        sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}
+    manifest = train(args.model, pairs, args.out, config, sources=sources)
+    print(f"model written to {args.out}: {manifest['steps']} steps on {manifest['pairs']} pairs "
+          f"({manifest['pair_counts']}); loss on a fixed sample {manifest['loss_before']:.4f} -> "
+          f"{manifest['loss_after']:.4f}. "
+          f"Index with: clinlinker index --model {args.out} --pooling {args.pooling} ...")
     return 0
 
 
@@ -315,7 +358,7 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
-COMMANDS = {"ls-project": cmd_ls_project, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+COMMANDS = {"ls-project": cmd_ls_project, "train": cmd_train, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export}
 
 if __name__ == "__main__":

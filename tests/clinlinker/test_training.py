@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from clinlinker.encoders import DenseEncoder
+from clinlinker.index import DenseIndex
+from clinlinker.knowledge_base import Concept, KnowledgeBase
+from clinlinker.links import Link
+from clinlinker.training import MANIFEST, TrainingConfig, build_pairs, train
+
+
+def preferred_only(kb):
+    return KnowledgeBase([Concept(c.code, c.preferred_term, c.semantic_tag, (c.preferred_term,)) for c in kb.concepts])
+
+
+def synonym_top1(model_dir, kb, pooling="cls"):
+    """Top-1 accuracy of each synonym against an index of preferred terms only."""
+    encoder = DenseEncoder(str(model_dir), pooling=pooling, max_length=25)
+    index = DenseIndex.build(preferred_only(kb), encoder)
+    queries = [(syn, c.code) for c in kb.concepts for syn in c.synonyms]
+    found = index.search([q for q, _ in queries], k=1)
+    return np.mean([cands[0].code == code for cands, (_, code) in zip(found, queries)])
+
+
+def test_pairs_from_synonyms_hierarchy_and_links(demo_kb):
+    links = [Link("d", "T1", "SINTOMA", 0, 6, "pirexia alta", "386661006"),
+             Link("d", "T2", "SINTOMA", 0, 6, "algo", "NO_CODE"),
+             Link("d", "T3", "SINTOMA", 0, 6, "dos cosas", "1+2"),
+             Link("d", "T4", "SINTOMA", 0, 6, "otra", "999999999")]
+    config = TrainingConfig(max_synonym_pairs=2, max_hierarchy_pairs=1)
+    pairs = build_pairs(demo_kb, links=links, config=config)
+    counts = pairs.counts
+    assert counts["link"] == 1 and counts["skipped_no_code"] == 1 and counts["skipped_composite"] == 1
+    assert counts["skipped_unknown_code"] == 1
+    assert counts["hierarchy"] == sum(1 for c in demo_kb.concepts if demo_kb.parents(c.code))  # capped at 1 each
+    label = demo_kb.index_of("6025007")
+    hierarchy = [(a, b) for a, b, l in zip(pairs.anchors, pairs.positives, pairs.labels) if l == label
+                 and a == "apendicectomía laparoscópica" and b in demo_kb["80146002"].terms + demo_kb["387713003"].terms]
+    assert len(hierarchy) == 1
+    assert ("pirexia alta", "fiebre") in zip(pairs.anchors, pairs.positives)
+    without = build_pairs(demo_kb, use_hierarchy=False, config=config)
+    assert without.counts["hierarchy"] == 0
+
+
+def test_training_lowers_the_loss_and_improves_top1(demo_kb, tiny_model_dir, tmp_path):
+    # mean pooling: the CLS vector of a 2-layer random model barely depends on the text (pretrained models differ)
+    before = synonym_top1(tiny_model_dir, demo_kb, pooling="mean")
+    config = TrainingConfig(epochs=12, batch_size=32, lr=1e-3, max_length=25, seed=0, pooling="mean")
+    manifest = train(str(tiny_model_dir), build_pairs(demo_kb, config=config), tmp_path / "trained", config,
+                     show_progress=False)
+    losses = manifest["losses"]
+    assert manifest["loss_after"] < manifest["loss_before"]
+    after = synonym_top1(tmp_path / "trained", demo_kb, pooling="mean")
+    assert after > before + 0.1, (before, after)
+    saved = json.loads((tmp_path / "trained" / MANIFEST).read_text())
+    assert saved["base_model"] == str(tiny_model_dir) and saved["steps"] == len(losses)
+    assert saved["hyperparameters"]["ms_beta"] == 60.0
+
+
+def test_train_cli_then_index_then_link(demo_gazetteer, demo_hierarchy, tiny_model_dir, tmp_path, capsys):
+    from clinlinker.cli import main
+
+    model = tmp_path / "model"
+    assert main(["train", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
+                 str(tiny_model_dir), "--out", str(model), "--max-steps", "3", "--batch-size", "16"]) == 0
+    assert "3 steps" in capsys.readouterr().out
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", str(model), "--out",
+                 str(tmp_path / "ix")]) == 0
+    capsys.readouterr()
+    assert main(["link", "--index", str(tmp_path / "ix"), "--top-k", "3", "cefalea"]) == 0
+    assert capsys.readouterr().out.split("\n")[1].split("\t")[2] == "25064002"
+
+
+def test_no_pairs_is_a_clear_error(tmp_path, tiny_model_dir):
+    from clinlinker.errors import ClinlinkerError
+    from clinlinker.training import Pairs
+
+    with pytest.raises(ClinlinkerError, match="no training pairs"):
+        train(str(tiny_model_dir), Pairs(), tmp_path / "m")

@@ -55,7 +55,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     if config.redis_url:
         store = RedisStore(config.redis_url, store, prefix=config.cache_prefix,
                            consumer=f"{socket.gethostname()}-{os.getpid()}")
-    info["cache"] = cache if linker.index.engine == "dense" else None
+    info["cache"] = cache if linker.index.engine != "lexical" else None
     model = ClinLinkerModel(linker, config, documents=_Documents(store), events=_Events(store))
     info["store"] = store
     describe = linker.describe()

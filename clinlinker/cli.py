@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Faiss index: exact flat (default), ivf (approximate, fast, recall@25 ~0.99), "
                         "hnsw (approximate), sq8 (8-bit, 4x smaller)")
     p.add_argument("--pooling", default="cls", choices=["cls", "mean"], help="default cls, as the model card")
+    p.add_argument("--hybrid", choices=["interpolate", "rrf"],
+                   help="also build the lexical engine and fuse both lists (score interpolation or reciprocal "
+                        "rank fusion)")
+    p.add_argument("--hybrid-weight", type=float, default=0.5, help="weight of the dense side (default 0.5)")
     p.add_argument("--max-length", type=_positive, default=64, help="tokens per text (default 64)")
     p.add_argument("--batch-size", type=_positive, default=32, help="texts per batch (default 32: fastest on 2-core CPUs, bench/encoding.py)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
@@ -173,7 +177,10 @@ def cmd_index(args) -> int:
         encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
                                batch_size=args.batch_size, device=args.device, show_progress=None,
                                precision=args.precision)
-    index = build_index(kb, encoder, index_type=args.index_type)
+    if args.hybrid and encoder is None:
+        raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
+    hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None
+    index = build_index(kb, encoder, index_type=args.index_type, hybrid=hybrid)
     sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer]}
     if args.hierarchy:
         sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}

@@ -244,8 +244,17 @@ ENGINES = {"dense": DenseIndex, "lexical": LexicalIndex}
 
 # --- building -----------------------------------------------------------------------------------
 
-def build_index(kb: KnowledgeBase, encoder=None, *, index_type: str = "flat"):
-    """Build the index for `encoder` (a DenseEncoder) or, with encoder=None, the lexical engine."""
+def build_index(kb: KnowledgeBase, encoder=None, *, index_type: str = "flat", hybrid: dict | None = None):
+    """Build the index for `encoder` (a DenseEncoder) or, with encoder=None, the lexical engine.
+
+    hybrid: {"method": ..., "weight": ...} to build both engines and fuse them (needs a dense encoder).
+    """
+    if hybrid is not None:
+        from clinlinker.hybrid import HybridIndex
+
+        if encoder is None or isinstance(encoder, CharNgramEncoder):
+            raise ClinlinkerError("a hybrid index needs a dense model (--model) beside the lexical engine")
+        return HybridIndex(build_index(kb, encoder, index_type=index_type), build_index(kb), **hybrid)
     start = time.perf_counter()
     if encoder is None or isinstance(encoder, CharNgramEncoder):
         index = LexicalIndex.build(kb, encoder, index_type)
@@ -261,6 +270,8 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
 
     `sources` describes the input files (path, sha256, rows) for the manifest.
     """
+    if index.engine == "hybrid":
+        return _save_hybrid(index, Path(out_dir), sources)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ClinlinkerError(f"{out} exists and is not a directory")
@@ -311,6 +322,23 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     index.manifest = manifest
+    return out
+
+
+def _save_hybrid(index, out: Path, sources) -> Path:
+    """A hybrid index is a directory holding a dense and a lexical index, and a manifest saying how to fuse."""
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise ClinlinkerError(f"{out} is a non-empty directory that is not a clinlinker index; "
+                              "choose another --out (nothing was overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # an interrupted rebuild leaves no manifest: never half an index
+    save_index(index.dense, out / "dense", sources=sources)
+    save_index(index.lexical, out / "lexical", sources=sources)
+    manifest = {"format_version": FORMAT_VERSION, "engine": "hybrid", "method": index.method,
+                "weight": index.weight, "depth": index.depth, "parts": ["dense", "lexical"],
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions()}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    index.manifest = {**index.dense.manifest, **manifest}
     return out
 
 
@@ -384,6 +412,16 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
     start = time.perf_counter()
     manifest = read_manifest(directory)
     engine = manifest.get("engine")
+    if engine == "hybrid":
+        from clinlinker.hybrid import HybridIndex
+
+        dense = load_index(directory / "dense", encoder=encoder, model=model, cache=cache, device=device,
+                           batch_size=batch_size)
+        lexical = load_index(directory / "lexical")
+        index = HybridIndex(dense, lexical, method=manifest.get("method", "interpolate"),
+                            weight=float(manifest.get("weight", 0.5)), depth=int(manifest.get("depth", 100)))
+        index.manifest = {**dense.manifest, **manifest}
+        return index
     if engine not in ENGINES:
         raise IndexLoadError(f"{directory / MANIFEST}: unknown engine {engine!r}")
     if engine == "lexical":

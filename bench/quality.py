@@ -61,7 +61,7 @@ def evaluate(indexes: list[str], names: list[str]) -> None:
                   f"{r['all']['acc@5']:.3f} {r['all']['acc@25']:.3f} | in-KB n={r['in_kb']['n']:5d} "
                   f"{r['in_kb']['acc@1']:.3f} {r['in_kb']['acc@5']:.3f} {r['in_kb']['acc@25']:.3f} | unseen "
                   f"n={r['unseen']['n']:5d} {r['unseen']['acc@1'] or 0:.3f}")
-    print("written", save("quality.json", {"split": {"seed": SEED, "dev_fraction": DEV_FRACTION},
+    print("written", save(f"quality-{'-'.join(names)}.json", {"split": {"seed": SEED, "dev_fraction": DEV_FRACTION},
                                            "systems": report}))
 
 

@@ -191,20 +191,18 @@ class CachedEncoder:
         texts = list(texts)
         dim = self.encoder.dim
         out = np.empty((len(texts), dim), dtype=np.float32)
-        unique = list(dict.fromkeys(texts))
-        keys = [cache_key(self.encoder.fingerprint, t) for t in unique]
-        found = self.cache.get_many(keys)
+        keys = {t: cache_key(self.encoder.fingerprint, t) for t in dict.fromkeys(texts)}
+        found = self.cache.get_many(list(keys.values()))
         vectors: dict[str, np.ndarray] = {}
         missing = []
-        for text, value in zip(unique, found):
+        for text, value in zip(keys, found):
             if value is not None and len(value) == 4 * dim:
                 vectors[text] = np.frombuffer(value, dtype=np.float32)
             else:
                 missing.append(text)
         if missing:
             fresh = self.encoder.encode(missing, **kwargs)
-            self.cache.set_many({cache_key(self.encoder.fingerprint, t): fresh[i].tobytes()
-                                 for i, t in enumerate(missing)})
+            self.cache.set_many({keys[t]: fresh[i].tobytes() for i, t in enumerate(missing)})
             for i, text in enumerate(missing):
                 vectors[text] = fresh[i]
         for i, text in enumerate(texts):

@@ -417,7 +417,8 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
 
         dense = load_index(directory / "dense", encoder=encoder, model=model, cache=cache, device=device,
                            batch_size=batch_size)
-        lexical = load_index(directory / "lexical")
+        # the lexical half shares the dense half's concept table: read it once
+        lexical = LexicalIndex.load_data(directory / "lexical", read_manifest(directory / "lexical"), dense.kb)
         index = HybridIndex(dense, lexical, method=manifest.get("method", "interpolate"),
                             weight=float(manifest.get("weight", 0.5)), depth=int(manifest.get("depth", 100)))
         index.manifest = {**dense.manifest, **manifest}

@@ -17,11 +17,21 @@ class Linker:
     '6025007'
     """
 
-    def __init__(self, index, *, top_k: int = DEFAULT_TOP_K):
+    def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None):
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         self.index = index
         self.top_k = top_k
+        self.learned = learned  # a LearnedTerms layer (accepted wordings), searched beside the index
+
+    def learn(self, links) -> "Linker":
+        """Make (mention text, code) pairs synonyms of their concepts; replaces what was learned before."""
+        from clinlinker.learned import LearnedTerms
+
+        if self.learned is None:
+            self.learned = LearnedTerms(self.index.kb, self.index.encoder)
+        self.learned.replace(links)
+        return self
 
     @classmethod
     def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
@@ -52,8 +62,14 @@ class Linker:
         if not cleaned:
             return []
         unique = list(dict.fromkeys(cleaned))
-        found = dict(zip(unique, self.index.search(unique, k)))
+        results = self.index.search(unique, k)
+        if self.learned is not None and len(self.learned):
+            results = self.learned.merge(unique, results, k)
+        found = dict(zip(unique, results))
         return [found[text] for text in cleaned]
 
     def describe(self) -> dict:
-        return {**self.index.describe(), "top_k": self.top_k}
+        out = {**self.index.describe(), "top_k": self.top_k}
+        if self.learned is not None:
+            out["learned"] = self.learned.describe()
+        return out

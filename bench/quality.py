@@ -1,11 +1,16 @@
-"""Quality report groundwork (issue 4): a fixed document-level train/dev split of the three training corpora,
-and top-1/5/25 accuracy of any index on the dev mentions (all, and those whose gold code is in the KB), plus
-unseen-code accuracy (gold code absent from the train part's links).
+"""Quality report (issue 4): accuracy of each system on a fixed document-level split of the three corpora.
 
-    python bench/quality.py split                      # writes bench/.cache/split/{corpus}_{train,dev}.tsv
-    python bench/quality.py eval --index ix --name lexical [--index ix2 --name minilm ...]
+Split (seed 13, by document): 20 % of each corpus's documents -> dev (reported, never tuned on); the rest ->
+train, itself split 80/20 into fit (what training may use: accepted links) and tune (where hybrid weights and
+anything else are chosen). Every system is scored on dev mentions, cleaned (no NO_CODE or composite rows):
+all of them, those whose gold code is in the KB, and unseen codes (gold code absent from the train part's links).
 
-Never tune on what you report: tune on a part of `train`, report on `dev`.
+    python bench/quality.py split                         # bench/.cache/split/{corpus}_{train,dev,fit,tune}.tsv
+    python bench/quality.py eval --index DIR --name NAME  # candidate lists of dev+tune mentions, cached; scores
+    python bench/quality.py hybrid --dense NAME --lexical lexical --name hybrid   # weight tuned on tune, scored on dev
+    python bench/quality.py report                        # markdown table + docs/quality.png + calibration table
+
+bench/quality.sh runs the whole chain (training included) as it was run for docs/quality.md.
 """
 
 from __future__ import annotations
@@ -13,14 +18,25 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections import defaultdict
+from pathlib import Path
 
-from common import CACHE, DATA, RESULTS, save
+from common import CACHE, DATA, RESULTS, ROOT, save
 
 CORPORA = ("distemist", "symptemist", "medprocner")
 SPLIT = CACHE / "split"
+LISTS = CACHE / "quality"
 DEV_FRACTION = 0.2
+TUNE_FRACTION = 0.2  # of the train part's documents
 SEED = 13
+DEPTH = 100  # candidates kept per mention: what a hybrid fuses
+KS = tuple(range(1, 26))
+RESULT_FILE = "quality.json"
+
+
+def _split_docs(links, fraction, seed):
+    docs = sorted({link.filename for link in links})
+    random.Random(seed).shuffle(docs)
+    return set(docs[: int(len(docs) * fraction)])
 
 
 def split() -> None:
@@ -29,40 +45,172 @@ def split() -> None:
     SPLIT.mkdir(parents=True, exist_ok=True)
     for corpus in CORPORA:
         links = read_links(DATA / "corpora" / f"{corpus}_train.tsv")
-        docs = sorted({l.filename for l in links})
-        random.Random(SEED).shuffle(docs)
-        dev_docs = set(docs[: int(len(docs) * DEV_FRACTION)])
-        write_links([l for l in links if l.filename not in dev_docs], SPLIT / f"{corpus}_train.tsv")
-        write_links([l for l in links if l.filename in dev_docs], SPLIT / f"{corpus}_dev.tsv")
-        print(f"{corpus}: {len(docs) - len(dev_docs)} train / {len(dev_docs)} dev documents")
+        dev_docs = _split_docs(links, DEV_FRACTION, SEED)
+        train = [link for link in links if link.filename not in dev_docs]
+        tune_docs = _split_docs(train, TUNE_FRACTION, SEED + 1)
+        parts = {"train": train, "dev": [link for link in links if link.filename in dev_docs],
+                 "fit": [link for link in train if link.filename not in tune_docs],
+                 "tune": [link for link in train if link.filename in tune_docs]}
+        for name, rows in parts.items():
+            write_links(rows, SPLIT / f"{corpus}_{name}.tsv")
+        print(corpus, ", ".join(f"{name} {len({l.filename for l in rows})} docs / {len(rows)} links"
+                                for name, rows in parts.items()))
 
 
-def evaluate(indexes: list[str], names: list[str]) -> None:
-    from clinlinker.evaluation import evaluate_links
-    from clinlinker.linker import Linker
+def _gold(corpus: str, part: str):
     from clinlinker.links import read_links
 
     if not (SPLIT / "medprocner_dev.tsv").exists():
         split()
-    report = defaultdict(dict)
-    for directory, name in zip(indexes, names):
-        linker = Linker.from_directory(directory)
-        for corpus in CORPORA:
-            dev = [l for l in read_links(SPLIT / f"{corpus}_dev.tsv") if l.is_clean]
-            seen = {l.code for l in read_links(SPLIT / f"{corpus}_train.tsv")}
-            codes = [[c.code for c in cands] for cands in linker.link([l.span for l in dev], 25)]
-            result = evaluate_links(dev, codes, known_codes=linker.kb, ks=(1, 5, 25))
-            unseen = [(l, c) for l, c in zip(dev, codes) if l.code not in seen]
-            unseen_report = evaluate_links([l for l, _ in unseen], [c for _, c in unseen], ks=(1, 5, 25))
-            report[name][corpus] = {"all": result["cleaned"], "in_kb": result["in_kb"],
-                                    "unseen": unseen_report["cleaned"]}
-            r = report[name][corpus]
-            print(f"{name:12s} {corpus:10s} all n={r['all']['n']:5d} top-1/5/25 {r['all']['acc@1']:.3f} "
-                  f"{r['all']['acc@5']:.3f} {r['all']['acc@25']:.3f} | in-KB n={r['in_kb']['n']:5d} "
-                  f"{r['in_kb']['acc@1']:.3f} {r['in_kb']['acc@5']:.3f} {r['in_kb']['acc@25']:.3f} | unseen "
-                  f"n={r['unseen']['n']:5d} {r['unseen']['acc@1'] or 0:.3f}")
-    print("written", save(f"quality-{'-'.join(names)}.json", {"split": {"seed": SEED, "dev_fraction": DEV_FRACTION},
-                                           "systems": report}))
+    return [link for link in read_links(SPLIT / f"{corpus}_{part}.tsv") if link.is_clean]
+
+
+def candidate_lists(index_dir: str, name: str) -> dict:
+    """Top-DEPTH (code, score) per dev and tune mention, computed once per system and cached."""
+    from clinlinker.linker import Linker
+
+    path = LISTS / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    linker = Linker.from_directory(index_dir)
+    out = {"index": str(index_dir), "describe": {k: v for k, v in linker.describe().items() if k != "fingerprint"},
+           "kb_codes": sorted(c.code for c in linker.kb.concepts), "lists": {}}
+    for corpus in CORPORA:
+        for part in ("dev", "tune"):
+            gold = _gold(corpus, part)
+            found = linker.link([link.span for link in gold], DEPTH)
+            out["lists"][f"{corpus}_{part}"] = [[[c.code, round(c.score, 5)] for c in cands] for cands in found]
+    LISTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
+
+
+def score(lists: dict, kb_codes: set, part: str = "dev") -> dict:
+    from clinlinker.evaluation import evaluate_links
+
+    report = {}
+    for corpus in CORPORA:
+        gold = _gold(corpus, part)
+        seen = {link.code for link in _gold(corpus, "train")}
+        codes = [[c for c, _ in cands[:25]] for cands in lists[f"{corpus}_{part}"]]
+        result = evaluate_links(gold, codes, known_codes=kb_codes, ks=KS)
+        unseen = [(link, c) for link, c in zip(gold, codes) if link.code not in seen]
+        unseen_report = evaluate_links([l for l, _ in unseen], [c for _, c in unseen], ks=KS)
+        report[corpus] = {"all": result["cleaned"], "in_kb": result["in_kb"], "unseen": unseen_report["cleaned"]}
+    return report
+
+
+def _print(name: str, report: dict) -> None:
+    for corpus, r in report.items():
+        print(f"{name:14s} {corpus:10s} all n={r['all']['n']:5d} top-1/5/25 {r['all']['acc@1']:.3f} "
+              f"{r['all']['acc@5']:.3f} {r['all']['acc@25']:.3f} | in-KB n={r['in_kb']['n']:5d} "
+              f"{r['in_kb']['acc@1']:.3f} {r['in_kb']['acc@5']:.3f} {r['in_kb']['acc@25']:.3f} | unseen "
+              f"n={r['unseen']['n']:5d} {r['unseen']['acc@1'] or 0:.3f}")
+
+
+def _record(name: str, entry: dict) -> None:
+    path = RESULTS / RESULT_FILE
+    data = json.loads(path.read_text()) if path.exists() else {
+        "split": {"seed": SEED, "dev_fraction": DEV_FRACTION, "tune_fraction_of_train": TUNE_FRACTION},
+        "systems": {}}
+    data["systems"][name] = entry
+    print("written", save(RESULT_FILE, data))
+
+
+def evaluate(index_dir: str, name: str) -> None:
+    lists = candidate_lists(index_dir, name)
+    report = score(lists["lists"], set(lists["kb_codes"]))
+    _print(name, report)
+    manifest = {}
+    model = Path(lists["describe"].get("model") or "-")
+    if (model / "clinlinker_training.json").exists():
+        training = json.loads((model / "clinlinker_training.json").read_text())
+        manifest = {k: training[k] for k in ("steps", "pairs", "pair_counts", "loss_before", "loss_after", "seconds")
+                    if k in training}
+        manifest["hyperparameters"] = training.get("hyperparameters")
+    _record(name, {"index": lists["describe"], "training": manifest, "dev": report})
+
+
+def fuse(dense: list, lexical: list, method: str, weight: float, k: int = 25) -> list:
+    """The same fusion as clinlinker.hybrid.HybridIndex, on cached (code, score) lists."""
+    from clinlinker.candidates import Candidate
+    from clinlinker.hybrid import HybridIndex
+
+    hybrid = HybridIndex.__new__(HybridIndex)
+    hybrid.method, hybrid.weight = method, weight
+
+    def cands(rows):
+        return [Candidate(code, "", "", "", score, rank) for rank, (code, score) in enumerate(rows, start=1)]
+
+    return [[c.code, c.score] for c in hybrid._fuse(cands(dense), cands(lexical), k)]
+
+
+def hybrid(dense_name: str, lexical_name: str, name: str) -> None:
+    dense = json.loads((LISTS / f"{dense_name}.json").read_text())
+    lexical = json.loads((LISTS / f"{lexical_name}.json").read_text())
+    kb_codes = set(dense["kb_codes"])
+    if kb_codes != set(lexical["kb_codes"]):
+        raise SystemExit("the two systems were built over different knowledge bases")
+
+    def fused_lists(method, weight, part):
+        return {f"{c}_{part}": [fuse(d, l, method, weight) for d, l in zip(dense["lists"][f"{c}_{part}"],
+                                                                           lexical["lists"][f"{c}_{part}"])]
+                for c in CORPORA}
+
+    def objective(report):  # mean over corpora of top-1 + top-25 (all mentions)
+        return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
+
+    grid = [("interpolate", w / 10) for w in range(1, 10)] + [("rrf", w / 10) for w in range(2, 9)]
+    tuning = []
+    for method, weight in grid:
+        value = objective(score(fused_lists(method, weight, "tune"), kb_codes, "tune"))
+        tuning.append({"method": method, "weight": weight, "objective": round(value, 4)})
+        print(f"tune {method:11s} weight {weight:.1f}: mean(top-1 + top-25) {value:.4f}")
+    best = max(tuning, key=lambda t: t["objective"])
+    print(f"chosen on tune: {best}")
+    report = score(fused_lists(best["method"], best["weight"], "dev"), kb_codes)
+    _print(name, report)
+    parts = {n: score(d["lists"], kb_codes) for n, d in ((dense_name, dense), (lexical_name, lexical))}
+    never_worse = all(report[c]["all"][f"acc@{k}"] >= max(p[c]["all"][f"acc@{k}"] for p in parts.values())
+                      for c in CORPORA for k in (1, 25))
+    print("never worse than the better part at top-1 and top-25 on every dev corpus:", never_worse)
+    _record(name, {"parts": [dense_name, lexical_name], "method": best["method"], "weight": best["weight"],
+                   "tuning": tuning, "never_worse_than_parts": never_worse, "dev": report})
+
+
+def report() -> None:
+    data = json.loads((RESULTS / RESULT_FILE).read_text())
+    systems = data["systems"]
+    lines = ["| system | " + " | ".join(f"{c} top-1/5/25" for c in CORPORA) + " |",
+             "|---|" + "---|" * len(CORPORA)]
+    for subset, title in (("all", "all dev mentions (cleaned)"), ("in_kb", "gold code in the KB"),
+                          ("unseen", "unseen codes (not in train links)")):
+        lines.append(f"| **{title}** | " + " | ".join(
+            f"n={next(iter(systems.values()))['dev'][c][subset]['n']}" for c in CORPORA) + " |")
+        for name, entry in systems.items():
+            cells = [entry["dev"][c][subset] for c in CORPORA]
+            lines.append(f"| {name} | " + " | ".join(f"{r['acc@1']:.3f} / {r['acc@5']:.3f} / {r['acc@25']:.3f}"
+                                                     for r in cells) + " |")
+    print("\n".join(lines))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=False)
+    for ax, corpus in zip(axes, CORPORA):
+        for name, entry in systems.items():
+            r = entry["dev"][corpus]["all"]
+            ax.plot(KS, [r[f"acc@{k}"] for k in KS], label=name, marker="." if "hybrid" in name else None)
+        ax.set_title(f"{corpus} dev (n={entry['dev'][corpus]['all']['n']})")
+        ax.set_xlabel("k")
+        ax.set_ylabel("accuracy@k (all cleaned mentions)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = ROOT / "docs" / "quality.png"
+    fig.savefig(out, dpi=110)
+    print("plot written to", out)
 
 
 def main() -> None:
@@ -70,15 +218,22 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("split")
     p = sub.add_parser("eval")
-    p.add_argument("--index", action="append", required=True)
-    p.add_argument("--name", action="append", required=True)
+    p.add_argument("--index", required=True)
+    p.add_argument("--name", required=True)
+    p = sub.add_parser("hybrid")
+    p.add_argument("--dense", required=True)
+    p.add_argument("--lexical", required=True)
+    p.add_argument("--name", required=True)
+    sub.add_parser("report")
     args = parser.parse_args()
     if args.command == "split":
         split()
-    else:
-        if len(args.index) != len(args.name):
-            parser.error("give one --name per --index")
+    elif args.command == "eval":
         evaluate(args.index, args.name)
+    elif args.command == "hybrid":
+        hybrid(args.dense, args.lexical, args.name)
+    else:
+        report()
 
 
 if __name__ == "__main__":

@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=1)
     p.add_argument("--max-steps", type=_positive)
     p.add_argument("--batch-size", type=_positive, default=64, help="pairs per batch (default 64)")
-    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5, SapBERT's)")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warm-up share of the steps (default 0.1)")
+    p.add_argument("--link-repeats", type=_positive, default=1,
+                   help="repeat each accepted-link pair this many times per epoch (default 1)")
+    p.add_argument("--max-seconds", type=float, help="stop (and save) after this many seconds of training")
     p.add_argument("--pooling", default="cls", choices=["cls", "mean"])
     p.add_argument("--max-length", type=_positive, default=25)
     p.add_argument("--max-synonym-pairs", type=_positive, default=8, help="per concept")
@@ -200,7 +204,9 @@ def cmd_train(args) -> int:
     config = TrainingConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                             pooling=args.pooling, max_length=args.max_length,
                             max_synonym_pairs=args.max_synonym_pairs,
-                            max_hierarchy_pairs=args.max_hierarchy_pairs, seed=args.seed, device=args.device)
+                            max_hierarchy_pairs=args.max_hierarchy_pairs, seed=args.seed, device=args.device,
+                            warmup_ratio=args.warmup_ratio, link_repeats=args.link_repeats,
+                            max_seconds=args.max_seconds)
     pairs = build_pairs(kb, links=links, use_hierarchy=args.max_hierarchy_pairs > 0, config=config)
     sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer],
                "links": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.links]}

@@ -34,12 +34,17 @@ log = logging.getLogger(__name__)
 MANIFEST = "clinlinker_training.json"
 
 
+class TrainingInterrupted(ClinlinkerError):
+    """Training was asked to stop before it finished; the output directory was not written."""
+
+
 @dataclass
 class TrainingConfig:
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 64  # pairs per batch (2 x texts)
     lr: float = 2e-5
+    warmup_ratio: float = 0.1  # linear warm-up over this share of the steps, then linear decay to 0
     weight_decay: float = 0.01
     pooling: str = "cls"
     max_length: int = 25  # SapBERT trains on names: 25 tokens
@@ -49,6 +54,8 @@ class TrainingConfig:
     miner_margin: float = 0.2
     max_synonym_pairs: int = 8  # per concept
     max_hierarchy_pairs: int = 4  # per concept: parents' and grandparents' terms
+    link_repeats: int = 1  # each accepted-link pair is seen this many times per epoch (links are few, and the point)
+    max_seconds: float | None = None  # stop (and save) after this much training time
     seed: int = 0
     device: str | None = None
 
@@ -103,13 +110,18 @@ def build_pairs(kb: KnowledgeBase, *, links: Sequence = (), use_hierarchy: bool 
             pairs.counts["skipped_unknown_code"] += 1
         else:
             concept = kb[link.code]
-            pairs.add(" ".join(link.span.split()), concept.preferred_term, kb.index_of(link.code), "link")
+            for _ in range(max(1, config.link_repeats)):
+                pairs.add(" ".join(link.span.split()), concept.preferred_term, kb.index_of(link.code), "link")
     return pairs
 
 
 def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None = None, *,
-          sources: dict | None = None, show_progress: bool = True) -> dict:
-    """Fine-tune `base_model` on `pairs`; write the model to `out_dir`; return the history (losses per step)."""
+          sources: dict | None = None, show_progress: bool = True, should_stop=None) -> dict:
+    """Fine-tune `base_model` on `pairs`; write the model to `out_dir`; return the manifest (losses per step).
+
+    Training stops early (and still saves) after `config.max_seconds`; `should_stop()` returning True
+    aborts it without writing anything (raises TrainingInterrupted).
+    """
     import torch
     from pytorch_metric_learning import losses, miners
     from transformers import AutoModel, AutoTokenizer
@@ -140,6 +152,9 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     total = steps_per_epoch * config.epochs
     if config.max_steps:
         total = min(total, config.max_steps)
+    warmup = int(total * config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
     history: list[float] = []
     progress = None
     if show_progress:
@@ -171,10 +186,19 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
         return value
 
     loss_before = probe_loss()
+    stopped = "steps"
     while step < total:
         np.random.shuffle(order)
         for start in range(0, len(order), config.batch_size):
             if step >= total:
+                break
+            if should_stop is not None and should_stop():
+                if progress:
+                    progress.close()
+                raise TrainingInterrupted(f"training interrupted after {step} steps; nothing written")
+            if config.max_seconds and time.perf_counter() - started > config.max_seconds:
+                stopped = "time"
+                total = step
                 break
             rows = order[start:start + config.batch_size]
             texts = [pairs.anchors[i] for i in rows] + [pairs.positives[i] for i in rows]
@@ -185,6 +209,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
             history.append(float(loss.detach()))
             step += 1
             if progress:
@@ -198,7 +223,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    manifest = {"base_model": str(base_model), "steps": step, "pairs": len(pairs), "pair_counts": pairs.counts,
+    manifest = {"base_model": str(base_model), "steps": step, "stopped_by": stopped, "pairs": len(pairs), "pair_counts": pairs.counts,
                 "hyperparameters": asdict(config), "sources": sources or {},
                 "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
                 "loss_first": history[0] if history else None, "loss_last": history[-1] if history else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import html
+import json
 import logging
 import os
 import socket
@@ -23,7 +24,7 @@ from clinlinker.errors import ClinlinkerError
 
 from backend.config import BackendConfig
 from backend.label_config import LabelConfigError
-from backend.model import ClinLinkerModel, PayloadError
+from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError
 
 log = logging.getLogger("backend")
 DEMO_GAZETTEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clinlinker", "data",
@@ -41,23 +42,44 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     from clinlinker.index import build_index
     from clinlinker.linker import Linker
 
+    from backend.retrain import Retrainer
     from backend.storage import RedisStore, SQLiteStore
 
     info = {"demo": config.index_dir is None}
     cache = make_cache(config.redis_url, prefix=config.cache_prefix + "emb:", ttl=config.cache_ttl)
+    store = SQLiteStore(config.data_path / "backend.sqlite3")
+    if config.redis_url:
+        store = RedisStore(config.redis_url, store, prefix=config.cache_prefix,
+                           consumer=f"{socket.gethostname()}-{os.getpid()}")
+
+    def load_linker(directory):
+        return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
+                                     cache=cache, top_k=config.top_k)
+
+    index_dir = config.index_dir
     if config.index_dir is None:
         index = build_index(load_knowledge_base([DEMO_GAZETTEER]))
         log.warning(DEMO_BANNER.format(concepts=len(index.kb)))
         linker = Linker(index, top_k=config.top_k)
     else:
-        linker = Linker.from_directory(config.index_dir, model=config.model, cache=cache, top_k=config.top_k)
-    store = SQLiteStore(config.data_path / "backend.sqlite3")
-    if config.redis_url:
-        store = RedisStore(config.redis_url, store, prefix=config.cache_prefix,
-                           consumer=f"{socket.gethostname()}-{os.getpid()}")
+        linker = None
+        published = json.loads(store.get_meta(CURRENT_INDEX) or "{}")
+        if published.get("index_dir") and published.get("base_index") == config.index_dir:
+            try:  # a model fine-tuned from this index by an earlier run: serve it again
+                linker = load_linker(published["index_dir"])
+                index_dir = published["index_dir"]
+                log.warning("serving the fine-tuned index %s (fine-tuned from %s)", index_dir, config.index_dir)
+            except ClinlinkerError as exc:
+                log.error("cannot load the fine-tuned index %s (%s); serving %s", published["index_dir"], exc,
+                          config.index_dir)
+        if linker is None:
+            linker = load_linker(config.index_dir)
     info["cache"] = cache if linker.index.engine != "lexical" else None
-    model = ClinLinkerModel(linker, config, documents=_Documents(store), events=_Events(store))
+    model = ClinLinkerModel(linker, config, documents=_Documents(store), events=_Events(store), links=store,
+                            index_dir=index_dir, load_index=load_linker)
+    model.sync_learned()
     info["store"] = store
+    info["retrainer"] = Retrainer(model, store, config)
     describe = linker.describe()
     log.info("serving %s engine: model %s, %d concepts, %d terms, index %s, model_version %s", describe["engine"],
              describe["model"], describe["concepts"], describe["terms"], config.index_dir or "(demo)",
@@ -134,7 +156,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             if worker_state["pid"] != os.getpid():
                 from backend.worker import EventWorker
 
-                worker_state["worker"] = EventWorker(store, doc_field=config.doc_field, labels=config.labels).start()
+                worker_state["worker"] = EventWorker(store, doc_field=config.doc_field, labels=config.labels,
+                                                     retrainer=info.get("retrainer")).start()
                 worker_state["pid"] = os.getpid()
 
     app.extensions["clinlinker"] = {"model": model, "config": config, "metrics": metrics, "info": info,
@@ -200,7 +223,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             cache=cache.state() if cache is not None else {"backend": "none",
                                                            "reason": "the lexical engine needs no embedding cache"},
             store="redis" if config.redis_url else "sqlite",
-            accepted_links=store.accepted_count() if store is not None else None)
+            accepted_links=store.accepted_count() if store is not None else None,
+            learned_terms=describe.get("learned"), training=_training(info))
 
     @app.post("/setup")
     def setup():
@@ -231,7 +255,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         metrics.add(predict_requests=1, tasks=len(tasks), spans=sum(
             1 for r in results for item in r["result"] if item.get("type") == "taxonomy"))
         metrics.latencies.append(time.perf_counter() - started)
-        return jsonify(results=results, model_version=model.model_version)
+        return jsonify(results=results, model_version=results[0]["model_version"] if results else model.model_version)
 
     @app.post("/webhook")
     def webhook():
@@ -284,6 +308,17 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         return jsonify(query=query, candidates=results)
 
     return app
+
+
+def _training(info: dict) -> dict:
+    retrainer = info.get("retrainer")
+    if retrainer is None:
+        return {"status": "unavailable", "reason": "no store"}
+    why_not = retrainer.unavailable()
+    state = retrainer.state()
+    if why_not:
+        state = {**state, "available": False, "reason": why_not}
+    return {**state, "every": retrainer.config.retrain_every or None}
 
 
 def serve_app() -> Flask:

@@ -32,6 +32,12 @@ class BackendConfig:
     max_text_chars: int = 200_000  # CLINLINKER_MAX_TEXT_CHARS per task text
     data_dir: str = "var"  # CLINLINKER_DATA_DIR: SQLite event log and document store without Redis
     worker: bool = True  # CLINLINKER_WORKER=0 disables the in-process event worker
+    retrain_every: int = 0  # CLINLINKER_RETRAIN_EVERY: fine-tune after this many new accepted links (0: only /train)
+    train_max_steps: int = 200  # CLINLINKER_TRAIN_MAX_STEPS per background fine-tuning
+    train_max_seconds: float = 1800.0  # CLINLINKER_TRAIN_MAX_SECONDS of training (then it saves what it has)
+    train_timeout: float = 7200.0  # CLINLINKER_TRAIN_TIMEOUT: the whole job (training + re-encoding) is killed after
+    train_threads: int = 1  # CLINLINKER_TRAIN_THREADS: CPU threads of the training process (serving keeps the rest)
+    train_lr: float = 2e-5  # CLINLINKER_TRAIN_LR
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -76,6 +82,12 @@ class BackendConfig:
             max_text_chars=number("CLINLINKER_MAX_TEXT_CHARS", 200_000),
             data_dir=text("CLINLINKER_DATA_DIR", "var"),
             worker=text("CLINLINKER_WORKER", "1") not in ("0", "false", "no"),
+            retrain_every=number("CLINLINKER_RETRAIN_EVERY", 0, minimum=0),
+            train_max_steps=number("CLINLINKER_TRAIN_MAX_STEPS", 200),
+            train_max_seconds=number("CLINLINKER_TRAIN_MAX_SECONDS", 1800.0, float),
+            train_timeout=number("CLINLINKER_TRAIN_TIMEOUT", 7200.0, float),
+            train_threads=number("CLINLINKER_TRAIN_THREADS", 1),
+            train_lr=number("CLINLINKER_TRAIN_LR", 2e-5, float, minimum=0),
         )
         if bool(config.auth_user) != bool(config.auth_password):
             raise ClinlinkerError("set both CLINLINKER_BASIC_AUTH_USER and CLINLINKER_BASIC_AUTH_PASSWORD, or neither")

@@ -8,7 +8,10 @@ mention, and answers with Label Studio result items (see `regions.py` for node n
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from clinlinker.linker import Linker
@@ -33,16 +36,109 @@ class Span:
     emit_label: bool  # False for regions that already exist in Label Studio (interactive mode)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What answers a request: read once per request, replaced whole by a hot swap (never half of it)."""
+
+    linker: Linker
+    model_version: str
+    index_dir: str | None
+
+
+def model_version_of(linker: Linker, top_k: int) -> str:
+    manifest = getattr(linker.index, "manifest", {}) or {}
+    digest = hashlib.sha256(repr((manifest.get("fingerprint"), manifest.get("created"), manifest.get("terms"),
+                                  top_k)).encode()).hexdigest()[:10]
+    return f"clinlinker-{linker.index.engine}-{digest}"
+
+
+CURRENT_INDEX = "current_index"  # store meta key: the fine-tuned index every process should serve
+
+
 class ClinLinkerModel:
-    def __init__(self, linker: Linker, config, documents=None, events=None):
-        self.linker = linker
+    def __init__(self, linker: Linker, config, documents=None, events=None, *, links=None, index_dir=None,
+                 load_index=None):
         self.config = config
         self.documents = documents
         self.events = events
-        manifest = getattr(linker.index, "manifest", {}) or {}
-        digest = hashlib.sha256(repr((manifest.get("fingerprint"), manifest.get("created"), manifest.get("terms"),
-                                      config.top_k)).encode()).hexdigest()[:10]
-        self.model_version = f"clinlinker-{linker.index.engine}-{digest}"
+        self.links = links  # the accepted-links store: the learned-terms layer follows it
+        self.load_index = load_index  # directory -> Linker, for following a fine-tuned index
+        self._learned_version = {}
+        self._learn_lock = threading.Lock()
+        self._follow = {"checked": 0.0, "loading": None, "failed": {}}
+        self.serving = Serving(linker, model_version_of(linker, config.top_k), index_dir)
+
+    @property
+    def linker(self) -> Linker:
+        return self.serving.linker
+
+    @property
+    def model_version(self) -> str:
+        return self.serving.model_version
+
+    # --- learning while serving ---------------------------------------------------------------
+
+    def sync_learned(self, serving: Serving | None = None) -> None:
+        """Rebuild the learned-terms layer when the accepted links changed (one cheap version read per call)."""
+        serving = serving or self.serving
+        if self.links is None:
+            return
+        try:
+            version = self.links.links_version()
+        except Exception as exc:  # noqa: BLE001 - learning is optional: serve without the update
+            log.warning("cannot read the accepted links' version (%s); serving the learned terms as they were", exc)
+            return
+        key = id(serving.linker)
+        if self._learned_version.get(key) == version:
+            return
+        with self._learn_lock:
+            if self._learned_version.get(key) == version:
+                return
+            serving.linker.learn(self.links.learned_pairs())
+            self._learned_version = {key: version}  # one linker at a time: forget swapped-out ones
+            learned = serving.linker.learned.describe()
+            log.info("learned terms: %d wordings of %d accepted links (skipped: %s)", learned["wordings"],
+                     learned["terms"], learned["skipped"])
+
+    def swap(self, linker: Linker, index_dir: str | None) -> str:
+        """Serve `linker` from now on. Requests already running finish on the old one."""
+        serving = Serving(linker, model_version_of(linker, self.config.top_k), index_dir)
+        self.sync_learned(serving)  # learned terms ready before the first request sees it
+        old, self.serving = self.serving, serving
+        log.warning("now serving %s (%s), was %s", serving.model_version, index_dir, old.model_version)
+        return serving.model_version
+
+    def follow(self, force: bool = False) -> None:
+        """Load in the background the fine-tuned index another process published, then swap to it."""
+        if self.links is None or self.load_index is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._follow["checked"] < 1.0:
+            return
+        self._follow["checked"] = now
+        try:
+            published = self.links.get_meta(CURRENT_INDEX)
+        except Exception:  # noqa: BLE001
+            return
+        if not published:
+            return
+        target = json.loads(published).get("index_dir")
+        if not target or target == self.serving.index_dir or self._follow["loading"] == target \
+                or target in self._follow["failed"]:
+            return
+        self._follow["loading"] = target
+
+        def load():
+            try:
+                self.swap(self.load_index(target), target)
+            except Exception as exc:  # noqa: BLE001 - keep serving what we have
+                self._follow["failed"][target] = f"{type(exc).__name__}: {exc}"
+                log.error("cannot load the fine-tuned index %s (%s); still serving %s", target, exc,
+                          self.serving.model_version)
+            finally:
+                self._follow["loading"] = None
+
+        threading.Thread(target=load, name="clinlinker-follow", daemon=True).start()
 
     # --- Label Studio's API -------------------------------------------------------------------
 
@@ -56,12 +152,15 @@ class ClinLinkerModel:
         cfg = parse_label_config(label_config, tuple(self.config.labels))
         per_task = [self._spans(i, task, context, cfg) for i, task in enumerate(tasks)]
         mentions = [span.text for spans in per_task for span in spans]
-        candidates = self.linker.link(mentions, self.config.top_k) if mentions else []
+        self.follow()
+        serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
+        self.sync_learned(serving)
+        candidates = serving.linker.link(mentions, self.config.top_k) if mentions else []
         out, position = [], 0
         for task, spans in zip(tasks, per_task):
             task_candidates = candidates[position:position + len(spans)]
             position += len(spans)
-            out.append(self._prediction(task, spans, task_candidates, cfg))
+            out.append(self._prediction(task, spans, task_candidates, cfg, serving.model_version))
         return out
 
     def fit(self, event: str, data: dict) -> dict:
@@ -148,7 +247,7 @@ class ClinLinkerModel:
 
     # --- results ------------------------------------------------------------------------------
 
-    def _prediction(self, task, spans: list[Span], candidates, cfg: LabelConfig) -> dict:
+    def _prediction(self, task, spans: list[Span], candidates, cfg: LabelConfig, model_version: str) -> dict:
         result = []
         nodes = []
         for span, cands in zip(spans, candidates):
@@ -176,7 +275,7 @@ class ClinLinkerModel:
         if self.documents is not None and nodes:
             self.documents.put(self._doc_key(task, cfg), nodes)
         scores = [c[0].score for c in candidates if c]
-        return {"model_version": self.model_version, "score": round(min(scores), 6) if scores else 0.0,
+        return {"model_version": model_version, "score": round(min(scores), 6) if scores else 0.0,
                 "result": result}
 
     def _doc_key(self, task, cfg: LabelConfig) -> str:
@@ -206,8 +305,10 @@ class ClinLinkerModel:
         query = " ".join(query.split())
         if not query:
             return []
-        concept = self.linker.kb.get(query)
-        found = [c.to_dict() for c in self.linker.link([query], k)[0]]
+        serving = self.serving
+        self.sync_learned(serving)
+        concept = serving.linker.kb.get(query)
+        found = [c.to_dict() for c in serving.linker.link([query], k)[0]]
         if concept is not None:  # a typed code finds its concept first
             exact = {"code": concept.code, "preferred_term": concept.preferred_term,
                      "matched_term": concept.preferred_term, "semantic_tag": concept.semantic_tag, "score": 1.0,

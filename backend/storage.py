@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS accepted_links (project TEXT NOT NULL, task TEXT NOT 
                                    annotation TEXT, filename TEXT, label TEXT, start INTEGER, end INTEGER,
                                    span TEXT, code TEXT, semantic_rel TEXT, updated REAL NOT NULL,
                                    PRIMARY KEY (project, task, region));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -97,17 +98,48 @@ class SQLiteStore:
                 "INSERT INTO accepted_links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(project, task, link["region"], annotation, link["filename"], link["label"], link["start"],
                   link["end"], link["span"], link["code"], link["semantic_rel"], now) for link in links])
+            self._bump(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     def delete_links(self, project: str, task: str, annotation: str | None = None) -> None:
-        if annotation is None:
-            self._conn().execute("DELETE FROM accepted_links WHERE project = ? AND task = ?", (project, task))
-        else:
-            self._conn().execute("DELETE FROM accepted_links WHERE project = ? AND task = ? AND annotation = ?",
-                                 (project, task, annotation))
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if annotation is None:
+                conn.execute("DELETE FROM accepted_links WHERE project = ? AND task = ?", (project, task))
+            else:
+                conn.execute("DELETE FROM accepted_links WHERE project = ? AND task = ? AND annotation = ?",
+                             (project, task, annotation))
+            self._bump(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _bump(conn) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('links_version', '1') ON CONFLICT(key) DO UPDATE "
+                     "SET value = CAST(value AS INTEGER) + 1")
+
+    def links_version(self) -> str:
+        """Changes whenever the accepted links change (what the learned-terms layer is rebuilt from)."""
+        return "sqlite:" + (self.get_meta("links_version") or "0")
+
+    def learned_pairs(self) -> list[tuple[str, str]]:
+        return [(span, code) for span, code in self._conn().execute(
+            "SELECT span, code FROM accepted_links ORDER BY project, task, region").fetchall()]
+
+    # small shared facts (the serving index after a fine-tuning, the last training's outcome)
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn().execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                             "SET value = excluded.value", (key, value))
 
     def accepted_links(self) -> list[dict]:
         cur = self._conn().execute("SELECT * FROM accepted_links ORDER BY project, filename, start")
@@ -208,5 +240,82 @@ class RedisStore:
             counts["redis_stream"] = {"length": None}
         return counts
 
-    def __getattr__(self, name):  # accepted links live in SQLite
-        return getattr(self.fallback, name)
+    # accepted links: written to SQLite (this host's durable copy) and to Redis (shared by every process and
+    # host); read from Redis, from SQLite while Redis is down.
+    LINKS = "links"
+
+    def replace_links(self, project: str, task: str, annotation: str | None, links: list[dict]) -> None:
+        self.fallback.replace_links(project, task, annotation, links)
+        rows = [{**link, "annotation": annotation} for link in links]
+        try:
+            pipe = self.client.pipeline()
+            pipe.hset(self.prefix + self.LINKS, f"{project}\t{task}", json.dumps(rows, ensure_ascii=False))
+            pipe.incr(self.prefix + self.LINKS + ":version")
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001
+            self._failed("sharing accepted links", exc)
+
+    def delete_links(self, project: str, task: str, annotation: str | None = None) -> None:
+        self.fallback.delete_links(project, task, annotation)
+        key, field = self.prefix + self.LINKS, f"{project}\t{task}"
+        try:
+            current = self.client.hget(key, field)
+            keep = [r for r in json.loads(current)] if current else []
+            if annotation is not None:
+                keep = [r for r in keep if str(r.get("annotation")) != str(annotation)]
+            else:
+                keep = []
+            pipe = self.client.pipeline()
+            pipe.hset(key, field, json.dumps(keep, ensure_ascii=False)) if keep else pipe.hdel(key, field)
+            pipe.incr(key + ":version")
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001
+            self._failed("sharing accepted links", exc)
+
+    def _shared_links(self) -> list[dict] | None:
+        try:
+            entries = self.client.hgetall(self.prefix + self.LINKS)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("reading accepted links", exc)
+            return None
+        rows = []
+        for field, value in sorted(entries.items()):
+            project, task = field.decode().split("\t", 1)
+            rows += [{"project": project, "task": task, **row} for row in json.loads(value)]
+        return rows
+
+    def accepted_links(self) -> list[dict]:
+        rows = self._shared_links()
+        return self.fallback.accepted_links() if rows is None else rows
+
+    def accepted_count(self) -> int:
+        return len(self.accepted_links())
+
+    def learned_pairs(self) -> list[tuple[str, str]]:
+        rows = self._shared_links()
+        if rows is None:
+            return self.fallback.learned_pairs()
+        return [(row["span"], row["code"]) for row in rows]
+
+    def links_version(self) -> str:
+        try:
+            return "redis:" + (self.client.get(self.prefix + self.LINKS + ":version") or b"0").decode()
+        except Exception as exc:  # noqa: BLE001
+            self._failed("reading the accepted-links version", exc)
+            return self.fallback.links_version()
+
+    def get_meta(self, key: str) -> str | None:
+        try:
+            value = self.client.hget(self.prefix + "meta", key)
+            if value is not None:
+                return value.decode()
+        except Exception as exc:  # noqa: BLE001
+            self._failed("reading shared state", exc)
+        return self.fallback.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.fallback.set_meta(key, value)
+        try:
+            self.client.hset(self.prefix + "meta", key, value)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("sharing state", exc)

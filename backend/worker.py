@@ -1,8 +1,9 @@
 """Consumes the event log: keeps the links coders accepted, counts training requests.
 
 Runs as a daemon thread inside each backend process (events are claimed atomically, so
-several processes never handle one event twice). Training itself comes later; for now
-accepted links are stored (see `clinlinker export` for the same conversion on a full export).
+several processes never handle one event twice). Accepted links are stored (see `clinlinker export`
+for the same conversion on a full export); they feed the learned-terms layer at once, and a
+background fine-tuning (backend/retrain.py) after N of them or on a training request.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ ANNOTATION_GONE = {"ANNOTATION_DELETED", "ANNOTATIONS_DELETED"}
 
 
 class EventWorker:
-    def __init__(self, store, *, doc_field: str = "doc_id", labels=None, interval: float = 0.5):
+    def __init__(self, store, *, doc_field: str = "doc_id", labels=None, interval: float = 0.5, retrainer=None):
         self.store = store
+        self.retrainer = retrainer
         self.doc_field = doc_field
         self.labels = tuple(labels) if labels else None
         self.interval = interval
@@ -72,9 +74,13 @@ class EventWorker:
             for problem in problems:
                 log.info("annotation %s: %s", annotation.get("id"), problem)
             self.store.replace_links(project, task_id, str(annotation.get("id")), links)
+            if self.retrainer is not None:
+                self.retrainer.links_changed()
         elif action in ANNOTATION_GONE:
             project = str((body.get("project") or {}).get("id") or "")
             for annotation in body.get("annotations") or ([body.get("annotation")] if body.get("annotation") else []):
                 self.store.delete_links(project, str(annotation.get("task")), str(annotation.get("id")))
         elif action in ("START_TRAINING", "TRAIN"):
             self.training_requests += 1
+            if self.retrainer is not None:
+                self.retrainer.request("training requested from Label Studio")

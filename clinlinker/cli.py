@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
 
+    p = sub.add_parser("retrain", help="fine-tune a dense index's model on its concepts, hierarchy and accepted "
+                                       "links, and re-encode the index (what the backend runs in the background)")
+    p.add_argument("--index", required=True, metavar="DIR", help="the dense or hybrid index now serving")
+    p.add_argument("--links", action="append", default=[], metavar="TSV", help="accepted links (linking TSV)")
+    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/model and DIR/index")
+    p.add_argument("--max-steps", type=_positive, default=200)
+    p.add_argument("--max-seconds", type=float, help="stop training (and save) after this many seconds")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--link-repeats", type=_positive, default=4)
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch (default: all)")
+    p.add_argument("--device")
+
     p = sub.add_parser("link", help="top-k candidate concepts for mentions")
     p.add_argument("mentions", nargs="*", metavar="MENTION")
     p.add_argument("--index", required=True, metavar="DIR")
@@ -217,6 +230,25 @@ def cmd_train(args) -> int:
           f"({manifest['pair_counts']}); loss on a fixed sample {manifest['loss_before']:.4f} -> "
           f"{manifest['loss_after']:.4f}. "
           f"Index with: clinlinker index --model {args.out} --pooling {args.pooling} ...")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from clinlinker.links import read_links
+    from clinlinker.training import TrainingConfig, retrain_index
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    links = [link for path in args.links for link in read_links(path)]
+    config = TrainingConfig(max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                            link_repeats=args.link_repeats, max_seconds=args.max_seconds, device=args.device)
+    manifest = retrain_index(args.index, links, args.out, config, show_progress=sys.stderr.isatty())
+    print(f"fine-tuned {manifest['steps']} steps ({manifest['stopped_by']}) on {manifest['pairs']} pairs "
+          f"({manifest['pair_counts']['link']} from accepted links); loss on a fixed sample "
+          f"{manifest['loss_before']:.4f} -> {manifest['loss_after']:.4f}; index written to "
+          f"{Path(args.out) / 'index'}")
     return 0
 
 
@@ -371,7 +403,7 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
-COMMANDS = {"ls-project": cmd_ls_project, "train": cmd_train, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+COMMANDS = {"ls-project": cmd_ls_project, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export}
 
 if __name__ == "__main__":

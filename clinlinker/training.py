@@ -233,3 +233,40 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     log.info("trained %d steps on %d pairs in %.0f s; loss on a fixed sample %.4f -> %.4f; model written to %s",
              step, len(pairs), manifest["seconds"], loss_before, loss_after, out)
     return manifest
+
+
+def retrain_index(index_dir, links: Sequence, out_dir, config: TrainingConfig | None = None, *,
+                  show_progress: bool = False, should_stop=None) -> dict:
+    """Fine-tune the model of a dense (or hybrid) index on its own concepts, hierarchy and `links`, then
+    re-encode the index with the new model. Writes `out_dir/model` and `out_dir/index` (same index type,
+    pooling, max_length and, for a hybrid, the same fusion). The index directory appears only when complete.
+    """
+    from clinlinker.encoders import DenseEncoder
+    from clinlinker.index import _read_kb, build_index, read_manifest, save_index
+
+    index_dir, out = Path(index_dir), Path(out_dir)
+    manifest = read_manifest(index_dir)
+    hybrid = None
+    dense_dir = index_dir
+    if manifest.get("engine") == "hybrid":
+        hybrid = {"method": manifest.get("method", "interpolate"), "weight": float(manifest.get("weight", 0.5)),
+                  "depth": int(manifest.get("depth", 100))}
+        dense_dir = index_dir / "dense"
+        manifest = read_manifest(dense_dir)
+    if manifest.get("engine") != "dense":
+        raise ClinlinkerError(f"{index_dir} is a {manifest.get('engine')} index: the lexical engine has no model "
+                              "to fine-tune (build a dense index with `clinlinker index --model ...`)")
+    kb = _read_kb(dense_dir, manifest)
+    base = manifest.get("model_path") if manifest.get("model_path") and Path(manifest["model_path"]).is_dir() \
+        else manifest["model"]
+    config = config or TrainingConfig()
+    config.pooling = manifest.get("pooling") or config.pooling
+    pairs = build_pairs(kb, links=links, use_hierarchy=bool(kb.hierarchy_edges()), config=config)
+    history = train(base, pairs, out / "model", config, show_progress=show_progress, should_stop=should_stop,
+                    sources={"index": str(index_dir.resolve()), "links": len(links)})
+    encoder = DenseEncoder(str(out / "model"), pooling=manifest["pooling"], max_length=manifest["max_length"],
+                           device=config.device)
+    index = build_index(kb, encoder, index_type=manifest.get("index_type", "flat"), hybrid=hybrid)
+    save_index(index, out / "index", sources={"retrained_from": str(index_dir.resolve()),
+                                              "links": len(links), **(manifest.get("sources") or {})})
+    return history

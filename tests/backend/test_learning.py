@@ -1,0 +1,227 @@
+"""The review loop: accepted links become synonyms at once; fine-tuning runs in the background and is
+hot-swapped in; failures and restarts never lose events or stop serving."""
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+
+from backend.app import create_app, load_model
+from backend.config import BackendConfig
+from backend.regions import NO_CODE_LEAF
+from backend.worker import EventWorker
+from clinlinker.index import build_index, save_index
+from tests.backend.test_export import TEXT, region
+
+MENTION = {"start": 13, "end": 19, "label": "SINTOMA"}  # "fiebre"
+
+
+def annotation_event(code_leaf, action="ANNOTATION_CREATED", task_id=7, annotation_id=70):
+    result = region("a", 13, 19, "SINTOMA", taxonomy=[["fiebre [13-19]", code_leaf]], relation="EXACT")
+    return {"action": action, "project": {"id": 3},
+            "task": {"id": task_id, "data": {"text": TEXT, "doc_id": "caso.txt"}},
+            "annotation": {"id": annotation_id, "task": task_id, "project": 3, "was_cancelled": False,
+                           "result": result}}
+
+
+def deleted_event(task_id=7, annotation_id=70):
+    return {"action": "ANNOTATION_DELETED", "project": {"id": 3}, "annotations": [{"id": annotation_id,
+                                                                                    "task": task_id}]}
+
+
+class Backend:
+    """One backend process (app + its store), with the event worker driven by hand."""
+
+    def __init__(self, config):
+        self.config = config
+        self.model, self.info = load_model(config)
+        self.client = create_app(config, self.model, self.info).test_client()
+        self.worker = EventWorker(self.info["store"], retrainer=self.info["retrainer"])
+
+    def send(self, event):
+        reply = self.client.post("/webhook", json=event)
+        assert reply.status_code == 200, reply.get_json()
+
+    def ranked(self, text=TEXT, mention=MENTION):
+        reply = self.client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text, "doc_id": "x",
+                                                                                 "mentions": [mention]}}]})
+        assert reply.status_code == 200, reply.get_json()
+        stored = self.info["store"].get_document("x")
+        return [c["code"] for c in stored[0]["candidates"]], reply.get_json()
+
+    def health(self):
+        return self.client.get("/health").get_json()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def config(request, tmp_path, redis_url):
+    return BackendConfig(data_dir=str(tmp_path / "var"), worker=False,
+                         redis_url=redis_url if request.param == "redis" else None,
+                         cache_prefix=f"t{time.time_ns()}:")
+
+
+def leaf(backend, code):
+    return f"{code} | {backend.model.linker.kb[code].preferred_term}"
+
+
+def test_accepted_code_is_learned_used_and_shared(config):
+    a = Backend(config)
+    before, _ = a.ranked()
+    target = before[7]  # the coder picks the 8th candidate
+    a.send(annotation_event(leaf(a, target)))
+    assert a.ranked()[0][0] == before[0]  # not yet: the worker has not run
+    assert a.worker.run_once() == 1
+    after, reply = a.ranked()
+    assert after[0] == target and len(set(after)) == 25
+    assert a.health()["learned_terms"]["terms"] == 1
+    # a second backend process over the same store (SQLite file or Redis) serves the synonym too
+    b = Backend(config)
+    assert b.ranked()[0][0] == target
+    # and the same wording elsewhere, in another case, with other case and accents
+    text = "Refiere FIÉBRE desde ayer."
+    assert b.ranked(text, {"start": 8, "end": 14, "label": "SINTOMA"})[0][0] == target
+
+
+def test_correction_and_deletion_undo_the_synonym(config):
+    a = Backend(config)
+    before, _ = a.ranked()
+    a.send(annotation_event(leaf(a, before[7])))
+    a.worker.run_once()
+    a.send(annotation_event(leaf(a, before[3]), action="ANNOTATION_UPDATED"))
+    a.worker.run_once()
+    after, _ = a.ranked()
+    assert after[0] == before[3] and after.index(before[7]) > 0
+    a.send(deleted_event())
+    a.worker.run_once()
+    assert a.ranked()[0] == before
+
+
+def test_no_code_is_never_learned(config):
+    a = Backend(config)
+    before, _ = a.ranked()
+    a.send(annotation_event(NO_CODE_LEAF))
+    assert a.worker.run_once() == 1
+    assert a.info["store"].accepted_count() == 1  # kept as an accepted NO_CODE link (exported)...
+    assert a.ranked()[0] == before  # ...but no synonym
+    assert a.health()["learned_terms"]["skipped"]["no_code"] == 1
+
+
+def test_events_survive_a_restart_between_webhook_and_worker(config):
+    first = Backend(config)
+    before, _ = first.ranked()
+    first.send(annotation_event(leaf(first, before[4])))
+    del first  # the process ends before any worker ran
+    second = Backend(config)
+    assert second.worker.run_once() == 1
+    assert second.ranked()[0][0] == before[4]
+
+
+def test_hot_swap_under_concurrent_predictions(tmp_path, dense_index, lexical_index):
+    config = BackendConfig(data_dir=str(tmp_path / "var"), worker=False)
+    a = Backend(config)
+    linkers = {}
+    from clinlinker.linker import Linker
+
+    for index in (lexical_index, dense_index):
+        linker = Linker(index)
+        linkers[a.model.swap(linker, None)] = [c.code for c in linker.link(["fiebre"], 25)[0]]
+    assert len(linkers) == 2 and len({tuple(v) for v in linkers.values()}) == 2
+    seen, errors, stop = [], [], threading.Event()
+
+    def hammer():
+        client = create_app(config, a.model, a.info).test_client()
+        while not stop.is_set():
+            reply = client.post("/predict", json={"tasks": [
+                {"id": i, "data": {"text": TEXT, "doc_id": f"d{i}", "mentions": [MENTION]}} for i in range(3)]})
+            if reply.status_code != 200:
+                errors.append(reply.get_json())
+                continue
+            body = reply.get_json()
+            versions = {body["model_version"]} | {r["model_version"] for r in body["results"]}
+            tops = {r["result"][1]["value"]["taxonomy"][0][1].split(" | ")[0] for r in body["results"]}
+            seen.append((versions, tops))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    order = [lexical_index, dense_index] * 10
+    for index in order:
+        a.model.swap(Linker(index), None)
+        time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(seen) > 20
+    for versions, tops in seen:
+        assert len(versions) == 1, versions  # one model per response
+        [version] = versions
+        assert tops == {linkers[version][0]}  # and its candidates are that model's
+    assert {v for vs, _ in seen for v in vs} == set(linkers)
+
+
+@pytest.fixture
+def tiny_dense_index(tmp_path, tiny_model_dir, demo_kb):
+    """A dense index whose model is a private copy (a test may break it)."""
+    from clinlinker.encoders import DenseEncoder
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    index = build_index(demo_kb, DenseEncoder(str(model_dir), pooling="cls", max_length=32))
+    return save_index(index, tmp_path / "ix"), model_dir
+
+
+def test_training_request_fine_tunes_and_hot_swaps(tmp_path, tiny_dense_index, redis_url):
+    index_dir, _ = tiny_dense_index
+    config = BackendConfig(index_dir=str(index_dir), data_dir=str(tmp_path / "var"), worker=False,
+                           redis_url=redis_url, cache_prefix=f"t{time.time_ns()}:", train_max_steps=3)
+    a = Backend(config)
+    follower = Backend(config)  # another backend process
+    old = a.health()["model_version"]
+    before, _ = a.ranked()
+    a.send(annotation_event(leaf(a, before[2])))
+    assert a.client.post("/train", json={"project": 3}).status_code == 200
+    assert a.worker.run_once() == 2
+    a.info["retrainer"].wait(300)
+    health = a.health()
+    assert health["training"]["status"] == "done", health["training"]
+    assert health["model_version"] != old and health["training"]["model_version"] == health["model_version"]
+    assert a.ranked()[1]["results"][0]["model_version"] == health["model_version"]
+    assert a.ranked()[0][0] == before[2]  # the learned synonym survives the swap
+    follower.model.follow(force=True)
+    for _ in range(200):
+        if follower.health()["model_version"] == health["model_version"]:
+            break
+        time.sleep(0.05)
+    assert follower.health()["model_version"] == health["model_version"]
+    restarted = Backend(config)  # a restart serves the fine-tuned index again
+    assert restarted.health()["model_version"] == health["model_version"]
+
+
+def test_failed_training_leaves_the_old_model_serving(tmp_path, tiny_dense_index):
+    index_dir, model_dir = tiny_dense_index
+    config = BackendConfig(index_dir=str(index_dir), data_dir=str(tmp_path / "var"), worker=False,
+                           train_max_steps=3)
+    a = Backend(config)
+    old = a.health()["model_version"]
+    before, _ = a.ranked()
+    for weights in model_dir.glob("*.safetensors"):
+        weights.unlink()  # the base model's weights vanish: the training job cannot load it
+    assert a.client.post("/train", json={}).status_code == 200
+    a.worker.run_once()
+    a.info["retrainer"].wait(300)
+    health = a.health()
+    assert health["training"]["status"] == "failed"
+    assert "retrain exited" in health["training"]["error"]
+    assert health["model_version"] == old
+    assert a.ranked()[0] == before
+
+
+def test_lexical_engine_says_training_is_unavailable(tmp_path):
+    a = Backend(BackendConfig(data_dir=str(tmp_path / "var"), worker=False))
+    assert a.client.post("/train", json={}).status_code == 200
+    a.worker.run_once()
+    training = a.health()["training"]
+    assert training["available"] is False and "lexical" in training["reason"]

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from clinlinker.candidates import certainty
 from clinlinker.linker import Linker
 
 from backend.label_config import LabelConfig, parse_label_config
@@ -253,20 +254,21 @@ class ClinLinkerModel:
         for span, cands in zip(spans, candidates):
             node = mention_node(span.text, span.start, span.end)
             top = cands[0] if cands else None
+            sure = certainty(cands)
             base = {"id": span.region_id, "to_name": cfg.text_name}
             value = {"start": span.start, "end": span.end, "text": span.text}
             if span.emit_label:
                 result.append({**base, "from_name": cfg.labels_name, "type": "labels",
                                "value": {**value, "labels": [span.label]},
-                               "score": top.score if top else 0.0})
+                               "score": sure})
             if cfg.taxonomy_name and top:
                 result.append({**base, "from_name": cfg.taxonomy_name, "type": "taxonomy",
                                "value": {**value, "taxonomy": [[node, candidate_leaf(top.code, top.preferred_term)]]},
-                               "score": top.score})
+                               "score": sure})
             elif cfg.textarea_name and top:  # no candidate picker in this config: the code field gets top-1
                 result.append({**base, "from_name": cfg.textarea_name, "type": "textarea",
                                "value": {**value, "text": [candidate_leaf(top.code, top.preferred_term)]},
-                               "score": top.score})
+                               "score": sure})
             if cfg.relation_name and top:
                 result.append({**base, "from_name": cfg.relation_name, "type": "choices",
                                "value": {**value, "choices": ["EXACT"]}})
@@ -274,8 +276,10 @@ class ClinLinkerModel:
                           "candidates": [c.to_dict() for c in cands]})
         if self.documents is not None and nodes:
             self.documents.put(self._doc_key(task, cfg), nodes)
-        scores = [c[0].score for c in candidates if c]
-        return {"model_version": model_version, "score": round(min(scores), 6) if scores else 0.0,
+        # a task is as certain as its spans on average (the mean ranks tasks by their share of wrong top-1s far
+        # better than the least certain span: bench/quality.py calibration)
+        scores = [certainty(c) for c in candidates]
+        return {"model_version": model_version, "score": round(sum(scores) / len(scores), 6) if scores else 0.0,
                 "result": result}
 
     def _doc_key(self, task, cfg: LabelConfig) -> str:

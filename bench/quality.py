@@ -8,7 +8,8 @@ all of them, those whose gold code is in the KB, and unseen codes (gold code abs
     python bench/quality.py split                         # bench/.cache/split/{corpus}_{train,dev,fit,tune}.tsv
     python bench/quality.py eval --index DIR --name NAME  # candidate lists of dev+tune mentions, cached; scores
     python bench/quality.py hybrid --dense NAME --lexical lexical --name hybrid   # weight tuned on tune, scored on dev
-    python bench/quality.py report                        # markdown table + docs/quality.png + calibration table
+    python bench/quality.py calibration --name hybrid     # which score says "top-1 is wrong" (tune), table (dev)
+    python bench/quality.py report                        # markdown table + docs/quality.png
 
 bench/quality.sh runs the whole chain (training included) as it was run for docs/quality.md.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections import defaultdict
 from pathlib import Path
 
 from common import CACHE, DATA, RESULTS, ROOT, save
@@ -145,37 +147,46 @@ def fuse(dense: list, lexical: list, method: str, weight: float, k: int = 25) ->
     return [[c.code, c.score] for c in hybrid._fuse(cands(dense), cands(lexical), k)]
 
 
-def hybrid(dense_name: str, lexical_name: str, name: str) -> None:
-    dense = json.loads((LISTS / f"{dense_name}.json").read_text())
+def hybrid(dense_names: list[str], lexical_name: str, name: str) -> None:
+    """Fuse the best dense system (on tune) with the lexical one; method and weight chosen on tune; dev scored."""
     lexical = json.loads((LISTS / f"{lexical_name}.json").read_text())
-    kb_codes = set(dense["kb_codes"])
-    if kb_codes != set(lexical["kb_codes"]):
-        raise SystemExit("the two systems were built over different knowledge bases")
-
-    def fused_lists(method, weight, part):
-        return {f"{c}_{part}": [fuse(d, l, method, weight) for d, l in zip(dense["lists"][f"{c}_{part}"],
-                                                                           lexical["lists"][f"{c}_{part}"])]
-                for c in CORPORA}
+    kb_codes = set(lexical["kb_codes"])
 
     def objective(report):  # mean over corpora of top-1 + top-25 (all mentions)
         return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
 
+    denses = {n: json.loads((LISTS / f"{n}.json").read_text()) for n in dense_names}
+    for n, d in denses.items():
+        if set(d["kb_codes"]) != kb_codes:
+            raise SystemExit(f"{n} and {lexical_name} were built over different knowledge bases")
+    tune_of = {n: round(objective(score(d["lists"], kb_codes, "tune")), 4) for n, d in denses.items()}
+    dense_name = max(tune_of, key=tune_of.get)
+    print(f"dense systems on tune, mean(top-1 + top-25): {tune_of}; fused: {dense_name}")
+    dense = denses[dense_name]
+
+    def fused_lists(method, weight, parts=("tune",)):
+        return {f"{c}_{part}": [fuse(d, l, method, weight) for d, l in zip(dense["lists"][f"{c}_{part}"],
+                                                                           lexical["lists"][f"{c}_{part}"])]
+                for c in CORPORA for part in parts}
+
     grid = [("interpolate", w / 10) for w in range(1, 10)] + [("rrf", w / 10) for w in range(2, 9)]
     tuning = []
     for method, weight in grid:
-        value = objective(score(fused_lists(method, weight, "tune"), kb_codes, "tune"))
+        value = objective(score(fused_lists(method, weight), kb_codes, "tune"))
         tuning.append({"method": method, "weight": weight, "objective": round(value, 4)})
         print(f"tune {method:11s} weight {weight:.1f}: mean(top-1 + top-25) {value:.4f}")
     best = max(tuning, key=lambda t: t["objective"])
     print(f"chosen on tune: {best}")
-    report = score(fused_lists(best["method"], best["weight"], "dev"), kb_codes)
+    lists = fused_lists(best["method"], best["weight"], ("tune", "dev"))
+    (LISTS / f"{name}-fused.json").write_text(json.dumps({"lists": lists}))
+    report = score(lists, kb_codes)
     _print(name, report)
     parts = {n: score(d["lists"], kb_codes) for n, d in ((dense_name, dense), (lexical_name, lexical))}
-    never_worse = all(report[c]["all"][f"acc@{k}"] >= max(p[c]["all"][f"acc@{k}"] for p in parts.values())
-                      for c in CORPORA for k in (1, 25))
-    print("never worse than the better part at top-1 and top-25 on every dev corpus:", never_worse)
-    _record(name, {"parts": [dense_name, lexical_name], "method": best["method"], "weight": best["weight"],
-                   "tuning": tuning, "never_worse_than_parts": never_worse, "dev": report})
+    never_worse = {c: {k: report[c]["all"][f"acc@{k}"] >= max(p[c]["all"][f"acc@{k}"] for p in parts.values())
+                       for k in (1, 25)} for c in CORPORA}
+    print("never worse than the better part (top-1, top-25) per dev corpus:", never_worse)
+    _record(name, {"parts": [dense_name, lexical_name], "dense_tune_objective": tune_of, "method": best["method"],
+                   "weight": best["weight"], "tuning": tuning, "never_worse_than_parts": never_worse, "dev": report})
 
 
 def report() -> None:
@@ -213,6 +224,86 @@ def report() -> None:
     print("plot written to", out)
 
 
+MEASURES = {
+    "top1": lambda s: s[0],
+    "margin": lambda s: s[0] - (s[1] if len(s) > 1 else 0.0),
+    "(top1+margin)/2": lambda s: (2 * s[0] - (s[1] if len(s) > 1 else 0.0)) / 2,
+}
+
+
+def calibration(name: str) -> None:
+    """Which per-mention score best separates right from wrong top-1s (AUROC on tune); its table on dev."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    lists = json.loads((LISTS / f"{name}.json").read_text())["lists"] if (LISTS / f"{name}.json").exists() \
+        else None
+    if lists is None:  # a hybrid: its fused lists were saved by `hybrid`
+        lists = json.loads((LISTS / f"{name}-fused.json").read_text())["lists"]
+
+    def rows(part):
+        out = []
+        for corpus in CORPORA:
+            gold = _gold(corpus, part)
+            docs = [link.filename for link in gold]
+            for link, cands, doc in zip(gold, lists[f"{corpus}_{part}"], docs):
+                scores = [s for _, s in cands[:2]]
+                out.append((corpus, doc, bool(cands) and cands[0][0] == link.code, scores))
+        return out
+
+    tune, dev = rows("tune"), rows("dev")
+    auroc = {}
+    for measure, fn in MEASURES.items():
+        per = []
+        for corpus in CORPORA:
+            sub = [(ok, fn(s)) for c, _, ok, s in tune if c == corpus]
+            per.append(roc_auc_score([ok for ok, _ in sub], [v for _, v in sub]))
+        auroc[measure] = round(float(np.mean(per)), 4)
+        print(f"tune AUROC (top-1 right vs wrong), {measure:12s}: {auroc[measure]:.4f} (mean of the corpora)")
+    best = max(auroc, key=auroc.get)
+    fn = MEASURES[best]
+    values = np.array([fn(s) for _, _, _, s in dev])
+    right = np.array([ok for _, _, ok, _ in dev])
+    edges = np.quantile(values, [0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    table = []
+    for i in range(5):
+        lo, hi = edges[i], edges[i + 1]
+        mask = (values >= lo) & ((values <= hi) if i == 4 else (values < hi))
+        table.append({"from": round(float(lo), 3), "to": round(float(hi), 3), "n": int(mask.sum()),
+                      "top1_accuracy": round(float(right[mask].mean()), 3) if mask.any() else None})
+        print(f"dev {best} in [{lo:.3f}, {hi:.3f}{']' if i == 4 else ')'}: n={mask.sum():5d} top-1 accuracy "
+              f"{right[mask].mean():.3f}")
+    dev_auroc = round(float(roc_auc_score(right, values)), 4)
+    # task level: how to pool the spans' scores so that low-scored tasks are those with most wrong top-1s
+    from scipy.stats import spearmanr
+
+    def tasks(part_rows, pool):
+        by_doc = defaultdict(list)
+        for corpus, doc, ok, sc in part_rows:
+            by_doc[(corpus, doc)].append((ok, fn(sc)))
+        score = np.array([pool([v for _, v in m]) for m in by_doc.values()])
+        acc = np.array([np.mean([ok for ok, _ in m]) for m in by_doc.values()])
+        return score, acc
+
+    pools = {"min": min, "mean": np.mean}
+    rho = {p: round(float(spearmanr(*tasks(tune, f)).statistic), 4) for p, f in pools.items()}
+    pool = max(rho, key=rho.get)
+    print(f"tune Spearman(task score, task top-1 accuracy): {rho}; chosen pooling: {pool}")
+    task_score, task_acc = tasks(dev, pools[pool])
+    low = task_score <= np.quantile(task_score, 0.25)
+    dev_rho = round(float(spearmanr(task_score, task_acc).statistic), 4)
+    print(f"dev AUROC of {best}: {dev_auroc}; task level ({pool}): Spearman {dev_rho}; tasks in the lowest quarter "
+          f"of task score: top-1 accuracy {task_acc[low].mean():.3f} vs {task_acc[~low].mean():.3f} for the rest "
+          f"({len(task_score)} tasks)")
+    data = json.loads((RESULTS / RESULT_FILE).read_text())
+    data.setdefault("calibration", {})[name] = {
+        "tune_auroc": auroc, "chosen": best, "dev_auroc": dev_auroc, "dev_bins": table,
+        "tasks": {"n": len(task_score), "tune_spearman": rho, "pooling": pool, "dev_spearman": dev_rho,
+                  "lowest_quarter_top1": round(float(task_acc[low].mean()), 3),
+                  "rest_top1": round(float(task_acc[~low].mean()), 3)}}
+    print("written", save(RESULT_FILE, data))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,8 +312,10 @@ def main() -> None:
     p.add_argument("--index", required=True)
     p.add_argument("--name", required=True)
     p = sub.add_parser("hybrid")
-    p.add_argument("--dense", required=True)
+    p.add_argument("--dense", action="append", required=True, help="dense systems; the best on tune is fused")
     p.add_argument("--lexical", required=True)
+    p.add_argument("--name", required=True)
+    p = sub.add_parser("calibration")
     p.add_argument("--name", required=True)
     sub.add_parser("report")
     args = parser.parse_args()
@@ -232,6 +325,8 @@ def main() -> None:
         evaluate(args.index, args.name)
     elif args.command == "hybrid":
         hybrid(args.dense, args.lexical, args.name)
+    elif args.command == "calibration":
+        calibration(args.name)
     else:
         report()
 

@@ -39,3 +39,16 @@ def sorted_hits(term_ids: np.ndarray, scores: np.ndarray, limit: int | None = No
         term_ids, scores = term_ids[part], scores[part]
     order = np.lexsort((term_ids, -scores))
     return term_ids[order], scores[order]
+
+
+def certainty(candidates) -> float:
+    """How sure the top-1 is, in [0, 1]: the mean of its score and its margin over the runner-up.
+
+    Chosen on the tune split (bench/quality.py calibration): it separates right from wrong top-1s better
+    than the top-1 score or the margin alone (docs/quality.md has the calibration table).
+    """
+    if not candidates:
+        return 0.0
+    first = candidates[0].score
+    second = candidates[1].score if len(candidates) > 1 else 0.0
+    return round(float(min(1.0, max(0.0, (2 * first - second) / 2))), 6)

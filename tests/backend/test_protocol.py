@@ -64,15 +64,21 @@ def test_each_span_gets_25_candidates_top1_preselected(client):
         assert "score" in children[0]["hint"] and children[0]["isLeaf"] is True
         assert region["choices"]["value"]["choices"] == ["EXACT"]
     assert by_region[next(iter(by_region))]["taxonomy"]["value"]["taxonomy"][0][1] == "386661006 | fiebre"
-    assert reply["score"] == min(item["score"] for item in reply["result"] if item["type"] == "taxonomy")
+    spans = [item["score"] for item in reply["result"] if item["type"] == "taxonomy"]
+    assert reply["score"] == pytest.approx(sum(spans) / len(spans), abs=1e-5)
 
 
-def test_task_score_is_the_lowest_top1_confidence(client):
+def test_task_score_is_the_mean_certainty_of_its_spans(client, app):
+    from clinlinker.candidates import certainty
+
     sure = task(1, "a", [{"start": 13, "end": 19, "label": "SINTOMA"}])
     unsure = task(2, "b", [{"start": 13, "end": 19, "label": "SINTOMA"}, {"start": 0, "end": 8, "label": "SINTOMA"}])
     first, second = client.post("/predict", json={"tasks": [sure, unsure]}).get_json()["results"]
-    assert first["score"] == pytest.approx(1.0)
-    assert second["score"] < first["score"]
+    linker = app.extensions["clinlinker"]["model"].linker
+    fiebre, paciente = (certainty(c) for c in linker.link(["fiebre", "Paciente"], 25))
+    assert paciente < fiebre <= 1.0  # an exact term with a clear runner-up gap vs a word that is no concept
+    assert first["score"] == pytest.approx(fiebre, abs=1e-5)
+    assert second["score"] == pytest.approx((fiebre + paciente) / 2, abs=1e-5)
 
 
 def test_captured_interactive_call_answers_only_the_new_region(client):

@@ -187,6 +187,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
 
     loss_before = probe_loss()
     stopped = "steps"
+    training_started = time.perf_counter()
     while step < total:
         np.random.shuffle(order)
         for start in range(0, len(order), config.batch_size):
@@ -196,7 +197,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
                 if progress:
                     progress.close()
                 raise TrainingInterrupted(f"training interrupted after {step} steps; nothing written")
-            if config.max_seconds and time.perf_counter() - started > config.max_seconds:
+            if config.max_seconds and time.perf_counter() - training_started > config.max_seconds:
                 stopped = "time"
                 total = step
                 break

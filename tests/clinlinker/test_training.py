@@ -78,3 +78,50 @@ def test_no_pairs_is_a_clear_error(tmp_path, tiny_model_dir):
 
     with pytest.raises(ClinlinkerError, match="no training pairs"):
         train(str(tiny_model_dir), Pairs(), tmp_path / "m")
+
+
+def test_link_repeats_weigh_accepted_links(demo_kb):
+    links = [Link("d", "T1", "SINTOMA", 0, 6, "pirexia alta", "386661006")]
+    pairs = build_pairs(demo_kb, links=links, config=TrainingConfig(link_repeats=3))
+    assert pairs.counts["link"] == 3
+
+
+def test_time_bound_saves_and_stop_hook_writes_nothing(demo_kb, tiny_model_dir, tmp_path):
+    from clinlinker.training import TrainingInterrupted
+
+    config = TrainingConfig(epochs=50, batch_size=16, max_seconds=0.5, pooling="mean")
+    manifest = train(str(tiny_model_dir), build_pairs(demo_kb, config=config), tmp_path / "bounded", config,
+                     show_progress=False)
+    assert manifest["stopped_by"] == "time" and 0 < manifest["steps"] < 50 * 9
+    assert (tmp_path / "bounded" / MANIFEST).exists()
+    calls = []
+    with pytest.raises(TrainingInterrupted):
+        train(str(tiny_model_dir), build_pairs(demo_kb, config=config), tmp_path / "stopped",
+              TrainingConfig(max_steps=20, pooling="mean"), show_progress=False,
+              should_stop=lambda: calls.append(1) or len(calls) > 2)
+    assert not (tmp_path / "stopped").exists()
+
+
+def test_retrain_cli_fine_tunes_an_index_and_refuses_a_lexical_one(demo_gazetteer, demo_hierarchy, tiny_model_dir,
+                                                                   tmp_path, capsys):
+    from clinlinker.cli import main
+    from clinlinker.index import load_index, read_manifest
+    from clinlinker.links import write_links
+
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy),
+                 "--model", str(tiny_model_dir), "--out", str(tmp_path / "ix")]) == 0
+    write_links([Link("caso", "T1", "SINTOMA", 0, 12, "pirexia alta", "386661006")], tmp_path / "links.tsv")
+    assert main(["retrain", "--index", str(tmp_path / "ix"), "--links", str(tmp_path / "links.tsv"),
+                 "--out", str(tmp_path / "new"), "--max-steps", "3", "--threads", "1"]) == 0
+    assert "3 steps" in capsys.readouterr().out
+    new = read_manifest(tmp_path / "new" / "index")
+    old = read_manifest(tmp_path / "ix")
+    assert new["fingerprint"] != old["fingerprint"] and new["terms"] == old["terms"]
+    assert new["hierarchy_edges"] == old["hierarchy_edges"] > 0
+    trained = json.loads((tmp_path / "new" / "model" / MANIFEST).read_text())
+    assert trained["pair_counts"]["link"] == 4 and trained["pair_counts"]["hierarchy"] > 0
+    assert len(load_index(tmp_path / "new" / "index").search(["fiebre"], 5)[0]) == 5
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams",
+                 "--out", str(tmp_path / "lex")]) == 0
+    assert main(["retrain", "--index", str(tmp_path / "lex"), "--out", str(tmp_path / "no")]) == 2
+    assert "no model to fine-tune" in capsys.readouterr().err

@@ -77,7 +77,7 @@ class SQLiteStore:
                 claimed.append((f"sqlite:{event_id}", action, json.loads(body)))
         return claimed
 
-    def finish_event(self, event_id: str, error: str | None = None) -> None:
+    def finish_event(self, event_id: str, error: str | None = None, action: str | None = None) -> None:
         self._conn().execute("UPDATE events SET done = ?, error = ? WHERE id = ?",
                              (time.time(), error, int(event_id.split(":", 1)[1])))
 
@@ -191,8 +191,10 @@ class RedisStore:
 
     def append_event(self, action: str, body: dict) -> str:
         try:
-            return "redis:" + self.client.xadd(self.stream, {"action": action,
-                                                             "body": json.dumps(body, ensure_ascii=False)}).decode()
+            pipe = self.client.pipeline()
+            pipe.xadd(self.stream, {"action": action, "body": json.dumps(body, ensure_ascii=False)})
+            pipe.hincrby(self.prefix + "event_counts", f"{action}|received", 1)
+            return "redis:" + pipe.execute()[0].decode()
         except Exception as exc:  # noqa: BLE001
             self._failed("recording an event", exc)
             return self.fallback.append_event(action, body)
@@ -222,19 +224,28 @@ class RedisStore:
             self._failed("reading events", exc)
         return events
 
-    def finish_event(self, event_id: str, error: str | None = None) -> None:
+    def finish_event(self, event_id: str, error: str | None = None, action: str | None = None) -> None:
         if event_id.startswith("sqlite:"):
             return self.fallback.finish_event(event_id, error)
         try:
-            self.client.xack(self.stream, self.GROUP, event_id.split(":", 1)[1])
+            pipe = self.client.pipeline()
+            pipe.xack(self.stream, self.GROUP, event_id.split(":", 1)[1])
+            pipe.hincrby(self.prefix + "event_counts", f"{action or 'unknown'}|processed", 1)
+            if error:
+                pipe.hincrby(self.prefix + "event_counts", f"{action or 'unknown'}|failed", 1)
+            pipe.execute()
             if error:
                 self.fallback.append_event("FAILED", {"event": event_id, "error": error})
         except Exception as exc:  # noqa: BLE001
             self._failed("acknowledging an event", exc)
 
     def event_counts(self) -> dict:
-        counts = self.fallback.event_counts()
+        counts = self.fallback.event_counts()  # events that fell back to SQLite
         try:
+            for field, value in self.client.hgetall(self.prefix + "event_counts").items():
+                action, kind = field.decode().rsplit("|", 1)
+                entry = counts.setdefault(action, {"received": 0, "processed": 0, "failed": 0})
+                entry[kind] = entry.get(kind, 0) + int(value)
             counts["redis_stream"] = {"length": self.client.xlen(self.stream)}
         except Exception:  # noqa: BLE001
             counts["redis_stream"] = {"length": None}

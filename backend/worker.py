@@ -55,10 +55,10 @@ class EventWorker:
         for event_id, action, body in events:
             try:
                 self.handle(action, body)
-                self.store.finish_event(event_id)
+                self.store.finish_event(event_id, action=action)
             except Exception as exc:  # noqa: BLE001 - record and go on
                 log.warning("event %s (%s) failed: %s", event_id, action, exc)
-                self.store.finish_event(event_id, error=f"{type(exc).__name__}: {exc}")
+                self.store.finish_event(event_id, error=f"{type(exc).__name__}: {exc}", action=action)
         return len(events)
 
     def handle(self, action: str, body: dict) -> None:

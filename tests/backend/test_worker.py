@@ -83,3 +83,13 @@ def test_webhook_through_the_app_reaches_the_accepted_links(tmp_path):
         time.sleep(0.05)
     assert client.get("/health").get_json()["accepted_links"] == 1
     client.application.extensions["clinlinker"]["worker"]["worker"].stop()
+
+
+def test_event_counts_show_received_and_processed(store):
+    worker = EventWorker(store)
+    store.append_event("ANNOTATION_CREATED", annotation_event())
+    store.append_event("ANNOTATION_CREATED", {"action": "ANNOTATION_CREATED", "annotation": "not an object"})
+    assert store.event_counts()["ANNOTATION_CREATED"]["received"] == 2
+    worker.run_once()
+    counts = store.event_counts()["ANNOTATION_CREATED"]
+    assert (counts["received"], counts["processed"], counts["failed"]) == (2, 2, 1)

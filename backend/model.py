@@ -95,7 +95,11 @@ class ClinLinkerModel:
         with self._learn_lock:
             if self._learned_version.get(key) == version:
                 return
-            serving.linker.learn(self.links.learned_pairs())
+            try:
+                serving.linker.learn(self.links.learned_pairs())
+            except Exception as exc:  # noqa: BLE001 - a store hiccup must not fail the prediction
+                log.warning("cannot rebuild the learned terms (%s); serving them as they were", exc)
+                return
             self._learned_version = {key: version}  # one linker at a time: forget swapped-out ones
             learned = serving.linker.learned.describe()
             log.info("learned terms: %d wordings of %d accepted links (skipped: %s)", learned["wordings"],
@@ -123,7 +127,11 @@ class ClinLinkerModel:
             return
         if not published:
             return
-        target = json.loads(published).get("index_dir")
+        try:
+            target = json.loads(published).get("index_dir")
+        except (ValueError, AttributeError):
+            log.warning("ignoring an unreadable published index record: %r", published[:200])
+            return
         if not target or target == self.serving.index_dir or self._follow["loading"] == target \
                 or target in self._follow["failed"]:
             return

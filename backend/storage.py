@@ -165,6 +165,7 @@ class RedisStore:
         self.consumer = consumer
         self._warned = False
         self._group_ready = False
+        self._count: tuple[str, int] | None = None  # (links version, accepted links)
 
     def _failed(self, what: str, exc: Exception) -> None:
         if not self._warned:
@@ -271,13 +272,13 @@ class RedisStore:
         key, field = self.prefix + self.LINKS, f"{project}\t{task}"
         try:
             current = self.client.hget(key, field)
-            keep = [r for r in json.loads(current)] if current else []
-            if annotation is not None:
-                keep = [r for r in keep if str(r.get("annotation")) != str(annotation)]
-            else:
-                keep = []
+            keep = [r for r in (json.loads(current) if current else [])
+                    if annotation is not None and str(r.get("annotation")) != str(annotation)]
             pipe = self.client.pipeline()
-            pipe.hset(key, field, json.dumps(keep, ensure_ascii=False)) if keep else pipe.hdel(key, field)
+            if keep:
+                pipe.hset(key, field, json.dumps(keep, ensure_ascii=False))
+            else:
+                pipe.hdel(key, field)
             pipe.incr(key + ":version")
             pipe.execute()
         except Exception as exc:  # noqa: BLE001
@@ -300,7 +301,11 @@ class RedisStore:
         return self.fallback.accepted_links() if rows is None else rows
 
     def accepted_count(self) -> int:
-        return len(self.accepted_links())
+        """Counted again only when the links changed: /health and /metrics ask on every call."""
+        version = self.links_version()
+        if self._count is None or self._count[0] != version:
+            self._count = (version, len(self.accepted_links()))
+        return self._count[1]
 
     def learned_pairs(self) -> list[tuple[str, str]]:
         rows = self._shared_links()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,13 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import CACHE, DATA, ROOT, corpus_mentions, machine, roberta_base_random, save
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from common import CACHE, DATA, ROOT, corpus_mentions, free_port, machine, roberta_base_random, save
 
 
 def build_index(engine: str, index_type: str = "flat") -> Path:

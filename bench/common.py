@@ -55,6 +55,14 @@ def roberta_base_random(directory: Path, corpus: list[str], vocab_size: int = 50
     return directory
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def median_time(fn, repeats: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(repeats):

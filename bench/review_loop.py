@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,9 @@ import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-from common import DATA, ROOT, RESULTS, machine, save
+from common import DATA, ROOT, RESULTS, free_port, machine, save
 
 RESULT_FILE = "review_loop.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url: str, body: dict | None = None, timeout: float = 600) -> dict:

@@ -360,6 +360,12 @@ def _versions() -> dict:
 
 # --- loading ------------------------------------------------------------------------------------
 
+def model_source(manifest: dict) -> str:
+    """The model a dense index was built with: its local directory when it still exists, else its name/hub id."""
+    path = manifest.get("model_path")
+    return path if path and Path(path).is_dir() else manifest["model"]
+
+
 def read_manifest(directory) -> dict:
     directory = Path(directory)
     path = directory / MANIFEST
@@ -440,10 +446,8 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
         if encoder is None:
             from clinlinker.encoders import DenseEncoder
 
-            name = model or (manifest.get("model_path") if manifest.get("model_path")
-                             and Path(manifest["model_path"]).is_dir() else manifest["model"])
-            encoder = DenseEncoder(name, pooling=manifest["pooling"], max_length=manifest["max_length"],
-                                   device=device, batch_size=batch_size,
+            encoder = DenseEncoder(model or model_source(manifest), pooling=manifest["pooling"],
+                                   max_length=manifest["max_length"], device=device, batch_size=batch_size,
                                    precision=manifest.get("precision") or "fp32")
         if encoder.fingerprint != manifest.get("fingerprint"):
             raise IndexMismatchError(

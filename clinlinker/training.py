@@ -243,7 +243,7 @@ def retrain_index(index_dir, links: Sequence, out_dir, config: TrainingConfig | 
     pooling, max_length and, for a hybrid, the same fusion). The index directory appears only when complete.
     """
     from clinlinker.encoders import DenseEncoder
-    from clinlinker.index import _read_kb, build_index, read_manifest, save_index
+    from clinlinker.index import _read_kb, build_index, model_source, read_manifest, save_index
 
     index_dir, out = Path(index_dir), Path(out_dir)
     manifest = read_manifest(index_dir)
@@ -258,8 +258,7 @@ def retrain_index(index_dir, links: Sequence, out_dir, config: TrainingConfig | 
         raise ClinlinkerError(f"{index_dir} is a {manifest.get('engine')} index: the lexical engine has no model "
                               "to fine-tune (build a dense index with `clinlinker index --model ...`)")
     kb = _read_kb(dense_dir, manifest)
-    base = manifest.get("model_path") if manifest.get("model_path") and Path(manifest["model_path"]).is_dir() \
-        else manifest["model"]
+    base = model_source(manifest)
     config = config or TrainingConfig()
     config.pooling = manifest.get("pooling") or config.pooling
     pairs = build_pairs(kb, links=links, use_hierarchy=bool(kb.hierarchy_edges()), config=config)

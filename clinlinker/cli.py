@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="FILE", help="one mention per line, or a linking TSV (filename mark label "
                    "off0 off1 span ...)")
     p.add_argument("--top-k", type=_positive, default=25)
+    p.add_argument("--label", help="the span label of the mentions given as arguments or lines (e.g. SINTOMA): "
+                   "they are served from that label's part of the knowledge base (a linking TSV has its own labels)")
     p.add_argument("--format", choices=["tsv", "json"], default="tsv")
     _add_runtime_options(p)
 
@@ -160,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--routing", default=os.environ.get("CLINLINKER_ROUTING"), metavar="TOML",
+                   help="label routing: which part of the knowledge base serves each span label (a TOML file; "
+                        "default: the built-in clinlinker/data/label_routing.toml; 'none': the whole knowledge base "
+                        "for every label; env CLINLINKER_ROUTING)")
+    p.add_argument("--learn", action="append", default=[], metavar="TSV",
+                   help="accepted links (linking TSV) used as learned terms, as the backend does with coders' "
+                        "accepted links: their wordings come first; repeatable")
     p.add_argument("--model", help="check the index against / load this model instead of the manifest's")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
                    help="cache mention embeddings in Redis (default: $REDIS_URL; unset: in-process cache)")
@@ -255,10 +264,17 @@ def cmd_retrain(args) -> int:
 def _linker(args):
     from clinlinker.cache import make_cache
     from clinlinker.linker import Linker
+    from clinlinker.links import read_links
+    from clinlinker.routing import routing_from_setting
 
+    routing = routing_from_setting(args.routing)
     cache = make_cache(args.redis_url)
     linker = Linker.from_directory(args.index, model=args.model, cache=cache, batch_size=args.batch_size,
-                                   device=args.device)
+                                   device=args.device, routing=routing)
+    if args.learn:
+        linker.learn([(link.span, link.code) for path in args.learn for link in read_links(path)])
+    for label, count in linker.describe()["routing"]["concepts_per_label"].items():
+        log.info("label %s: served from %d of %d concepts (%s)", label, count, len(linker.kb), routing.source)
     return linker, cache
 
 
@@ -279,7 +295,8 @@ def cmd_link(args) -> int:
     if not mentions:
         raise ClinlinkerError("no mentions: give them as arguments or with --input FILE")
     linker, _ = _linker(args)
-    results = linker.link(mentions, args.top_k)
+    labels = [link.label for link in links] if links is not None else [args.label] * len(mentions)
+    results = linker.link(mentions, args.top_k, labels=labels)
     out = sys.stdout
     if args.format == "json":
         items = []
@@ -289,21 +306,37 @@ def cmd_link(args) -> int:
                 link = links[i]
                 item.update(filename=link.filename, mark=link.mark, label=link.label, off0=link.start,
                             off1=link.end, gold_code=link.code or None)
+            elif args.label:
+                item["label"] = args.label
             item["candidates"] = [c.to_dict() for c in candidates]
+            if len(candidates) < args.top_k:
+                item["short"] = shortfall(linker, labels[i], len(candidates), args.top_k)
             items.append(item)
         json.dump(items, out, ensure_ascii=False, indent=2)
         out.write("\n")
     else:
         prefix = ["filename", "mark", "label", "off0", "off1"] if links is not None else []
         out.write("\t".join(prefix + ["mention", "rank", "code", "preferred_term", "semantic_tag", "score",
-                                      "matched_term"]) + "\n")
+                                      "matched_term", "evidence", "parents"]) + "\n")
         for i, (mention, candidates) in enumerate(zip(mentions, results)):
             lead = [] if links is None else [links[i].filename, links[i].mark, links[i].label, str(links[i].start),
                                              str(links[i].end)]
             for c in candidates:
+                evidence = f"{c.evidence} ({c.via})" if c.via else c.evidence
+                parents = "; ".join(f"{code} {term}".rstrip() for code, term in c.parents)
                 out.write("\t".join(lead + [mention, str(c.rank), c.code, c.preferred_term, c.semantic_tag,
-                                            f"{c.score:.4f}", c.matched_term]) + "\n")
+                                            f"{c.score:.4f}", c.matched_term, evidence, parents]) + "\n")
+            if len(candidates) < args.top_k:
+                log.info("%r: %s", mention, shortfall(linker, labels[i], len(candidates), args.top_k))
     return 0
+
+
+def shortfall(linker, label, found: int, k: int) -> str:
+    """Why a list holds fewer than k candidates, in words."""
+    allowed = linker.allowed(label)
+    part = f"the {label} part ({int(allowed.sum())} concepts)" if allowed is not None else "the knowledge base"
+    return (f"{found} of {k}: only {found} concepts of {part} have evidence for this mention (similar terms or "
+            "their hierarchy neighbours); nothing is listed without evidence")
 
 
 def _read_mention_lines(path: Path) -> list[str]:
@@ -330,13 +363,19 @@ def cmd_evaluate(args) -> int:
         raise ClinlinkerError(f"no gold links in {', '.join(args.gold)}")
     linker, cache = _linker(args)
     depth = max(args.k)
-    candidates = linker.link([link.span for link in gold], depth)
+    candidates = linker.link([link.span for link in gold], depth, labels=[link.label for link in gold])
     report = evaluate_links(gold, [[c.code for c in cands] for cands in candidates], known_codes=linker.kb, ks=args.k)
+    short = sum(len(cands) < depth for cands in candidates)
+    report["short_lists"] = {"k": depth, "n": short, "share": round(short / len(candidates), 4)}
+    report["routing"] = linker.describe()["routing"]
     report["index"] = {k: v for k, v in linker.describe().items() if k != "fingerprint"}
     report["gold"] = [str(p) for p in args.gold]
     print(f"index {args.index}: {report['index']['engine']} engine, model {report['index']['model']}, "
           f"{report['index']['concepts']} concepts")
     print(format_report(report))
+    if short:
+        print(f"{short} of {len(candidates)} lists hold fewer than {depth} candidates (too few concepts with "
+              "evidence in their label's part)")
     if args.json:
         text = json.dumps(report, indent=2, ensure_ascii=False)
         if args.json == "-":

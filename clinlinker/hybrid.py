@@ -33,10 +33,11 @@ class HybridIndex:
         self.index_type = dense.index_type
         self.manifest: dict = {}
 
-    def search(self, mentions: Sequence[str], k: int = 25) -> list[list[Candidate]]:
+    def search(self, mentions: Sequence[str], k: int = 25, allowed=None) -> list[list[Candidate]]:
+        """allowed: optional boolean mask over concepts (the label's part of the knowledge base), for both parts."""
         depth = max(self.depth, k)
-        return [self._fuse(d, l, k) for d, l in zip(self.dense.search(mentions, depth),
-                                                      self.lexical.search(mentions, depth))]
+        return [self._fuse(d, l, k) for d, l in zip(self.dense.search(mentions, depth, allowed=allowed),
+                                                      self.lexical.search(mentions, depth, allowed=allowed))]
 
     def _fuse(self, dense: list[Candidate], lexical: list[Candidate], k: int) -> list[Candidate]:
         by_code_d = {c.code: c for c in dense}
@@ -57,13 +58,18 @@ class HybridIndex:
                 sd = by_code_d[code].score if code in by_code_d else floor_d
                 sl = by_code_l[code].score if code in by_code_l else floor_l
                 return w * sd + (1 - w) * sl
-        scored = sorted(((fused(code), code) for code in set(by_code_d) | set(by_code_l)),
-                        key=lambda item: (-item[0], item[1]))[:k]
+        # ties (at the 6 decimals shown): the better of the two ranks, then the code; never set order
+        best_rank = {code: min(by_code_d[code].rank if code in by_code_d else len(dense) + 1,
+                               by_code_l[code].rank if code in by_code_l else len(lexical) + 1)
+                     for code in set(by_code_d) | set(by_code_l)}
+        scored = sorted(((round(float(fused(code)), 6), code) for code in best_rank),
+                        key=lambda item: (-item[0], best_rank[item[1]], item[1]))[:k]
         out = []
         for rank, (score, code) in enumerate(scored, start=1):
             source = by_code_d.get(code) or by_code_l[code]
             out.append(Candidate(code=code, preferred_term=source.preferred_term, matched_term=source.matched_term,
-                                 semantic_tag=source.semantic_tag, score=round(float(score), 6), rank=rank))
+                                 semantic_tag=source.semantic_tag, score=score, rank=rank, evidence="hybrid",
+                                 parents=source.parents))
         return out
 
     def describe(self) -> dict:

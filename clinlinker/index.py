@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from clinlinker import __version__
-from clinlinker.candidates import Candidate, sorted_hits, top_distinct
+from clinlinker.candidates import Candidate, rank_concepts, sorted_hits
 from clinlinker.errors import ClinlinkerError, IndexLoadError, IndexMismatchError
 from clinlinker.knowledge_base import Concept, KnowledgeBase
 from clinlinker.lexical import LEXICAL_MODEL, CharNgramEncoder
@@ -56,7 +56,15 @@ class _IndexBase:
         self.encoder = encoder
         self.index_type = index_type
         self.term_concept = np.asarray(kb.term_concept, dtype=np.int64)
+        # a concept's first term is its preferred term (KnowledgeBase keeps that order)
+        self.term_preferred = np.r_[True, self.term_concept[1:] != self.term_concept[:-1]] \
+            if len(self.term_concept) else np.zeros(0, dtype=bool)
+        self.codes = [concept.code for concept in kb.concepts]
         self.manifest: dict = {}
+
+    def _rank(self, term_ids, scores, k: int, allowed=None):
+        return rank_concepts(term_ids, scores, self.term_concept, k, preferred=self.term_preferred, allowed=allowed,
+                             codes=self.codes)
 
     def _candidates(self, concept_ids, term_ids, scores) -> list[Candidate]:
         out = []
@@ -64,7 +72,8 @@ class _IndexBase:
             concept = self.kb.concepts[int(cid)]
             out.append(Candidate(code=concept.code, preferred_term=concept.preferred_term,
                                  matched_term=self.kb.term_texts[int(tid)], semantic_tag=concept.semantic_tag,
-                                 score=round(float(score), 6), rank=rank))
+                                 score=round(float(score), 6), rank=rank, evidence=self.engine,
+                                 parents=self.kb.parent_terms(concept.code)))
         return out
 
     def describe(self) -> dict:
@@ -120,25 +129,29 @@ class DenseIndex(_IndexBase):
             return self.faiss_index.search(vectors, depth, params=params)
         return self.faiss_index.search(vectors, depth)
 
-    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K) -> list[list[Candidate]]:
+    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
+        """allowed: optional boolean mask over concepts (the label's part of the knowledge base)."""
         if not len(mentions):
             return []
-        return self.search_vectors(self.encoder.encode(list(mentions)), k)
+        return self.search_vectors(self.encoder.encode(list(mentions)), k, allowed=allowed)
 
-    def search_vectors(self, vectors: np.ndarray, k: int = DEFAULT_TOP_K) -> list[list[Candidate]]:
-        """Exactly min(k, concepts) distinct concepts per row: search deeper until enough codes are found."""
+    def search_vectors(self, vectors: np.ndarray, k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
+        """Exactly min(k, allowed concepts) distinct concepts per row: search deeper until enough codes are found."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         total = self.faiss_index.ntotal
-        k = min(k, len(self.kb))
+        k = min(k, len(self.kb) if allowed is None else int(np.count_nonzero(allowed)))
         results: list[list[Candidate] | None] = [None] * len(vectors)
+        if k < 1:
+            return [[] for _ in range(len(vectors))]
         pending = np.arange(len(vectors))
-        depth = min(total, max(4 * k, 64))
+        share = 1.0 if allowed is None else max(np.count_nonzero(allowed) / max(len(allowed), 1), 1e-3)
+        depth = min(total, int(max(4 * k, 64) / share))  # a narrow label part needs a deeper first search
         while len(pending):
             scores, ids = self._faiss_search(vectors[pending], depth)
             short = []
             for row, row_scores, row_ids in zip(pending, scores, ids):
                 valid = row_ids >= 0
-                cids, tids, sc = top_distinct(row_ids[valid], row_scores[valid], self.term_concept, k)
+                cids, tids, sc = self._rank(row_ids[valid], row_scores[valid], k, allowed)
                 if len(cids) < k and depth < total:
                     short.append(row)
                 else:
@@ -176,8 +189,6 @@ class LexicalIndex(_IndexBase):
         super().__init__(kb, encoder, index_type)
         self.matrix = matrix.tocsr()  # terms x features
         self._by_feature = self.matrix.T.tocsr()  # features x terms: a query row times this = its scores
-        _, first = np.unique(self.term_concept, return_index=True)
-        self._first_term = first.astype(np.int64)  # each concept's preferred term, to fill short lists
 
     @classmethod
     def build(cls, kb: KnowledgeBase, encoder: CharNgramEncoder | None = None, index_type: str = "flat"):
@@ -188,7 +199,9 @@ class LexicalIndex(_IndexBase):
             encoder.fit(kb.term_texts)
         return cls(kb, encoder, encoder.encode(kb.term_texts), "flat")
 
-    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K) -> list[list[Candidate]]:
+    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
+        """Concepts sharing character n-grams with each mention, best first: at most k, fewer when fewer match
+        (no filler). allowed: optional boolean mask over concepts (the label's part of the knowledge base)."""
         k = min(k, len(self.kb))
         out: list[list[Candidate]] = []
         for start in range(0, len(mentions), self.CHUNK):
@@ -196,22 +209,21 @@ class LexicalIndex(_IndexBase):
             scores = (queries @ self._by_feature).tocsr()
             for row in range(scores.shape[0]):
                 lo, hi = scores.indptr[row], scores.indptr[row + 1]
-                out.append(self._row_candidates(scores.indices[lo:hi].astype(np.int64), scores.data[lo:hi], k))
+                ids, sc = scores.indices[lo:hi].astype(np.int64), scores.data[lo:hi]
+                if allowed is not None:
+                    keep = allowed[self.term_concept[ids]]
+                    ids, sc = ids[keep], sc[keep]
+                out.append(self._row_candidates(ids, sc, k))
         return out
 
     def _row_candidates(self, term_ids: np.ndarray, scores: np.ndarray, k: int) -> list[Candidate]:
+        positive = scores > 0
+        term_ids, scores = term_ids[positive], scores[positive]
         limit = 8 * k
         ids, sc = sorted_hits(term_ids, scores, limit=limit)
-        cids, tids, best = top_distinct(ids, sc, self.term_concept, k)
-        if len(cids) < k and len(term_ids) > limit:
-            ids, sc = sorted_hits(term_ids, scores)
-            cids, tids, best = top_distinct(ids, sc, self.term_concept, k)
-        if len(cids) < k:  # fewer concepts share an n-gram with the mention than asked: fill with score 0
-            taken = set(cids.tolist())
-            extra = [c for c in range(len(self.kb)) if c not in taken][: k - len(cids)]
-            cids = np.concatenate([cids, np.asarray(extra, dtype=np.int64)])
-            tids = np.concatenate([tids, self._first_term[extra]])
-            best = np.concatenate([best, np.zeros(len(extra), dtype=np.float32)])
+        cids, tids, best = self._rank(ids, sc, k)
+        if len(cids) < k and len(term_ids) > len(ids):
+            cids, tids, best = self._rank(term_ids, scores, k)
         return self._candidates(cids, tids, best)
 
     def save_data(self, directory: Path) -> None:
@@ -284,7 +296,7 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
         index.save_data(tmp)
         kb = index.kb
         with open(tmp / CONCEPTS, "w", encoding="utf-8") as handle:
-            json.dump({"concepts": [[c.code, c.semantic_tag, list(c.terms)] for c in kb.concepts],
+            json.dump({"concepts": [[c.code, list(c.semantic_tags), list(c.terms)] for c in kb.concepts],
                        "parents": {code: list(ps) for code, ps in kb.parent_map().items()}},
                       handle, ensure_ascii=False, separators=(",", ":"))
         manifest = {
@@ -394,8 +406,9 @@ def _read_kb(directory: Path, manifest: dict) -> KnowledgeBase:
     path = directory / CONCEPTS
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        concepts = [Concept(code=code, preferred_term=terms[0], semantic_tag=tag, terms=tuple(terms))
-                    for code, tag, terms in data["concepts"]]
+        # tags: a list (the union of the sources), or one string in indexes written before tags were merged
+        concepts = [Concept(code=code, preferred_term=terms[0], semantic_tags=tags, terms=tuple(terms))
+                    for code, tags, terms in data["concepts"]]
         parents = {code: tuple(ps) for code, ps in data.get("parents", {}).items()}
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise IndexLoadError(f"{path}: corrupt concept table ({type(exc).__name__}); rebuild the index") from None

@@ -1,4 +1,4 @@
-"""The linker: mentions in, k distinct candidate concepts out, whatever engine serves."""
+"""The linker: mentions (and their labels) in, up to k distinct candidate concepts out, whatever engine serves."""
 
 from __future__ import annotations
 
@@ -7,22 +7,33 @@ from typing import Sequence
 from clinlinker.candidates import Candidate
 from clinlinker.errors import ClinlinkerError
 from clinlinker.index import DEFAULT_TOP_K, load_index
+from clinlinker.routing import NO_ROUTING, LabelRouting
+
+HIERARCHY_FILL_FROM = 5  # the hits whose parents, children and siblings may complete a short list
 
 
 class Linker:
-    """Wraps a loaded index (dense or lexical) with input checks and a default k.
+    """Wraps a loaded index (dense, lexical or hybrid) with input checks, a default k and label routing.
 
-    >>> linker = Linker.from_directory("ix")
-    >>> linker.link(["apendicectomía laparoscópica"])[0][0].code
+    >>> linker = Linker.from_directory("ix", routing=LabelRouting.default())
+    >>> linker.link(["apendicectomía laparoscópica"], labels=["PROCEDIMIENTO"])[0][0].code
     '6025007'
+
+    A list holds only concepts with evidence: similarity (lexical, dense, learned) or, when similarity finds
+    fewer than k in the label's part, the hierarchy neighbours (parents, children, siblings) of the hits, marked
+    `evidence="hierarchy"`. When even those run out the list is shorter than k.
     """
 
-    def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None):
+    def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None, routing: LabelRouting | None = None,
+                 hierarchy_fill: bool = True):
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         self.index = index
         self.top_k = top_k
         self.learned = learned  # a LearnedTerms layer (accepted wordings), searched beside the index
+        self.routing = routing or NO_ROUTING
+        self.hierarchy_fill = hierarchy_fill
+        self._masks = self.routing.masks(index.kb)
 
     def learn(self, links) -> "Linker":
         """Make (mention text, code) pairs synonyms of their concepts; replaces what was learned before."""
@@ -35,22 +46,31 @@ class Linker:
 
     @classmethod
     def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
-                       cache=None, top_k: int = DEFAULT_TOP_K, **kwargs) -> "Linker":
+                       cache=None, top_k: int = DEFAULT_TOP_K, routing: LabelRouting | None = None,
+                       **kwargs) -> "Linker":
         if cache is None and redis_url:
             from clinlinker.cache import RedisCache
 
             cache = RedisCache(redis_url)
-        return cls(load_index(directory, model=model, cache=cache, **kwargs), top_k=top_k)
+        return cls(load_index(directory, model=model, cache=cache, **kwargs), top_k=top_k, routing=routing)
 
     @property
     def kb(self):
         return self.index.kb
 
-    def link(self, mentions: Sequence[str], k: int | None = None) -> list[list[Candidate]]:
-        """Candidates for each mention, best first: exactly min(k, concepts) distinct codes each."""
+    def allowed(self, label: str | None):
+        """The mask of the label's part of the knowledge base; None: the whole of it."""
+        return self._masks.get(label) if label else None
+
+    def link(self, mentions: Sequence[str], k: int | None = None,
+             labels: Sequence[str | None] | None = None) -> list[list[Candidate]]:
+        """Candidates for each mention, best first: at most k distinct codes each, from the label's part of the
+        knowledge base when `labels` (one per mention, None for none) names a routed label."""
         k = self.top_k if k is None else k
         if k < 1:
             raise ClinlinkerError(f"k must be at least 1, got {k}")
+        if labels is not None and len(labels) != len(mentions):
+            raise ClinlinkerError(f"{len(mentions)} mentions but {len(labels)} labels")
         cleaned = []
         for i, mention in enumerate(mentions):
             if not isinstance(mention, str):
@@ -58,18 +78,51 @@ class Linker:
             text = " ".join(mention.split())
             if not text:
                 raise ClinlinkerError(f"mention {i + 1} is empty")
-            cleaned.append(text)
+            label = labels[i] if labels is not None else None
+            cleaned.append((text, label if label in self._masks else None))
         if not cleaned:
             return []
         unique = list(dict.fromkeys(cleaned))
-        results = self.index.search(unique, k)
-        if self.learned is not None and len(self.learned):
-            results = self.learned.merge(unique, results, k)
-        found = dict(zip(unique, results))
-        return [found[text] for text in cleaned]
+        found: dict = {}
+        for label in dict.fromkeys(label for _, label in unique):
+            group = [text for text, lab in unique if lab == label]
+            allowed = self.allowed(label)
+            results = self.index.search(group, k, allowed=allowed)
+            if self.learned is not None and len(self.learned):
+                results = self.learned.merge(group, results, k, allowed=[allowed] * len(group))
+            if self.hierarchy_fill and self.kb.has_hierarchy:
+                results = [self._fill(cands, k, allowed) for cands in results]
+            found.update(((text, label), cands) for text, cands in zip(group, results))
+        return [found[key] for key in cleaned]
+
+    def _fill(self, candidates: list[Candidate], k: int, allowed) -> list[Candidate]:
+        """Fewer than k similar concepts: add the hierarchy neighbours of the hits, best hit first."""
+        if len(candidates) >= k or not candidates:
+            return candidates
+        kb = self.kb
+        taken = {c.code for c in candidates}
+        out = list(candidates)
+        for hit in candidates[:HIERARCHY_FILL_FROM]:
+            neighbours = [(p, "parent") for p in kb.parents(hit.code)]
+            neighbours += [(c, "child") for c in kb.children(hit.code)]
+            neighbours += [(s, "sibling") for p in kb.parents(hit.code) for s in kb.children(p) if s != hit.code]
+            for code, relation in neighbours:
+                concept = kb.get(code)
+                if code in taken or concept is None or (allowed is not None and not allowed[kb.index_of(code)]):
+                    continue
+                taken.add(code)
+                out.append(Candidate(code=code, preferred_term=concept.preferred_term,
+                                     matched_term=concept.preferred_term, semantic_tag=concept.semantic_tag,
+                                     score=0.0, rank=len(out) + 1, evidence="hierarchy",
+                                     parents=kb.parent_terms(code), via=f"{relation} of {hit.code}"))
+                if len(out) >= k:
+                    return out
+        return out
 
     def describe(self) -> dict:
-        out = {**self.index.describe(), "top_k": self.top_k}
+        out = {**self.index.describe(), "top_k": self.top_k,
+               "routing": {**self.routing.describe(),
+                           "concepts_per_label": {label: int(mask.sum()) for label, mask in self._masks.items()}}}
         if self.learned is not None:
             out["learned"] = self.learned.describe()
         return out

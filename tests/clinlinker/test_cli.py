@@ -30,7 +30,7 @@ def test_lexical_index_link_json(demo_gazetteer, demo_hierarchy, tmp_path, capsy
     assert items[0]["candidates"][0]["code"] == "6025007"
     assert items[1]["candidates"][0]["code"] == "25064002"
     assert set(items[0]["candidates"][0]) == {"code", "preferred_term", "matched_term", "semantic_tag", "score",
-                                              "rank"}
+                                              "rank", "evidence", "parents", "via"}
 
 
 def test_dense_index_reloads_in_a_new_process(demo_gazetteer, tiny_model_dir, tmp_path):
@@ -92,6 +92,38 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, demo_gazetteer):
     result = run_cli("index", "--gazetteer", demo_gazetteer, "--model", tmp_path / "no-model", "--out",
                      tmp_path / "ix")
     assert result.returncode == 2 and "--model char-ngrams" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_link_with_a_label_and_evaluate_route_each_mention(lexical_index_dir, lexical_index, tmp_path, capsys):
+    kb = lexical_index.kb
+    assert main(["link", "--index", str(lexical_index_dir), "--label", "PROCEDIMIENTO", "--format", "json",
+                 "apendicitis aguda"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert item["label"] == "PROCEDIMIENTO" and item["candidates"][0]["code"] == "80146002"
+    assert {kb[c["code"]].semantic_tag for c in item["candidates"]} == {"procedimiento"}
+    assert "only" in item["short"] and "PROCEDIMIENTO part" in item["short"]
+    assert main(["link", "--index", str(lexical_index_dir), "--routing", "none", "--format", "json",
+                 "--label", "PROCEDIMIENTO", "apendicitis aguda"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["candidates"][0]["code"] == "85189001"  # the disease
+    assert main(["link", "--index", str(lexical_index_dir), "--top-k", "2", "apendicectomía laparoscópica"]) == 0
+    header, first = capsys.readouterr().out.split("\n")[:2]
+    assert header.split("\t")[-2:] == ["evidence", "parents"]
+    assert first.split("\t")[-2:] == ["lexical", "80146002 apendicectomía"]
+    gold = tmp_path / "gold.tsv"  # the same wording as a disease and as a procedure: the label decides
+    gold.write_text("filename\tmark\tlabel\toff0\toff1\tspan\tcode\tsemantic_rel\n"
+                    "d\tT1\tENFERMEDAD\t0\t17\tapendicitis aguda\t85189001\tEXACT\n"
+                    "d\tT2\tPROCEDIMIENTO\t0\t17\tapendicitis aguda\t80146002\tEXACT\n", encoding="utf-8")
+    report = tmp_path / "r.json"
+    assert main(["evaluate", "--index", str(lexical_index_dir), "--gold", str(gold), "--k", "1", "--json",
+                 str(report)]) == 0
+    assert json.loads(report.read_text())["cleaned"]["hits@1"] == 2
+    assert main(["evaluate", "--index", str(lexical_index_dir), "--gold", str(gold), "--k", "1", "--json",
+                 str(report), "--routing", "none"]) == 0
+    assert json.loads(report.read_text())["cleaned"]["hits@1"] == 1
+    bad = tmp_path / "routing.toml"
+    bad.write_text("[labels.X]\n", encoding="utf-8")
+    result = run_cli("link", "--index", lexical_index_dir, "--routing", bad, "fiebre")
+    assert result.returncode == 2 and f"{bad}: labels.X names neither tags nor roots" in result.stderr
 
 
 @pytest.fixture

@@ -59,4 +59,4 @@ def test_backend_serves_a_hybrid_index(dense_index, lexical_index, tmp_path):
     reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text, "mentions": [
         {"start": 13, "end": 19, "label": "SINTOMA"}]}}]}).get_json()
     taxonomy = [i for i in reply["results"][0]["result"] if i["type"] == "taxonomy"]
-    assert taxonomy[0]["value"]["taxonomy"][0][1] == "386661006 | fiebre"
+    assert taxonomy[0]["value"]["taxonomy"][0][1] == "386661006 | fiebre · hallazgo"

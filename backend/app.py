@@ -29,6 +29,7 @@ from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError
 log = logging.getLogger("backend")
 DEMO_GAZETTEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clinlinker", "data",
                               "demo_gazetteer.tsv")
+DEMO_HIERARCHY = os.path.join(os.path.dirname(DEMO_GAZETTEER), "demo_hierarchy.tsv")
 DEMO_BANNER = ("\n" + "!" * 78 + "\n!! NO GAZETTEER CONFIGURED: serving the DEMO gazetteer shipped with clinlinker\n"
                "!! ({concepts} hand-written concepts) on the lexical char-ngrams engine.\n"
                "!! Candidates are for trying the tool only. For real coding build an index of your\n"
@@ -41,11 +42,13 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     from clinlinker.gazetteer import load_knowledge_base
     from clinlinker.index import build_index
     from clinlinker.linker import Linker
+    from clinlinker.routing import routing_from_setting
 
     from backend.retrain import Retrainer
     from backend.storage import RedisStore, SQLiteStore
 
     info = {"demo": config.index_dir is None}
+    routing = routing_from_setting(config.routing)  # a bad file stops the start with file and key
     cache = make_cache(config.redis_url, prefix=config.cache_prefix + "emb:", ttl=config.cache_ttl)
     store = SQLiteStore(config.data_path / "backend.sqlite3")
     if config.redis_url:
@@ -54,13 +57,13 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
 
     def load_linker(directory):
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
-                                     cache=cache, top_k=config.top_k)
+                                     cache=cache, top_k=config.top_k, routing=routing)
 
     index_dir = config.index_dir
     if config.index_dir is None:
-        index = build_index(load_knowledge_base([DEMO_GAZETTEER]))
+        index = build_index(load_knowledge_base([DEMO_GAZETTEER], DEMO_HIERARCHY))
         log.warning(DEMO_BANNER.format(concepts=len(index.kb)))
-        linker = Linker(index, top_k=config.top_k)
+        linker = Linker(index, top_k=config.top_k, routing=routing)
     else:
         linker = None
         published = json.loads(store.get_meta(CURRENT_INDEX) or "{}")
@@ -84,6 +87,10 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     log.info("serving %s engine: model %s, %d concepts, %d terms, index %s, model_version %s", describe["engine"],
              describe["model"], describe["concepts"], describe["terms"], config.index_dir or "(demo)",
              model.model_version)
+    for label in config.labels:
+        count = describe["routing"]["concepts_per_label"].get(label)
+        log.info("label %s: %s", label, f"served from {count} of {describe['concepts']} concepts ({routing.source})"
+                 if count is not None else "served from the whole knowledge base (not in the label routing)")
     return model, info
 
 
@@ -224,7 +231,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
                                                            "reason": "the lexical engine needs no embedding cache"},
             store="redis" if config.redis_url else "sqlite",
             accepted_links=store.accepted_count() if store is not None else None,
-            learned_terms=describe.get("learned"), training=_training(info))
+            learned_terms=describe.get("learned"), training=_training(info), routing=describe.get("routing"))
 
     @app.post("/setup")
     def setup():
@@ -302,10 +309,13 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             k = max(1, min(int(request.args.get("k", "25")), 200))
         except ValueError:
             raise PayloadError("k: expected an integer") from None
-        results = model.search(query, k) if query.strip() else []
+        label = request.args.get("label", "").strip() or None
+        if label is not None and label not in config.labels:
+            raise PayloadError(f"label: {label!r} is not one of the labels served ({', '.join(config.labels)})")
+        results = model.search(query, k, label) if query.strip() else []
         if "text/html" in request.headers.get("Accept", "") and request.args.get("format") != "json":
-            return Response(_search_page(query, results), mimetype="text/html")
-        return jsonify(query=query, candidates=results)
+            return Response(_search_page(query, results, label, config.labels), mimetype="text/html")
+        return jsonify(query=query, label=label, candidates=results)
 
     return app
 
@@ -334,11 +344,25 @@ def serve_app() -> Flask:
         sys.exit(4)  # gunicorn: a worker that cannot boot stops the server
 
 
-def _search_page(query: str, results: list[dict]) -> str:
-    rows = "".join(f"<tr><td><code>{html.escape(c['code'])}</code></td><td>{html.escape(c['preferred_term'])}</td>"
-                   f"<td>{html.escape(c['semantic_tag'])}</td><td>{c['score']:.3f}</td></tr>" for c in results)
+def _search_page(query: str, results: list[dict], label: str | None, labels) -> str:
+    def row(c):
+        matched = c.get("matched_term") or ""
+        matched = f"«{html.escape(matched)}»" if matched and matched != c["preferred_term"] else ""
+        parents = "<br>".join(f"⊂ <code>{html.escape(p['code'])}</code> {html.escape(p.get('term') or '')}"
+                              for p in c.get("parents") or [])
+        via = f" ({html.escape(c['via'])})" if c.get("via") else ""
+        return (f"<tr><td><code>{html.escape(c['code'])}</code></td><td>{html.escape(c['preferred_term'])}</td>"
+                f"<td>{matched}</td><td>{html.escape(c['semantic_tag'])}</td><td>{parents}</td>"
+                f"<td>{c['score']:.3f}</td><td>{html.escape(c.get('evidence') or '')}{via}</td></tr>")
+
+    options = "".join(f"<option value=\"{html.escape(lab)}\"{' selected' if lab == label else ''}>"
+                      f"{html.escape(lab)}</option>" for lab in labels)
     return (f"<!doctype html><meta charset=utf-8><title>clinlinker: buscar</title>"
-            f"<form><input name=q value=\"{html.escape(query)}\" autofocus size=50> <button>Buscar</button></form>"
-            f"<p>Copie el código en «Otro código SNOMED» (A+B para compuestos, NO_CODE si ninguno).</p>"
-            f"<table border=1 cellpadding=4><tr><th>código</th><th>término preferido</th><th>etiqueta</th>"
-            f"<th>score</th></tr>{rows}</table>")
+            f"<form><input name=q value=\"{html.escape(query)}\" autofocus size=50> "
+            f"<select name=label><option value=\"\">todo el catálogo</option>{options}</select> "
+            f"<button>Buscar</button></form>"
+            f"<p>Copie el código en el campo «¿Fuera de la lista? Escriba el código SNOMED CT…» de la mención "
+            f"(A+B para compuestos, NO_CODE si ninguno).</p>"
+            f"<table border=1 cellpadding=4><tr><th>código</th><th>término preferido</th><th>sinónimo que coincide</th>"
+            f"<th>etiqueta</th><th>padres (is-a)</th><th>score</th><th>evidencia</th></tr>"
+            f"{''.join(row(c) for c in results)}</table>")

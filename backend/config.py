@@ -22,6 +22,7 @@ class BackendConfig:
     cache_ttl: int | None = None  # CLINLINKER_CACHE_TTL seconds (unset: no expiry)
     top_k: int = 25  # CLINLINKER_TOP_K
     labels: tuple[str, ...] = DEFAULT_LABELS  # CLINLINKER_LABELS: span labels that get codes
+    routing: str | None = None  # CLINLINKER_ROUTING: label routing TOML (unset: built-in; "none": whole KB)
     mentions_field: str = "mentions"  # CLINLINKER_MENTIONS_FIELD: task-data field listing spans
     doc_field: str = "doc_id"  # CLINLINKER_DOC_FIELD: task-data field naming the document
     auth_user: str | None = None  # CLINLINKER_BASIC_AUTH_USER
@@ -72,6 +73,7 @@ class BackendConfig:
             cache_ttl=number("CLINLINKER_CACHE_TTL", None),
             top_k=number("CLINLINKER_TOP_K", 25),
             labels=items("CLINLINKER_LABELS", DEFAULT_LABELS),
+            routing=text("CLINLINKER_ROUTING"),
             mentions_field=text("CLINLINKER_MENTIONS_FIELD", "mentions"),
             doc_field=text("CLINLINKER_DOC_FIELD", "doc_id"),
             auth_user=text("CLINLINKER_BASIC_AUTH_USER"),

@@ -18,7 +18,7 @@ from clinlinker.candidates import certainty
 from clinlinker.linker import Linker
 
 from backend.label_config import LabelConfig, parse_label_config
-from backend.regions import NO_CODE_LEAF, Region, candidate_leaf, mention_node, span_regions
+from backend.regions import NO_CODE_LEAF, Region, leaf_of, mention_node, span_regions
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,10 @@ class Serving:
 
 def model_version_of(linker: Linker, top_k: int) -> str:
     manifest = getattr(linker.index, "manifest", {}) or {}
+    routing = linker.routing
+    parts = sorted((label, part.tags, part.roots) for label, part in routing.parts.items())
     digest = hashlib.sha256(repr((manifest.get("fingerprint"), manifest.get("created"), manifest.get("terms"),
-                                  top_k)).encode()).hexdigest()[:10]
+                                  top_k, parts, routing.inherit, routing.untagged)).encode()).hexdigest()[:10]
     return f"clinlinker-{linker.index.engine}-{digest}"
 
 
@@ -161,10 +163,11 @@ class ClinLinkerModel:
         cfg = parse_label_config(label_config, tuple(self.config.labels))
         per_task = [self._spans(i, task, context, cfg) for i, task in enumerate(tasks)]
         mentions = [span.text for spans in per_task for span in spans]
+        labels = [span.label for spans in per_task for span in spans]
         self.follow()
         serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
         self.sync_learned(serving)
-        candidates = serving.linker.link(mentions, self.config.top_k) if mentions else []
+        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels) if mentions else []
         out, position = [], 0
         for task, spans in zip(tasks, per_task):
             task_candidates = candidates[position:position + len(spans)]
@@ -262,6 +265,7 @@ class ClinLinkerModel:
         for span, cands in zip(spans, candidates):
             node = mention_node(span.text, span.start, span.end)
             top = cands[0] if cands else None
+            top_leaf = leaf_of(top.to_dict()) if top else None
             sure = certainty(cands)
             base = {"id": span.region_id, "to_name": cfg.text_name}
             value = {"start": span.start, "end": span.end, "text": span.text}
@@ -271,11 +275,11 @@ class ClinLinkerModel:
                                "score": sure})
             if cfg.taxonomy_name and top:
                 result.append({**base, "from_name": cfg.taxonomy_name, "type": "taxonomy",
-                               "value": {**value, "taxonomy": [[node, candidate_leaf(top.code, top.preferred_term)]]},
+                               "value": {**value, "taxonomy": [[node, top_leaf]]},
                                "score": sure})
             elif cfg.textarea_name and top:  # no candidate picker in this config: the code field gets top-1
                 result.append({**base, "from_name": cfg.textarea_name, "type": "textarea",
-                               "value": {**value, "text": [candidate_leaf(top.code, top.preferred_term)]},
+                               "value": {**value, "text": [f"{top.code} | {top.preferred_term}"]},
                                "score": sure})
             if cfg.relation_name and top:
                 result.append({**base, "from_name": cfg.relation_name, "type": "choices",
@@ -305,32 +309,46 @@ class ClinLinkerModel:
             return [{"value": "(sin candidatos: use «Retrieve predictions» para este documento)", "isLeaf": True}]
         items = []
         for mention in sorted(stored, key=lambda m: (m.get("start", 0), m.get("end", 0))):
-            children = [{"value": candidate_leaf(c["code"], c["preferred_term"]), "isLeaf": True,
-                         "hint": _hint(c)} for c in mention["candidates"]]
+            children = [{"value": leaf_of(c), "isLeaf": True, "hint": _hint(c)} for c in mention["candidates"]]
             children.append({"value": NO_CODE_LEAF, "isLeaf": True, "hint": "ningún concepto aplica"})
-            items.append({"value": mention["node"], "isLeaf": False, "hint": mention.get("label", ""),
-                          "children": children})
+            hint = mention.get("label", "")
+            if len(mention["candidates"]) < self.config.top_k:
+                hint += (f" · {len(mention['candidates'])} candidatos con evidencia (de {self.config.top_k}): "
+                         "ningún otro concepto se parece a la mención")
+            items.append({"value": mention["node"], "isLeaf": False, "hint": hint, "children": children})
         return items
 
-    def search(self, query: str, k: int = 25) -> list[dict]:
-        """Search the whole knowledge base (codes outside a mention's top 25)."""
+    def search(self, query: str, k: int = 25, label: str | None = None) -> list[dict]:
+        """Search the knowledge base (codes outside a mention's top 25): the label's part when a label is given."""
         query = " ".join(query.split())
         if not query:
             return []
         serving = self.serving
         self.sync_learned(serving)
-        concept = serving.linker.kb.get(query)
-        found = [c.to_dict() for c in serving.linker.link([query], k)[0]]
+        kb = serving.linker.kb
+        concept = kb.get(query)
+        found = [c.to_dict() for c in serving.linker.link([query], k, labels=[label])[0]]
         if concept is not None:  # a typed code finds its concept first
             exact = {"code": concept.code, "preferred_term": concept.preferred_term,
                      "matched_term": concept.preferred_term, "semantic_tag": concept.semantic_tag, "score": 1.0,
-                     "rank": 0}
+                     "rank": 0, "evidence": "code", "via": "",
+                     "parents": [{"code": c, "term": t} for c, t in kb.parent_terms(concept.code)]}
             found = [exact] + [c for c in found if c["code"] != concept.code]
         return found
 
 
+EVIDENCE_WORDS = {"lexical": "parecido de letras", "dense": "parecido semántico", "hybrid": "parecido (híbrido)",
+                  "learned": "aceptado antes por codificadores", "hierarchy": "por jerarquía", "code": "código exacto"}
+
+
 def _hint(candidate: dict) -> str:
-    hint = f"{candidate['semantic_tag']} · score {candidate['score']:.3f} · #{candidate['rank']}"
+    tag = candidate["semantic_tag"] or "sin etiqueta semántica"
+    hint = f"{tag} · score {candidate['score']:.3f} · #{candidate['rank']}"
+    evidence = candidate.get("evidence")
+    if evidence:
+        hint += f" · {EVIDENCE_WORDS.get(evidence, evidence)}"
+    if candidate.get("via"):
+        hint += f" ({candidate['via']})"
     if candidate.get("matched_term") and candidate["matched_term"] != candidate["preferred_term"]:
         hint += f" · «{candidate['matched_term']}»"
     return hint

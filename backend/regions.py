@@ -1,13 +1,16 @@
 """Regions of a Label Studio result list: a span (`labels` item) plus its per-region items, grouped by id.
 
 Also the node names of the candidate Taxonomy, shared by the predictor and the exporter:
-a mention node is `"<text> [<start>-<end>]"`, a candidate leaf is `"<code> | <preferred term>"`.
+a mention node is `"<text> [<start>-<end>]"`, a candidate leaf is `"<code> | <preferred term>"` followed by what a
+coder weighs to choose between related concepts: `" · <semantic tag> · ⊂ <parent code> <parent term>"`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from clinlinker.candidates import context_parts
 
 from backend.label_config import SEMANTIC_RELATIONS
 
@@ -20,8 +23,28 @@ def mention_node(text: str, start: int, end: int) -> str:
     return f"{' '.join(text.split())} [{start}-{end}]"
 
 
-def candidate_leaf(code: str, preferred_term: str) -> str:
-    return f"{code} | {preferred_term}"
+MAX_PARENTS_SHOWN = 2
+
+
+def candidate_leaf(code: str, preferred_term: str, semantic_tag: str = "", parents=(), evidence: str = "") -> str:
+    """'6025007 | apendicectomía laparoscópica · procedure · ⊂ 80146002 apendicectomía'.
+
+    parents: (code, term) pairs or {"code", "term"} dicts; at most MAX_PARENTS_SHOWN are shown, then "+N".
+    A hierarchy neighbour (no similarity of its own) says so.
+    """
+    pairs = [(p["code"], p.get("term", "")) if isinstance(p, dict) else tuple(p) for p in parents or ()]
+    parts = context_parts(semantic_tag, pairs[:MAX_PARENTS_SHOWN])
+    if len(pairs) > MAX_PARENTS_SHOWN:
+        parts.append(f"+{len(pairs) - MAX_PARENTS_SHOWN}")
+    if evidence == "hierarchy":
+        parts.append("(por jerarquía)")
+    return " · ".join([f"{code} | {preferred_term}"] + parts)
+
+
+def leaf_of(candidate: dict) -> str:
+    """The picker leaf of a candidate as stored (Candidate.to_dict)."""
+    return candidate_leaf(candidate["code"], candidate["preferred_term"], candidate.get("semantic_tag", ""),
+                          candidate.get("parents", ()), candidate.get("evidence", ""))
 
 
 def code_of(value: str) -> str | None:

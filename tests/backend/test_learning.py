@@ -69,12 +69,13 @@ def leaf(backend, code):
 def test_accepted_code_is_learned_used_and_shared(config):
     a = Backend(config)
     before, _ = a.ranked()
-    target = before[7]  # the coder picks the 8th candidate
+    assert len(before) >= 6
+    target = before[5]  # the coder picks the 6th candidate
     a.send(annotation_event(leaf(a, target)))
     assert a.ranked()[0][0] == before[0]  # not yet: the worker has not run
     assert a.worker.run_once() == 1
     after, reply = a.ranked()
-    assert after[0] == target and len(set(after)) == 25
+    assert after[0] == target and len(set(after)) == len(after) == len(before)
     assert a.health()["learned_terms"]["terms"] == 1
     # a second backend process over the same store (SQLite file or Redis) serves the synonym too
     b = Backend(config)
@@ -87,12 +88,12 @@ def test_accepted_code_is_learned_used_and_shared(config):
 def test_correction_and_deletion_undo_the_synonym(config):
     a = Backend(config)
     before, _ = a.ranked()
-    a.send(annotation_event(leaf(a, before[7])))
+    a.send(annotation_event(leaf(a, before[5])))
     a.worker.run_once()
     a.send(annotation_event(leaf(a, before[3]), action="ANNOTATION_UPDATED"))
     a.worker.run_once()
     after, _ = a.ranked()
-    assert after[0] == before[3] and after.index(before[7]) > 0
+    assert after[0] == before[3] and after.index(before[5]) > 0
     a.send(deleted_event())
     a.worker.run_once()
     assert a.ranked()[0] == before

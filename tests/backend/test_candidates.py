@@ -1,0 +1,94 @@
+"""What candidates a span gets from the backend: its label's part of the knowledge base, no filler, and the tag
+and parents beside each candidate in the picker and on /search."""
+
+import pytest
+
+from backend.app import create_app, load_model
+from backend.config import BackendConfig
+from backend.export import export_tasks
+from clinlinker.errors import ClinlinkerError
+from tests.backend.conftest import task
+from tests.backend.test_export import region
+
+TEXT = "Apendicitis aguda; se realiza apendicectomía laparoscópica. Fiebre."
+SPANS = [{"start": 0, "end": 17, "label": "ENFERMEDAD"}, {"start": 30, "end": 58, "label": "PROCEDIMIENTO"},
+         {"start": 60, "end": 66, "label": "SINTOMA"}]
+ALLOWED = {"ENFERMEDAD": {"trastorno", "hallazgo"}, "SINTOMA": {"trastorno", "hallazgo"},
+           "PROCEDIMIENTO": {"procedimiento"}}
+
+
+def tree(client, doc="d1"):
+    return {node["value"]: node for node in client.get(f"/taxonomy?doc={doc}").get_json()}
+
+
+def test_each_span_is_served_from_its_labels_part_of_the_kb(client, app):
+    kb = app.extensions["clinlinker"]["model"].linker.kb
+    reply = client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]})
+    assert reply.status_code == 200
+    nodes = tree(client)
+    for span in SPANS:
+        node = nodes[f"{TEXT[span['start']:span['end']]} [{span['start']}-{span['end']}]"]
+        codes = [leaf["value"].split(" | ")[0] for leaf in node["children"][:-1]]
+        assert codes and all(set(kb[c].semantic_tags) <= ALLOWED[span["label"]] for c in codes), span
+        assert node["hint"].startswith(span["label"])
+    assert nodes["Apendicitis aguda [0-17]"]["children"][0]["value"].startswith("85189001 | apendicitis aguda")
+
+
+def test_picker_leaves_show_tag_and_parent_and_the_export_still_reads_the_code(client):
+    reply = client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]}).get_json()
+    top = [i for i in reply["results"][0]["result"] if i["type"] == "taxonomy"][1]["value"]["taxonomy"][0]
+    assert top == ["apendicectomía laparoscópica [30-58]",
+                   "6025007 | apendicectomía laparoscópica · procedimiento · ⊂ 80146002 apendicectomía"]
+    leaves = tree(client)[top[0]]["children"]
+    assert leaves[0]["value"] == top[1]
+    # the parent is in the list too: the coder sees which of the two is the more specific
+    assert any(leaf["value"].startswith("80146002 | apendicectomía · procedimiento · ⊂ ") for leaf in leaves)
+    # a coder ticking such a leaf exports its code
+    done = {"id": 1, "data": {"text": TEXT, "doc_id": "d1"}, "annotations": [{"id": 5, "result": region(
+        "r", 30, 58, "PROCEDIMIENTO", taxonomy=[top], text=TEXT[30:58])}]}
+    links, problems, _ = export_tasks([done])
+    assert not problems and [link.code for link in links] == ["6025007"]
+
+
+def test_a_short_list_says_why_and_hierarchy_neighbours_say_what_they_are(client):
+    client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]})
+    node = tree(client)["Fiebre [60-66]"]
+    assert len(node["children"]) - 1 < 25 and "candidatos con evidencia (de 25)" in node["hint"]
+    hints = [leaf["hint"] for leaf in node["children"][:-1]]
+    assert "parecido de letras" in hints[0]
+    assert any("por jerarquía" in h for h in hints)
+    assert all("score 0.000" not in h or "por jerarquía" in h for h in hints)  # no concept without evidence
+
+
+def test_search_by_label_shows_the_matched_synonym_and_parents(client):
+    everything = client.get("/search?q=apendicitis&k=25").get_json()["candidates"]
+    procedures = client.get("/search?q=apendicitis&k=25&label=PROCEDIMIENTO").get_json()
+    assert {c["semantic_tag"] for c in everything} > {"procedimiento"}
+    assert procedures["label"] == "PROCEDIMIENTO" and {c["semantic_tag"] for c in procedures["candidates"]} == \
+        {"procedimiento"}
+    page = client.get("/search?q=extirpación laparoscópica del apéndice&label=PROCEDIMIENTO",
+                      headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "«extirpación laparoscópica del apéndice»" in page  # the synonym that matched
+    assert "⊂ <code>80146002</code> apendicectomía" in page
+    assert "<option value=\"PROCEDIMIENTO\" selected>" in page and "Otro código SNOMED" not in page
+    bad = client.get("/search?q=fiebre&label=NOPE")
+    assert bad.status_code == 400 and "label" in bad.get_json()["error"]
+
+
+def test_routing_is_part_of_the_model_version_and_health(tmp_path):
+    def version(routing):
+        config = BackendConfig(data_dir=str(tmp_path / routing), worker=False, routing=routing)
+        model, info = load_model(config)
+        health = create_app(config, model, info).test_client().get("/health").get_json()
+        return health["model_version"], health["routing"]
+
+    (routed, routing), (whole, nothing) = version("default"), version("none")
+    assert routed != whole
+    assert routing["concepts_per_label"]["PROCEDIMIENTO"] < 62 and nothing["concepts_per_label"] == {}
+
+
+def test_a_bad_routing_file_stops_the_start_with_where(tmp_path):
+    bad = tmp_path / "routing.toml"
+    bad.write_text("[labels.SINTOMA]\ntags = 'hallazgo'\n", encoding="utf-8")
+    with pytest.raises(ClinlinkerError, match="routing.toml: labels.SINTOMA.tags must be a list"):
+        load_model(BackendConfig(data_dir=str(tmp_path / "var"), worker=False, routing=str(bad)))

@@ -63,7 +63,11 @@ def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project
     leaves = page.locator(".ant-select-tree-list-holder .ant-select-tree-treenode")
     texts = [leaves.nth(i).inner_text() for i in range(leaves.count())]
     assert any(t.startswith("85189001 | apendicitis aguda") for t in texts)
-    assert any(t.startswith("74400008 | apendicitis") for t in texts)
+    # beside each code its semantic tag and parent: the coder sees which candidate is the more specific
+    assert "85189001 | apendicitis aguda · trastorno · ⊂ 74400008 apendicitis" in texts
+    assert any(t.startswith("74400008 | apendicitis · trastorno") for t in texts)
+    # an ENFERMEDAD span is served from disorders and findings: no procedure in its list
+    assert not [t for t in texts if "procedimiento" in t]
     assert all(url.startswith(backend["url"] + "/taxonomy?doc=caso-02") for url in picker_requests)
     assert picker_requests, "the browser never asked the backend for the candidate list"
 

@@ -49,7 +49,7 @@ class Serving:
 def model_version_of(linker: Linker, top_k: int) -> str:
     manifest = getattr(linker.index, "manifest", {}) or {}
     routing = linker.routing
-    parts = sorted((label, part.tags, part.roots) for label, part in routing.parts.items())
+    parts = sorted((label, part.tags, part.roots, part.untagged) for label, part in routing.parts.items())
     digest = hashlib.sha256(repr((manifest.get("fingerprint"), manifest.get("created"), manifest.get("terms"),
                                   top_k, parts, routing.inherit, routing.untagged)).encode()).hexdigest()[:10]
     return f"clinlinker-{linker.index.engine}-{digest}"

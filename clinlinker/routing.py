@@ -34,6 +34,7 @@ class LabelPart:
     label: str
     tags: tuple[str, ...] = ()  # as written in the file
     roots: tuple[str, ...] = ()  # concepts whose descendants (and themselves) fit the label
+    untagged: str | None = None  # this label's own policy for concepts without any tag (None: the file's)
 
     @property
     def folded_tags(self) -> frozenset[str]:
@@ -84,9 +85,14 @@ class LabelRouting:
         for label, spec in labels.items():
             if not isinstance(spec, dict):
                 raise RoutingError(f"{source}: labels.{label} must be a table with tags and/or roots")
-            extra = set(spec) - {"tags", "roots"}
+            extra = set(spec) - {"tags", "roots", "untagged"}
             if extra:
-                raise RoutingError(f"{source}: labels.{label}: unknown key(s) {sorted(extra)}; expected tags, roots")
+                raise RoutingError(f"{source}: labels.{label}: unknown key(s) {sorted(extra)}; expected tags, roots, "
+                                   "untagged")
+            own_policy = spec.get("untagged")
+            if own_policy is not None and own_policy not in UNTAGGED_POLICIES:
+                raise RoutingError(f"{source}: labels.{label}.untagged must be one of {UNTAGGED_POLICIES}, "
+                                   f"got {own_policy!r}")
             values = {}
             for key in ("tags", "roots"):
                 value = spec.get(key, [])
@@ -96,7 +102,7 @@ class LabelRouting:
             if not values["tags"] and not values["roots"]:
                 raise RoutingError(f"{source}: labels.{label} names neither tags nor roots; remove it to serve that "
                                    "label from the whole knowledge base")
-            parts[label] = LabelPart(label, values["tags"], values["roots"])
+            parts[label] = LabelPart(label, values["tags"], values["roots"], own_policy)
         return cls(parts=parts, inherit=inherit, untagged=policy, source=source)
 
     def masks(self, kb) -> dict[str, np.ndarray]:
@@ -107,7 +113,7 @@ class LabelRouting:
         for label, part in self.parts.items():
             wanted = part.folded_tags
             mask = np.array([bool(tags & wanted) for tags in effective], dtype=bool)
-            if self.untagged == "allow":
+            if (part.untagged or self.untagged) == "allow":
                 mask |= untagged
             if part.roots:
                 roots = set(part.roots)
@@ -129,7 +135,8 @@ class LabelRouting:
 
     def describe(self, kb=None) -> dict:
         out = {"source": self.source, "inherit": self.inherit, "untagged": self.untagged,
-               "labels": {label: {"tags": list(p.tags), "roots": list(p.roots)} for label, p in self.parts.items()}}
+               "labels": {label: {"tags": list(p.tags), "roots": list(p.roots), "untagged": p.untagged or self.untagged}
+                          for label, p in self.parts.items()}}
         if kb is not None:
             for label, mask in self.masks(kb).items():
                 out["labels"][label]["concepts"] = int(mask.sum())

@@ -70,6 +70,7 @@ def test_tags_survive_save_and_load_and_old_single_tag_indexes_still_load(tmp_pa
     ("[labels.SINTOMA\ntags = 1", "not a valid TOML file"),
     ("[labels.SINTOMA]\ntags = 'hallazgo'", "labels.SINTOMA.tags must be a list"),
     ("[labels.SINTOMA]\ntagz = ['hallazgo']", "unknown key(s) ['tagz']"),
+    ("[labels.SINTOMA]\ntags = ['x']\nuntagged = 'no'", "labels.SINTOMA.untagged must be one of"),
     ("[labels.SINTOMA]\n", "names neither tags nor roots"),
     ("[untagged]\npolicy = 'maybe'\n", "untagged.policy must be one of"),
     ("[label.SINTOMA]\ntags = ['x']\n", "unknown section(s) ['label']"),
@@ -108,6 +109,11 @@ def test_masks_match_tags_accent_and_case_blind_and_inherit_through_the_hierarch
     deny = LabelRouting.from_dict({"untagged": {"policy": "deny", "inherit": False},
                                    "labels": {"PROC": {"tags": ["procedure"]}}})
     assert {c.code for c, m in zip(kb.concepts, deny.masks(kb)["PROC"]) if m} == {"P"}
+    per_label = LabelRouting.from_dict({"untagged": {"inherit": False},  # U, P1, D1 untagged: allowed but for PROC
+                                        "labels": {"PROC": {"tags": ["procedure"], "untagged": "deny"},
+                                                   "DIS": {"tags": ["trastorno"]}}}).masks(kb)
+    assert {c.code for c, m in zip(kb.concepts, per_label["PROC"]) if m} == {"P"}
+    assert {c.code for c, m in zip(kb.concepts, per_label["DIS"]) if m} == {"D", "P1", "D1", "U"}
     roots = LabelRouting.from_dict({"untagged": {"policy": "deny"}, "labels": {"DIS": {"roots": ["X"]}}})
     assert {c.code for c, m in zip(kb.concepts, roots.masks(kb)["DIS"]) if m} == {"D1"}
 

@@ -42,3 +42,33 @@ def test_medprocner_lexical_accuracy_is_sane(procedures_linker, shared_data):
     assert accs == sorted(accs)
     assert accs[0] > 0.2 and accs[-1] > 0.45
     assert report["in_kb"]["acc@25"] >= report["cleaned"]["acc@25"]
+
+
+@pytest.fixture(scope="module")
+def merged_linker():
+    """Both shared gazetteers and the hierarchy in one KB: the setting where labels matter."""
+    from clinlinker.routing import LabelRouting
+    from tests.conftest import SHARED_DATA
+
+    gazetteers = sorted((SHARED_DATA / "gazetteers").glob("*.tsv"))
+    if not gazetteers:
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    kb = load_knowledge_base(gazetteers, SHARED_DATA / "hierarchy" / "snomed_isa_parents.tsv")
+    return Linker(build_index(kb), routing=LabelRouting.default())
+
+
+def test_merged_gazetteers_keep_the_procedure_tag(merged_linker):
+    assert "procedure" in merged_linker.kb["6025007"].semantic_tags  # was '' (the public file's empty tag won)
+    assert merged_linker.kb.report.multi_tag_concepts > 0
+
+
+def test_real_spans_get_concepts_of_their_label(merged_linker):
+    kb = merged_linker.kb
+    procedures = {"procedure", "regime/therapy"}
+    fever, appendicitis = merged_linker.link(["fiebre", "apendicitis aguda"], 25, labels=["SINTOMA", "ENFERMEDAD"])
+    surgery, = merged_linker.link(["apendicectomía laparoscópica"], 25, labels=["PROCEDIMIENTO"])
+    for cands in (fever, appendicitis):
+        assert len(cands) == 25 and not [c.code for c in cands if set(kb[c.code].semantic_tags) & procedures]
+    assert len(surgery) == 25 and surgery[0].code == "6025007"
+    assert all(set(kb[c.code].semantic_tags) & procedures or not kb[c.code].semantic_tags for c in surgery)
+    assert all(c.score > 0 or c.evidence == "hierarchy" for cands in (fever, appendicitis, surgery) for c in cands)

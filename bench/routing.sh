@@ -27,7 +27,7 @@ for pair in lexical:ix-lexical minilm-0shot:ix-0shot; do
   python bench/routing.py import-before --name $name --lists $W/bench/.cache/quality/$name.json
 done
 
-SETTINGS=default,deny-untagged-procedures,deny-untagged,no-inherit,narrow
+SETTINGS=default,allow-untagged,deny-untagged,no-inherit,narrow
 for setting in none ${SETTINGS//,/ }; do
   python bench/routing.py lists --index $C/ix-lexical --name lexical --routing $setting
   python bench/routing.py lists --index $C/ix-0shot --name minilm-0shot --routing $setting

@@ -74,12 +74,12 @@ def test_retrieve_predictions_through_label_studio(label_studio, backend, projec
         assert len(spans) == 2
         picked = [r["taxonomy"]["value"]["taxonomy"][0][1] for r in spans.values()]
         assert picked[0].startswith("386661006 |") and picked[1].startswith("422400008 |")
-    # the picker lists 25 distinct candidates (+ NO_CODE) for each mention of that document
+    # the picker lists up to 25 distinct candidates with evidence (+ NO_CODE) for each mention of that document
     tree = backend["api"]("GET", "/taxonomy?doc=copia-0")
     assert len(tree) == 2
     for node in tree:
         codes = [leaf["value"].split(" | ")[0] for leaf in node["children"]]
-        assert len(set(codes[:25])) == 25 and codes[25] == "NO_CODE"
+        assert 5 <= len(codes) - 1 <= 25 and len(set(codes[:-1])) == len(codes) - 1 and codes[-1] == "NO_CODE"
     assert elapsed < 60
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from clinlinker.errors import ClinlinkerError, InputFileError
 from clinlinker.links import Link
 
-from backend.regions import code_of, mention_node, span_regions
+from backend.regions import code_of, group_regions, mention_node, span_regions
 
 
 @dataclass
@@ -57,7 +57,16 @@ def annotation_links(task: dict, annotation: dict, *, doc_field: str = "doc_id",
     """Rows (as dicts, with the region id) for one annotation, and the problems found."""
     task_id = task.get("id")
     links, problems = [], []
-    regions = sorted(span_regions(annotation.get("result") or []), key=lambda r: (r.start, r.end, r.id))
+    grouped = group_regions(annotation.get("result") or [])
+    for region in grouped:  # a code on a span that lost its label is never dropped silently
+        if region.label is None and region.has_code_item:
+            where = f"span {region.text!r} ({region.start}-{region.end})" if region.start is not None else "a region"
+            codes = [code_of(t) for t in region.typed] + [code_of(p[-1]) for p in region.taxonomy if p] + \
+                [code_of(c) for c in region.picked]
+            problems.append(Problem(task_id, region.id, f"{where} has a code ({'+'.join(c for c in codes if c)}) "
+                                                        "but no label: give it its label in Label Studio"))
+    regions = sorted((r for r in grouped if r.label is not None and r.start is not None),
+                     key=lambda r: (r.start, r.end, r.id))
     filename = _filename(task, doc_field)
     for region in regions:
         if labels and region.label not in labels:

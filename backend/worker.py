@@ -72,7 +72,7 @@ class EventWorker:
                 return
             links, problems = annotation_links(task, annotation, doc_field=self.doc_field, labels=self.labels)
             for problem in problems:
-                log.info("annotation %s: %s", annotation.get("id"), problem)
+                log.warning("annotation %s of project %s: %s (not learned)", annotation.get("id"), project, problem)
             self.store.replace_links(project, task_id, str(annotation.get("id")), links)
             if self.retrainer is not None:
                 self.retrainer.links_changed()

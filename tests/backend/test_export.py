@@ -69,6 +69,21 @@ def test_wrong_mention_and_missing_code_are_reported_not_guessed():
     assert any("region b" in m and "has no code" in m for m in messages)
 
 
+def test_a_coded_span_without_label_is_reported_and_strict_fails(tmp_path, capsys):
+    # what Label Studio saved for a span drawn with Auto-Annotation on, whose label the answer dropped
+    unlabelled = [item for item in region("c", 43, 71, "PROCEDIMIENTO", taxonomy=[[
+        "apendicectomía laparoscópica [43-71]", "6025007 | apendicectomía laparoscópica"]]) if item["type"] != "labels"]
+    result = region("a", 13, 19, "SINTOMA", taxonomy=[["fiebre [13-19]", "386661006 | fiebre"]]) + unlabelled
+    links, problems, _ = export_tasks([exported_task(result)])
+    assert [link.code for link in links] == ["386661006"]
+    [problem] = problems
+    assert "region c" in str(problem) and "6025007" in str(problem) and "no label" in str(problem)
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([exported_task(result)]), encoding="utf-8")
+    assert main(["export", "--input", str(export), "--out", str(tmp_path / "a.tsv"), "--strict"]) == 1
+    assert "region c" in capsys.readouterr().err
+
+
 def test_latest_non_cancelled_annotation_wins():
     old = {"id": 1, "was_cancelled": False, "updated_at": "2026-11-01T00:00:00Z",
            "result": region("a", 13, 19, "SINTOMA", typed="111")}

@@ -93,3 +93,14 @@ def test_event_counts_show_received_and_processed(store):
     worker.run_once()
     counts = store.event_counts()["ANNOTATION_CREATED"]
     assert (counts["received"], counts["processed"], counts["failed"]) == (2, 2, 1)
+
+
+def test_a_coded_span_without_label_is_reported_by_the_webhook_path(store, caplog):
+    event = annotation_event()
+    event["annotation"]["result"] = [item for item in event["annotation"]["result"] if item["type"] != "labels"]
+    store.append_event("ANNOTATION_CREATED", event)
+    assert EventWorker(store).run_once() == 1
+    assert store.accepted_links() == []
+    [record] = [r for r in caplog.records if "no label" in r.getMessage()]
+    assert record.levelname == "WARNING" and "annotation 70 of project 3" in record.getMessage()
+    assert "region a" in record.getMessage() and "386661006" in record.getMessage()

@@ -188,6 +188,36 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown() -> str:
+    """The tables of docs/quality.md's label-routing section, from bench/results/routing-*.json."""
+    from common import RESULTS
+
+    studies = {dense: json.loads((RESULTS / f"routing-{dense}.json").read_text())["systems"]
+               for dense in ("minilm-ft-links", "minilm-0shot") if (RESULTS / f"routing-{dense}.json").exists()}
+    rows = []  # (label, result) once each: lexical appears in both studies
+    for dense, systems in studies.items():
+        for engine in ("lexical", dense, "hybrid"):
+            if engine == "lexical" and rows:
+                continue
+            shown = engine if engine != "hybrid" else f"hybrid (lexical + {dense})"
+            for setting, title in (("before", "before"), ("none", "no labels, fair ties, no filler"),
+                                   ("default", "**per label**")):
+                rows.append((f"{shown}: {title}", systems[f"{engine}@{setting}"]))
+    out = []
+    first = rows[0][1]["dev"]
+    for subset, title in (("all", "All cleaned dev mentions"), ("in_kb", "Gold code in the KB"),
+                          ("unseen", "Unseen codes (not in the train part's links)")):
+        out += [f"{title}, top-1 / top-5 / top-25:", "",
+                "| system | " + " | ".join(f"{c} (n={first[c][subset]['n']})" for c in CORPORA) + " |",
+                "|---|" + "---|" * len(CORPORA)]
+        for name, r in rows:
+            out.append(f"| {name} | " + " | ".join(
+                f"{r['dev'][c][subset]['acc@1'] or 0:.3f} / {r['dev'][c][subset]['acc@5'] or 0:.3f} / "
+                f"{r['dev'][c][subset]['acc@25'] or 0:.3f}" for c in CORPORA) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +229,7 @@ def main() -> None:
     p = sub.add_parser("import-before")
     p.add_argument("--name", required=True)
     p.add_argument("--lists", required=True)
+    sub.add_parser("markdown", help="print the tables of docs/quality.md from bench/results/routing-*.json")
     p = sub.add_parser("report")
     p.add_argument("--settings", default="default", help="comma-separated routing settings to compare on tune")
     p.add_argument("--dense", default="minilm-0shot", help="the dense system (its lists' name) fused with lexical")
@@ -207,6 +238,8 @@ def main() -> None:
         lists(args.index, args.name, args.routing)
     elif args.command == "import-before":
         import_before(args.name, args.lists)
+    elif args.command == "markdown":
+        print(markdown())
     else:
         report([s for s in args.settings.split(",") if s], args.dense)
 

@@ -34,7 +34,7 @@ class Span:
     end: int
     text: str
     label: str
-    emit_label: bool  # False for regions that already exist in Label Studio (interactive mode)
+    emit_label: bool  # the answer carries the span's labels item (always: Label Studio replaces the region whole)
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,9 @@ class ClinLinkerModel:
             if not isinstance(result, list):
                 raise PayloadError("params.context.result: expected a list")
             regions = [r for r in span_regions(result) if not r.has_code_item]
-            return self._from_regions(regions, text, f"params.context.result", emit_label=False)
+            # Label Studio replaces the drawn region's items with the answer's: the answer must be the whole
+            # region (its label too), or the span is left with "No label" (docs: BROWSER.md, issue 17)
+            return self._from_regions(regions, text, "params.context.result", emit_label=True)
         field = self.config.mentions_field
         if data.get(field) is not None:
             return self._from_data(data[field], text, task_id, data.get(self.config.doc_field), f"{where}.data.{field}")

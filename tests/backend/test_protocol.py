@@ -89,9 +89,13 @@ def test_captured_interactive_call_answers_only_the_new_region(client):
     [result] = reply.get_json()["results"]
     ids = {item["id"] for item in result["result"]}
     assert ids == {"pEKBopzB5R"}  # "tres días", drawn by hand; a2c4481ef0 already has a code
-    assert not [item for item in result["result"] if item["type"] == "labels"]  # its label exists already
+    # Label Studio replaces the drawn region with the answer's items: the answer is the whole region, label too
+    drawn = next(r for r in body["params"]["context"]["result"] if r["id"] == "pEKBopzB5R")
+    [labels] = [item for item in result["result"] if item["type"] == "labels"]
+    assert labels["value"]["labels"] == drawn["value"]["labels"] and labels["from_name"] == drawn["from_name"]
+    assert (labels["value"]["start"], labels["value"]["end"]) == (drawn["value"]["start"], drawn["value"]["end"])
     config_names = {item["from_name"] for item in result["result"]}
-    assert config_names <= {"snomed", "code"}
+    assert config_names <= {"snomed", "code", drawn["from_name"]}
 
 
 def test_spans_from_the_tasks_own_annotations(client):

@@ -1,7 +1,9 @@
 """What a coder sees: a real Chromium opens a task, selects a span and opens its candidate list."""
 
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -39,17 +41,51 @@ def _has_playwright() -> bool:
     return True
 
 
+def open_task(page, label_studio, project, doc_id):
+    task = next(t for t in tasks_of(label_studio["api"], project) if t["data"]["doc_id"] == doc_id)
+    page.goto(label_studio["url"] + "/user/login")
+    if page.locator("input[name=email]").count():
+        page.fill("input[name=email]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{label_studio['url']}/projects/{project}/data?tab=1&task={task['id']}")
+    page.locator(".htx-highlight").first.wait_for(timeout=60_000)
+    return task
+
+
+def draw_span(page, phrase: str, label: str) -> None:
+    """The coder's gesture: pick the label, then drag the mouse across the phrase (BROWSER.md)."""
+    page.locator(".lsf-label", has_text=label).first.click()
+    box = page.evaluate("""(phrase) => {
+        const root = document.querySelector('[class*=richtext]');
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        while (walker.nextNode()) {
+            const node = walker.currentNode, at = node.textContent.indexOf(phrase);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + phrase.length);
+            const rects = range.getClientRects();
+            const first = rects[0], last = rects[rects.length - 1];
+            return {x0: first.left + 1, y0: first.top + first.height / 2,
+                    x1: last.right - 1, y1: last.top + last.height / 2};
+        }
+        return null;
+    }""", phrase)
+    assert box, f"{phrase!r} not found in the task text"
+    page.mouse.move(box["x0"], box["y0"])
+    page.mouse.down()
+    for step in range(1, 6):
+        page.mouse.move(box["x0"] + (box["x1"] - box["x0"]) * step / 5, box["y0"] + (box["y1"] - box["y0"]) * step / 5)
+    page.mouse.up()
+
+
 def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project, browser, tmp_path):  # noqa: F811
-    task = next(t for t in tasks_of(label_studio["api"], project) if t["data"]["doc_id"] == "caso-02")
     page = browser.new_page()
     picker_requests = []
     page.on("request", lambda r: picker_requests.append(r.url) if "/taxonomy" in r.url else None)
-    page.goto(label_studio["url"] + "/user/login")
-    page.fill("input[name=email]", USER)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
-    page.goto(f"{label_studio['url']}/projects/{project}/data?tab=1&task={task['id']}")
+    open_task(page, label_studio, project, "caso-02")
     page.locator(".htx-highlight", has_text="apendicitis aguda").first.click(timeout=60_000)
 
     # the picker: the pre-selected top-1 under this mention, shown as "mention / code | preferred term"
@@ -80,3 +116,30 @@ def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_a_span_drawn_with_auto_annotation_keeps_its_label_and_gets_its_code(label_studio, backend, project,  # noqa
+                                                                              browser, tmp_path):
+    page = browser.new_page()
+    open_task(page, label_studio, project, "caso-03")
+    page.get_by_text("Auto-Annotation", exact=True).click()  # interactive pre-annotation on
+    page.wait_for_timeout(300)
+    draw_span(page, "tórax", "PROCEDIMIENTO")
+    # Label Studio asks the backend at once and replaces the drawn region with the answer's items
+    regions = page.locator(".lsf-outliner-tree, [class*=outliner-tree], [class*=outliner]").first
+    row = re.compile(r"PROCEDIMIENTO\s*tórax\b")
+    deadline = time.monotonic() + 30
+    while not row.search(regions.inner_text()) and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(1000)
+    shot = Path(os.environ.get("CLINLINKER_DRAWN_SCREENSHOT", tmp_path / "drawn.png"))
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot))
+    panel = regions.inner_text()
+    assert row.search(panel) and "No label" not in panel, panel
+    # selected, the region shows the picker with the backend's top-1 pre-selected under the new mention
+    page.get_by_text("tórax", exact=True).last.click()
+    selected = page.locator(".ant-select-selection-item", has_text="tórax [").first
+    selected.wait_for(timeout=30_000)
+    page.screenshot(path=str(shot))
+    assert "radiografía de tórax" in selected.inner_text()

@@ -33,6 +33,7 @@ class BackendConfig:
     max_text_chars: int = 200_000  # CLINLINKER_MAX_TEXT_CHARS per task text
     data_dir: str = "var"  # CLINLINKER_DATA_DIR: SQLite event log and document store without Redis
     worker: bool = True  # CLINLINKER_WORKER=0 disables the in-process event worker
+    learn_untouched: bool = False  # CLINLINKER_LEARN_UNTOUCHED: learn pre-annotations the coder left untouched too
     retrain_every: int = 0  # CLINLINKER_RETRAIN_EVERY: fine-tune after this many new accepted links (0: only /train)
     train_max_steps: int = 200  # CLINLINKER_TRAIN_MAX_STEPS per background fine-tuning
     train_max_seconds: float = 1800.0  # CLINLINKER_TRAIN_MAX_SECONDS of training (then it saves what it has)
@@ -84,6 +85,7 @@ class BackendConfig:
             max_text_chars=number("CLINLINKER_MAX_TEXT_CHARS", 200_000),
             data_dir=text("CLINLINKER_DATA_DIR", "var"),
             worker=text("CLINLINKER_WORKER", "1") not in ("0", "false", "no"),
+            learn_untouched=text("CLINLINKER_LEARN_UNTOUCHED", "0").lower() in ("1", "true", "yes"),
             retrain_every=number("CLINLINKER_RETRAIN_EVERY", 0, minimum=0),
             train_max_steps=number("CLINLINKER_TRAIN_MAX_STEPS", 200),
             train_max_seconds=number("CLINLINKER_TRAIN_MAX_SECONDS", 1800.0, float),

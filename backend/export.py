@@ -10,7 +10,7 @@ ticked under another mention, or a span without any code, is reported and not ex
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clinlinker.errors import ClinlinkerError, InputFileError
@@ -32,10 +32,13 @@ class Problem:
 
 @dataclass
 class Agreement:
-    """How often the coder kept the backend's pre-selected top-1 candidate."""
+    """How often the coder kept the backend's pre-selected top-1 candidate, and how each code was given."""
 
     compared: int = 0
     kept_top1: int = 0
+    # Label Studio's origin of each exported code: prediction (left as pre-annotated), prediction-changed,
+    # manual (drawn or typed by the coder), "" (not recorded, e.g. older exports)
+    origins: dict = field(default_factory=dict)
 
 
 def latest_annotation(task: dict) -> dict | None:
@@ -103,7 +106,8 @@ def annotation_links(task: dict, annotation: dict, *, doc_field: str = "doc_id",
             continue
         relation = region.relation or ("COMPOSITE" if "+" in code else "")
         links.append({"region": region.id, "filename": filename, "label": region.label, "start": region.start,
-                      "end": region.end, "span": text, "code": code, "semantic_rel": relation})
+                      "end": region.end, "span": text, "code": code, "semantic_rel": relation,
+                      "origin": region.code_origin or ""})
     return links, problems
 
 
@@ -129,6 +133,7 @@ def export_tasks(tasks: list, *, doc_field: str = "doc_id", labels: tuple[str, .
         for mark, link in enumerate(links, start=1):
             rows.append(Link(link["filename"], f"T{mark}", link["label"], link["start"], link["end"], link["span"],
                              link["code"], link["semantic_rel"]))
+            agreement.origins[link["origin"]] = agreement.origins.get(link["origin"], 0) + 1
             predicted = top1.get((link["start"], link["end"]))
             if predicted is not None:
                 agreement.compared += 1

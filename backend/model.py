@@ -98,7 +98,7 @@ class ClinLinkerModel:
             if self._learned_version.get(key) == version:
                 return
             try:
-                serving.linker.learn(self.links.learned_pairs())
+                serving.linker.learn(self.links.learned_pairs(untouched=self.config.learn_untouched))
             except Exception as exc:  # noqa: BLE001 - a store hiccup must not fail the prediction
                 log.warning("cannot rebuild the learned terms (%s); serving them as they were", exc)
                 return

@@ -15,6 +15,8 @@ from clinlinker.candidates import context_parts
 from backend.label_config import SEMANTIC_RELATIONS
 
 NO_CODE = "NO_CODE"
+UNTOUCHED = "prediction"  # Label Studio's origin of a result item the coder left as pre-annotated
+ORIGIN_RANK = {UNTOUCHED: 0, "prediction-changed": 1, "manual": 2}
 NO_CODE_LEAF = "NO_CODE | sin código SNOMED CT"
 _CODE = re.compile(r"^\s*([0-9A-Za-z_]+(?:\s*\+\s*[0-9A-Za-z_]+)*)\s*(?:\|.*)?$")
 
@@ -66,10 +68,20 @@ class Region:
     picked: list[str] = field(default_factory=list)  # flat candidate choices (one task per mention)
     relation: str | None = None
     has_code_item: bool = False
+    code_origin: str | None = None  # the code items' Label Studio origin: prediction, prediction-changed, manual
+
+    def _saw_code(self, origin) -> None:
+        # the most reviewed origin wins: a region is untouched only when every code item is
+        if isinstance(origin, str) and _rank(origin) >= _rank(self.code_origin):
+            self.code_origin = origin
 
     @property
     def node(self) -> str:
         return mention_node(self.text or "", self.start or 0, self.end or 0)
+
+
+def _rank(origin: str | None) -> int:
+    return -1 if origin is None else ORIGIN_RANK.get(origin, len(ORIGIN_RANK))  # an unknown origin counts as reviewed
 
 
 def group_regions(result: list) -> list[Region]:
@@ -92,10 +104,13 @@ def group_regions(result: list) -> list[Region]:
         elif kind == "taxonomy":
             region.taxonomy = [list(path) for path in value.get("taxonomy") or [] if isinstance(path, list)]
             region.has_code_item = True
+            region._saw_code(item.get("origin"))
         elif kind == "textarea":
             texts = value.get("text") or []
             region.typed = [t for t in (texts if isinstance(texts, list) else [texts]) if isinstance(t, str) and t.strip()]
             region.has_code_item = region.has_code_item or bool(region.typed)
+            if region.typed:
+                region._saw_code(item.get("origin"))
         elif kind == "choices":
             # Either the semantic relation (EXACT, NARROW, ...) or candidate picks: nested paths
             # [mention node, leaf] like the Taxonomy's, or flat "code | term" choices.
@@ -103,11 +118,13 @@ def group_regions(result: list) -> list[Region]:
                 if isinstance(choice, list):
                     region.taxonomy.append(list(choice))
                     region.has_code_item = True
+                    region._saw_code(item.get("origin"))
                 elif choice in SEMANTIC_RELATIONS:
                     region.relation = choice
                 elif isinstance(choice, str) and code_of(choice):
                     region.picked.append(choice)
                     region.has_code_item = True
+                    region._saw_code(item.get("origin"))
     return list(regions.values())
 
 

@@ -102,11 +102,12 @@ class Retrainer:
         serving = self.model.serving
         job = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         out = root / "models" / job
-        links = self.store.accepted_links()
+        links = [row for row in self.store.accepted_links()  # what coders reviewed, as for the learned terms
+                 if self.config.learn_untouched or row.get("origin") != "prediction"]
         state = {"status": "running", "reason": reason, "job": job, "started": _now(), "host": socket.gethostname(),
                  "pid": os.getpid(), "from_version": serving.model_version, "links": len(links)}
         try:
-            self.store.set_meta(TRAINED_AT, str(len(links)))
+            self.store.set_meta(TRAINED_AT, str(self.store.accepted_count()))  # the trigger counts them all
             self._publish(state)
             out.mkdir(parents=True, exist_ok=True)
             tsv = out / "accepted_links.tsv"

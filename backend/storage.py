@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+UNTOUCHED = "prediction"  # the origin Label Studio gives a pre-annotation the coder left as it was
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (doc TEXT NOT NULL, node TEXT NOT NULL, payload TEXT NOT NULL,
@@ -24,7 +25,7 @@ CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, receive
 CREATE TABLE IF NOT EXISTS accepted_links (project TEXT NOT NULL, task TEXT NOT NULL, region TEXT NOT NULL,
                                    annotation TEXT, filename TEXT, label TEXT, start INTEGER, end INTEGER,
                                    span TEXT, code TEXT, semantic_rel TEXT, updated REAL NOT NULL,
-                                   PRIMARY KEY (project, task, region));
+                                   origin TEXT NOT NULL DEFAULT '', PRIMARY KEY (project, task, region));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -36,6 +37,9 @@ class SQLiteStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(accepted_links)")}
+            if "origin" not in columns:  # data directories written before origins were kept
+                conn.execute("ALTER TABLE accepted_links ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -95,9 +99,11 @@ class SQLiteStore:
         try:
             conn.execute("DELETE FROM accepted_links WHERE project = ? AND task = ?", (project, task))
             conn.executemany(
-                "INSERT INTO accepted_links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO accepted_links (project, task, region, annotation, filename, label, start, end, span, "
+                "code, semantic_rel, updated, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(project, task, link["region"], annotation, link["filename"], link["label"], link["start"],
-                  link["end"], link["span"], link["code"], link["semantic_rel"], now) for link in links])
+                  link["end"], link["span"], link["code"], link["semantic_rel"], now, link.get("origin") or "")
+                 for link in links])
             self._bump(conn)
             conn.execute("COMMIT")
         except BaseException:
@@ -128,9 +134,11 @@ class SQLiteStore:
         """Changes whenever the accepted links change (what the learned-terms layer is rebuilt from)."""
         return "sqlite:" + (self.get_meta("links_version") or "0")
 
-    def learned_pairs(self) -> list[tuple[str, str]]:
-        return [(span, code) for span, code in self._conn().execute(
-            "SELECT span, code FROM accepted_links ORDER BY project, task, region").fetchall()]
+    def learned_pairs(self, untouched: bool = False) -> list[tuple[str, str]]:
+        """(mention, code) of the accepted links; untouched pre-annotations only when `untouched`."""
+        return [(span, code) for span, code, origin in self._conn().execute(
+            "SELECT span, code, origin FROM accepted_links ORDER BY project, task, region").fetchall()
+            if untouched or origin != UNTOUCHED]
 
     # small shared facts (the serving index after a fine-tuning, the last training's outcome)
     def get_meta(self, key: str) -> str | None:
@@ -307,11 +315,11 @@ class RedisStore:
             self._count = (version, len(self.accepted_links()))
         return self._count[1]
 
-    def learned_pairs(self) -> list[tuple[str, str]]:
+    def learned_pairs(self, untouched: bool = False) -> list[tuple[str, str]]:
         rows = self._shared_links()
         if rows is None:
-            return self.fallback.learned_pairs()
-        return [(row["span"], row["code"]) for row in rows]
+            return self.fallback.learned_pairs(untouched)
+        return [(row["span"], row["code"]) for row in rows if untouched or row.get("origin") != UNTOUCHED]
 
     def links_version(self) -> str:
         try:

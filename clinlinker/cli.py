@@ -421,6 +421,11 @@ def cmd_export(args) -> int:
     if agreement.compared:
         summary += (f"; the coder kept the pre-selected top-1 in {agreement.kept_top1} of {agreement.compared} "
                     f"predicted spans ({agreement.kept_top1 / agreement.compared:.1%})")
+    if any(agreement.origins):
+        words = {"prediction": "pre-annotations left untouched", "prediction-changed": "changed by the coder",
+                 "manual": "coded by hand", "": "origin not recorded"}
+        summary += "; codes: " + ", ".join(f"{n} {words.get(origin, origin)}"
+                                            for origin, n in sorted(agreement.origins.items(), key=lambda i: -i[1]))
     print(summary, file=sys.stderr)
     return 1 if problems and args.strict else 0
 

@@ -84,6 +84,22 @@ def test_a_coded_span_without_label_is_reported_and_strict_fails(tmp_path, capsy
     assert "region c" in capsys.readouterr().err
 
 
+def test_export_counts_how_each_code_was_given(tmp_path, capsys):
+    result = region("a", 13, 19, "SINTOMA", taxonomy=[["fiebre [13-19]", "386661006 | fiebre"]]) + \
+        region("b", 22, 37, "SINTOMA", taxonomy=[["dolor abdominal [22-37]", "21522001 | dolor abdominal"]]) + \
+        region("c", 43, 71, "PROCEDIMIENTO", typed="6025007")
+    origins = {"a": "prediction", "b": "prediction-changed", "c": "manual"}
+    for item in result:
+        item["origin"] = origins[item["id"]]
+    links, problems, agreement = export_tasks([exported_task(result)])
+    assert not problems and agreement.origins == {"prediction": 1, "prediction-changed": 1, "manual": 1}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([exported_task(result)]), encoding="utf-8")
+    assert main(["export", "--input", str(export), "--out", str(tmp_path / "a.tsv")]) == 0
+    err = capsys.readouterr().err
+    assert "1 pre-annotations left untouched" in err and "1 changed by the coder" in err and "1 coded by hand" in err
+
+
 def test_latest_non_cancelled_annotation_wins():
     old = {"id": 1, "was_cancelled": False, "updated_at": "2026-11-01T00:00:00Z",
            "result": region("a", 13, 19, "SINTOMA", typed="111")}

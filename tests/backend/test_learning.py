@@ -226,3 +226,22 @@ def test_lexical_engine_says_training_is_unavailable(tmp_path):
     a.worker.run_once()
     training = a.health()["training"]
     assert training["available"] is False and "lexical" in training["reason"]
+
+
+@pytest.mark.parametrize("learn_untouched", [False, True])
+def test_an_untouched_pre_annotation_is_learned_only_when_configured(config, learn_untouched):
+    config.learn_untouched = learn_untouched
+    a = Backend(config)
+    before, _ = a.ranked()
+    event = annotation_event(leaf(a, before[3]))
+    for item in event["annotation"]["result"]:
+        item["origin"] = "prediction"  # the coder submitted without touching this region
+    a.send(event)
+    assert a.worker.run_once() == 1
+    assert a.health()["accepted_links"] == 1  # stored either way: it is what the coder submitted
+    assert (a.ranked()[0][0] == before[3]) is learn_untouched
+
+
+def test_learn_untouched_setting():
+    assert BackendConfig.from_env({}).learn_untouched is False
+    assert BackendConfig.from_env({"CLINLINKER_LEARN_UNTOUCHED": "1"}).learn_untouched is True

@@ -104,3 +104,38 @@ def test_a_coded_span_without_label_is_reported_by_the_webhook_path(store, caplo
     [record] = [r for r in caplog.records if "no label" in r.getMessage()]
     assert record.levelname == "WARNING" and "annotation 70 of project 3" in record.getMessage()
     assert "region a" in record.getMessage() and "386661006" in record.getMessage()
+
+
+def coded_region(rid, start, end, label, code, origin):
+    items = region(rid, start, end, label, taxonomy=[[f"{TEXT[start:end]} [{start}-{end}]", f"{code} | x"]])
+    for item in items:
+        item["origin"] = origin if item["type"] == "taxonomy" else "prediction"
+    return items
+
+
+def test_untouched_pre_annotations_are_stored_but_not_learned(store):
+    event = annotation_event()
+    event["annotation"]["result"] = (coded_region("a", 13, 19, "SINTOMA", "386661006", "prediction")
+                                     + coded_region("b", 22, 37, "SINTOMA", "21522001", "prediction-changed")
+                                     + coded_region("c", 43, 71, "PROCEDIMIENTO", "6025007", "manual"))
+    store.append_event("ANNOTATION_CREATED", event)
+    assert EventWorker(store).run_once() == 1
+    assert {link["code"]: link["origin"] for link in store.accepted_links()} == {
+        "386661006": "prediction", "21522001": "prediction-changed", "6025007": "manual"}
+    assert sorted(code for _, code in store.learned_pairs()) == ["21522001", "6025007"]
+    assert sorted(code for _, code in store.learned_pairs(untouched=True)) == ["21522001", "386661006", "6025007"]
+
+
+def test_a_data_directory_from_before_origins_is_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "backend.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE accepted_links (project TEXT NOT NULL, task TEXT NOT NULL, region TEXT NOT NULL, "
+                     "annotation TEXT, filename TEXT, label TEXT, start INTEGER, end INTEGER, span TEXT, code TEXT, "
+                     "semantic_rel TEXT, updated REAL NOT NULL, PRIMARY KEY (project, task, region))")
+        conn.execute("INSERT INTO accepted_links VALUES ('3', '7', 'a', '70', 'caso', 'SINTOMA', 13, 19, 'fiebre', "
+                     "'386661006', 'EXACT', 0)")
+    store = SQLiteStore(path)
+    assert store.learned_pairs() == [("fiebre", "386661006")]  # origin not recorded: it was learned before too
+    assert store.accepted_links()[0]["origin"] == ""

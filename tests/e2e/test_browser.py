@@ -107,15 +107,26 @@ def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project
     assert all(url.startswith(backend["url"] + "/taxonomy?doc=caso-02") for url in picker_requests)
     assert picker_requests, "the browser never asked the backend for the candidate list"
 
-    # the whole-KB search, next to the code box (HyperText may render in its own frame)
-    links = [frame.locator("a", has_text="Buscar en todo el catálogo") for frame in page.frames]
-    hrefs = [link.first.get_attribute("href") for link in links if link.count()]
-    assert hrefs == [backend["url"] + "/search"]
-
     shot = Path(os.environ.get("CLINLINKER_SCREENSHOT", tmp_path / "labeling.png"))
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
+
+    # the whole-KB search, next to the code box: rendered inline, the link opens the search in a new tab
+    selected.click()  # closes the candidate list; the region stays selected
+    link = page.locator("a", has_text="Buscar en todo el catálogo").first
+    assert link.get_attribute("href") == backend["url"] + "/search"
+    with browser.expect_page(timeout=15_000) as opened:
+        link.click()
+    search = opened.value
+    search.wait_for_load_state()
+    assert search.url.startswith(backend["url"] + "/search")
+    search.fill("input[name=q]", "apendicitis")
+    search.press("input[name=q]", "Enter")
+    search.wait_for_load_state()
+    assert "85189001" in search.content() and "todo el catálogo" in search.content()
+    search.close()
+
 
 
 def test_a_span_drawn_with_auto_annotation_keeps_its_label_and_gets_its_code(label_studio, backend, project,  # noqa

@@ -27,6 +27,7 @@ from backend.label_config import LabelConfigError
 from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError
 
 log = logging.getLogger("backend")
+TAXONOMY_MAX_AGE = 5  # seconds a browser may reuse a candidate list without asking again
 DEMO_GAZETTEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clinlinker", "data",
                               "demo_gazetteer.tsv")
 DEMO_HIERARCHY = os.path.join(os.path.dirname(DEMO_GAZETTEER), "demo_hierarchy.tsv")
@@ -300,7 +301,13 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         if not doc:
             raise PayloadError("doc: the taxonomy URL needs ?doc=$doc_id (see label_studio_config/)")
         metrics.add(taxonomy_requests=1)
-        return jsonify(model.taxonomy(doc))
+        # Label Studio fetches the list several times per task open: a short freshness and a validator let the
+        # browser reuse one answer, and a changed list (new predictions for the document) gets a new ETag
+        response = jsonify(model.taxonomy(doc))
+        response.add_etag()
+        response.headers["Cache-Control"] = f"private, max-age={TAXONOMY_MAX_AGE}, must-revalidate"
+        response.vary.add("Authorization")
+        return response.make_conditional(request)
 
     @app.get("/search")
     def search():

@@ -164,10 +164,13 @@ class ClinLinkerModel:
         per_task = [self._spans(i, task, context, cfg) for i, task in enumerate(tasks)]
         mentions = [span.text for spans in per_task for span in spans]
         labels = [span.label for spans in per_task for span in spans]
-        self.follow()
         serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
+        if not mentions:  # e.g. Label Studio's interactive call per coded region after each Submit: answer at once
+            return [{"model_version": serving.model_version, "score": 0.0, "result": []} for _ in tasks]
+        self.follow()
+        serving = self.serving
         self.sync_learned(serving)
-        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels) if mentions else []
+        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels)
         out, position = [], 0
         for task, spans in zip(tasks, per_task):
             task_candidates = candidates[position:position + len(spans)]

@@ -92,3 +92,28 @@ def test_a_bad_routing_file_stops_the_start_with_where(tmp_path):
     bad.write_text("[labels.SINTOMA]\ntags = 'hallazgo'\n", encoding="utf-8")
     with pytest.raises(ClinlinkerError, match="routing.toml: labels.SINTOMA.tags must be a list"):
         load_model(BackendConfig(data_dir=str(tmp_path / "var"), worker=False, routing=str(bad)))
+
+
+def test_the_candidate_list_is_cacheable_and_revalidated(client):
+    client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS[:1])]})
+    first = client.get("/taxonomy?doc=d1")
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and "max-age=" in first.headers["Cache-Control"]
+    again = client.get("/taxonomy?doc=d1", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and not again.get_data()
+    client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]})  # more mentions: a new list
+    changed = client.get("/taxonomy?doc=d1", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag and len(changed.get_json()) == 3
+
+
+def test_an_interactive_call_with_nothing_to_code_answers_at_once(client, app):
+    model = app.extensions["clinlinker"]["model"]
+    calls = []
+    model.sync_learned = lambda *a, **k: calls.append("sync")  # the work a call with nothing to code must skip
+    coded = [{"id": "r", "type": "labels", "from_name": "label", "to_name": "text",
+              "value": {"start": 0, "end": 17, "text": TEXT[:17], "labels": ["ENFERMEDAD"]}},
+             {"id": "r", "type": "taxonomy", "from_name": "snomed", "to_name": "text",
+              "value": {"start": 0, "end": 17, "text": TEXT[:17], "taxonomy": [["x", "85189001 | y"]]}}]
+    reply = client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)],
+                                          "params": {"context": {"result": coded}}})
+    assert reply.status_code == 200 and reply.get_json()["results"][0]["result"] == [] and calls == []

@@ -303,7 +303,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         metrics.add(taxonomy_requests=1)
         # Label Studio fetches the list several times per task open: a short freshness and a validator let the
         # browser reuse one answer, and a changed list (new predictions for the document) gets a new ETag
-        response = jsonify(model.taxonomy(doc))
+        path = request.args.get("path")
+        response = jsonify(model.taxonomy(doc, path=path.strip() if path else None))
         response.add_etag()
         response.headers["Cache-Control"] = f"private, max-age={TAXONOMY_MAX_AGE}, must-revalidate"
         response.vary.add("Authorization")

@@ -92,9 +92,9 @@ def annotation_links(task: dict, annotation: dict, *, doc_field: str = "doc_id",
                     problems.append(Problem(task_id, region.id, f"the mention node {path!r} was ticked instead "
                                                                 "of a candidate under it"))
                     continue
-                if path[0] != own:
+                if path[-2] != own:  # the leaf's parent; mentions drawn later sit one level down in the picker
                     problems.append(Problem(task_id, region.id, f"candidate {path[-1]!r} was ticked under "
-                                                                f"another mention ({path[0]!r}), not {own!r}"))
+                                                                f"another mention ({path[-2]!r}), not {own!r}"))
                     continue
                 ticked.append(code_of(path[-1]))
             ticked += [code_of(choice) for choice in region.picked]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -265,6 +266,7 @@ class ClinLinkerModel:
     # --- results ------------------------------------------------------------------------------
 
     def _prediction(self, task, spans: list[Span], candidates, cfg: LabelConfig, model_version: str) -> dict:
+        now = round(time.time(), 3)
         result = []
         nodes = []
         for span, cands in zip(spans, candidates):
@@ -289,7 +291,7 @@ class ClinLinkerModel:
             if cfg.relation_name and top:
                 result.append({**base, "from_name": cfg.relation_name, "type": "choices",
                                "value": {**value, "choices": ["EXACT"]}})
-            nodes.append({"node": node, "label": span.label, "start": span.start, "end": span.end,
+            nodes.append({"node": node, "label": span.label, "start": span.start, "end": span.end, "stored": now,
                           "candidates": [c.to_dict() for c in cands]})
         if self.documents is not None and nodes:
             self.documents.put(self._doc_key(task, cfg), nodes)
@@ -307,13 +309,24 @@ class ClinLinkerModel:
 
     # --- the candidate picker -----------------------------------------------------------------
 
-    def taxonomy(self, doc: str) -> list[dict]:
-        """Taxonomy items for a document: one node per mention, its candidates as leaves, then NO_CODE."""
+    def taxonomy(self, doc: str, path: str | None = None) -> list[dict]:
+        """Taxonomy items for a document: one node per mention, its candidates as leaves, then NO_CODE; last, a
+        node whose children Label Studio loads only when the coder opens it (`path`): the mentions drawn since.
+
+        Label Studio fetches the list once, when the task opens, and each lazy node once, when first opened: the
+        mentions a coder draws afterwards reach the picker through that node, which ends with another such node
+        for the mentions drawn after that.
+        """
         stored = self.documents.get(doc) if self.documents is not None else []
+        since = _since(path) if path else None
+        if path and since is None:
+            raise PayloadError(f"path: {path[:80]!r} is not a node this backend serves lazily")
+        mentions = [m for m in stored if since is None or m.get("stored", 0) > since]
         if not stored:
-            return [{"value": "(sin candidatos: use «Retrieve predictions» para este documento)", "isLeaf": True}]
+            return [{"value": "(sin candidatos: use «Retrieve predictions» para este documento)", "isLeaf": True},
+                    _later(0.0)]
         items = []
-        for mention in sorted(stored, key=lambda m: (m.get("start", 0), m.get("end", 0))):
+        for mention in sorted(mentions, key=lambda m: (m.get("start", 0), m.get("end", 0))):
             children = [{"value": leaf_of(c), "isLeaf": True, "hint": _hint(c)} for c in mention["candidates"]]
             children.append({"value": NO_CODE_LEAF, "isLeaf": True, "hint": "ningún concepto aplica"})
             hint = mention.get("label", "")
@@ -321,7 +334,8 @@ class ClinLinkerModel:
                 hint += (f" · {len(mention['candidates'])} candidatos con evidencia (de {self.config.top_k}): "
                          "ningún otro concepto se parece a la mención")
             items.append({"value": mention["node"], "isLeaf": False, "hint": hint, "children": children})
-        return items
+        newest = max([m.get("stored", 0.0) for m in stored] + [since or 0.0])
+        return items + [_later(newest)]
 
     def search(self, query: str, k: int = 25, label: str | None = None) -> list[dict]:
         """Search the knowledge base (codes outside a mention's top 25): the label's part when a label is given."""
@@ -340,6 +354,31 @@ class ClinLinkerModel:
                      "parents": [{"code": c, "term": t} for c, t in kb.parent_terms(concept.code)]}
             found = [exact] + [c for c in found if c["code"] != concept.code]
         return found
+
+
+LATER_NODE = "+ Menciones dibujadas después de abrir la tarea (despliegue para ver sus candidatos)"
+_LATER = re.compile(r"·t([0-9a-z]+)\s*$")
+
+
+def _later(since: float) -> dict:
+    """The lazy node of the mentions stored after `since` (its value carries the time, base 36 milliseconds)."""
+    return {"value": f"{LATER_NODE} ·t{_base36(int(since * 1000))}", "isLeaf": False,
+            "hint": "las menciones que dibuje ahora aparecen aquí al desplegar, con todos sus candidatos"}
+
+
+def _since(path: str) -> float | None:
+    match = _LATER.search(path.split(",")[-1].split("/")[-1]) or _LATER.search(path)
+    return int(match.group(1), 36) / 1000 if match else None
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
 
 
 EVIDENCE_WORDS = {"lexical": "parecido de letras", "dense": "parecido semántico", "hybrid": "parecido (híbrido)",

@@ -1,6 +1,8 @@
 """What candidates a span gets from the backend: its label's part of the knowledge base, no filler, and the tag
 and parents beside each candidate in the picker and on /search."""
 
+import time
+
 import pytest
 
 from backend.app import create_app, load_model
@@ -103,7 +105,7 @@ def test_the_candidate_list_is_cacheable_and_revalidated(client):
     assert again.status_code == 304 and not again.get_data()
     client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]})  # more mentions: a new list
     changed = client.get("/taxonomy?doc=d1", headers={"If-None-Match": etag})
-    assert changed.status_code == 200 and changed.headers["ETag"] != etag and len(changed.get_json()) == 3
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag and len(changed.get_json()) == 3 + 1
 
 
 def test_an_interactive_call_with_nothing_to_code_answers_at_once(client, app):
@@ -117,3 +119,32 @@ def test_an_interactive_call_with_nothing_to_code_answers_at_once(client, app):
     reply = client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)],
                                           "params": {"context": {"result": coded}}})
     assert reply.status_code == 200 and reply.get_json()["results"][0]["result"] == [] and calls == []
+
+
+def test_mentions_drawn_after_the_task_opened_come_through_the_lazy_node(client):
+    client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS[:2])]})
+    opened = client.get("/taxonomy?doc=d1").get_json()  # what the browser loaded when the task opened
+    later = opened[-1]
+    assert [n["value"].split(" [")[0] for n in opened[:-1]] == ["Apendicitis aguda", "apendicectomía laparoscópica"]
+    assert later["isLeaf"] is False and "children" not in later
+    assert client.get("/taxonomy", query_string={"doc": "d1", "path": later["value"]}).get_json()[:-1] == []
+    time.sleep(0.01)
+    # the coder draws "Fiebre": Label Studio's interactive call
+    drawn = [{"id": "new", "type": "labels", "from_name": "label", "to_name": "text",
+              "value": {"start": 60, "end": 66, "text": "Fiebre", "labels": ["SINTOMA"]}, "origin": "manual"}]
+    assert client.post("/predict", json={"tasks": [task(text=TEXT, mentions=None)],
+                                         "params": {"context": {"result": drawn}}}).status_code == 200
+    # opening the lazy node (Label Studio sends its value as `path`) lists the new mention with its candidates
+    fresh = client.get("/taxonomy", query_string={"doc": "d1", "path": later["value"]}).get_json()
+    [mention, again] = fresh
+    assert mention["value"] == "Fiebre [60-66]" and mention["children"][0]["value"].startswith("386661006 | fiebre")
+    assert again["isLeaf"] is False and again["value"] != later["value"]  # for the mentions drawn after this one
+    assert client.get("/taxonomy", query_string={"doc": "d1", "path": again["value"]}).get_json()[:-1] == []
+    bad = client.get("/taxonomy", query_string={"doc": "d1", "path": "Fiebre [60-66]"})
+    assert bad.status_code == 400 and "path" in bad.get_json()["error"]
+    # a candidate ticked there is exported for its own mention
+    leaf = mention["children"][1]["value"]
+    done = {"id": 1, "data": {"text": TEXT, "doc_id": "d1"}, "annotations": [{"id": 5, "result": region(
+        "new", 60, 66, "SINTOMA", taxonomy=[[later["value"], mention["value"], leaf]], text="Fiebre")}]}
+    links, problems, _ = export_tasks([done])
+    assert not problems and [link.code for link in links] == [leaf.split(" | ")[0]]

@@ -160,6 +160,7 @@ def test_search_over_the_whole_kb(client):
 
 
 def test_taxonomy_for_an_unknown_document_explains_itself(client):
-    [node] = client.get("/taxonomy?doc=never-seen").get_json()
+    [node, later] = client.get("/taxonomy?doc=never-seen").get_json()
     assert "Retrieve predictions" in node["value"]
+    assert later["isLeaf"] is False and "después de abrir la tarea" in later["value"]  # spans the coder draws
     assert client.get("/taxonomy").status_code == 400

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.export import export_tasks
 from tests.e2e.conftest import PASSWORD, USER
 from tests.e2e.test_label_studio import project, tasks_of  # noqa: F401 - the shared module fixture
 
@@ -159,5 +160,31 @@ def test_a_span_drawn_with_auto_annotation_keeps_its_label_and_gets_its_code(lab
     page.get_by_text("tórax", exact=True).last.click()
     selected = page.locator(".ant-select-selection-item", has_text="tórax [").first
     selected.wait_for(timeout=30_000)
-    page.screenshot(path=str(shot))
     assert "radiografía de tórax" in selected.inner_text()
+
+    # its other candidates, without reopening the task: the lazy node at the end of the list
+    selected.click()
+    later = page.locator(".ant-select-tree-treenode", has_text="Menciones dibujadas después").last
+    later.locator(".ant-select-tree-switcher").click()
+    mention = page.locator(".ant-select-tree-treenode", has_text=re.compile(r"^\s*tórax \[\d+-\d+\]")).last
+    mention.wait_for(timeout=15_000)
+    mention.locator(".ant-select-tree-switcher").click()
+    page.wait_for_timeout(500)
+    leaves = page.locator(".ant-select-tree-list-holder .ant-select-tree-treenode")
+    texts = [leaves.nth(i).inner_text() for i in range(leaves.count())]
+    new_leaves = texts[texts.index(next(t for t in texts if re.match(r"\s*tórax \[", t))) + 1:]
+    assert new_leaves[0].startswith("399208008 | radiografía de tórax") and len(new_leaves) > 2
+    second = new_leaves[1]
+    page.screenshot(path=str(shot))
+    # the coder picks the second candidate and removes the pre-selected one
+    leaves.filter(has_text=second).last.locator(".ant-select-tree-checkbox").click()
+    page.locator(".ant-select-selection-item", has_text="399208008").first.locator(
+        ".ant-select-selection-item-remove").click()
+    page.keyboard.press("Escape")
+    page.locator("button", has_text="Submit").first.click()
+    page.wait_for_timeout(2000)
+    task = next(t for t in tasks_of(label_studio["api"], project) if t["data"]["doc_id"] == "caso-03")
+    links, problems, _ = export_tasks([task])
+    drawn = [link for link in links if link.span == "tórax"]
+    assert [link.code for link in drawn] == [second.split(" | ")[0]], (problems, second)
+    assert not [p for p in problems if "tórax" in str(p)]

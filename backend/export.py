@@ -16,7 +16,7 @@ from pathlib import Path
 from clinlinker.errors import ClinlinkerError, InputFileError
 from clinlinker.links import Link
 
-from backend.regions import code_of, group_regions, mention_node, span_regions
+from backend.regions import code_of, group_regions, mention_node, node_offsets, span_regions
 
 
 @dataclass
@@ -76,7 +76,7 @@ def annotation_links(task: dict, annotation: dict, *, doc_field: str = "doc_id",
             continue
         text = region.text if region.text is not None else ((task.get("data") or {}).get("text") or "")[
             region.start:region.end]
-        own = mention_node(text, region.start, region.end)
+        own = mention_node(text, region.start, region.end, region.label)
         code = None
         if region.typed:
             codes = [code_of(t) for t in region.typed]
@@ -92,7 +92,9 @@ def annotation_links(task: dict, annotation: dict, *, doc_field: str = "doc_id",
                     problems.append(Problem(task_id, region.id, f"the mention node {path!r} was ticked instead "
                                                                 "of a candidate under it"))
                     continue
-                if path[-2] != own:  # the leaf's parent; mentions drawn later sit one level down in the picker
+                # the leaf's parent must be this span (its offsets: older lists showed no label); mentions drawn
+                # after the task opened sit one level down in the picker
+                if path[-2] != own and node_offsets(path[-2]) != (region.start, region.end):
                     problems.append(Problem(task_id, region.id, f"candidate {path[-1]!r} was ticked under "
                                                                 f"another mention ({path[-2]!r}), not {own!r}"))
                     continue

@@ -270,7 +270,7 @@ class ClinLinkerModel:
         result = []
         nodes = []
         for span, cands in zip(spans, candidates):
-            node = mention_node(span.text, span.start, span.end)
+            node = mention_node(span.text, span.start, span.end, span.label)
             top = cands[0] if cands else None
             top_leaf = leaf_of(top.to_dict()) if top else None
             sure = certainty(cands)

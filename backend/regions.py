@@ -21,8 +21,19 @@ NO_CODE_LEAF = "NO_CODE | sin código SNOMED CT"
 _CODE = re.compile(r"^\s*([0-9A-Za-z_]+(?:\s*\+\s*[0-9A-Za-z_]+)*)\s*(?:\|.*)?$")
 
 
-def mention_node(text: str, start: int, end: int) -> str:
-    return f"{' '.join(text.split())} [{start}-{end}]"
+def mention_node(text: str, start: int, end: int, label: str | None = None) -> str:
+    """'apendicitis aguda [110-127] · ENFERMEDAD': the span's text, offsets and label, as the picker lists it."""
+    node = f"{' '.join(text.split())} [{start}-{end}]"
+    return f"{node} · {label}" if label else node
+
+
+_OFFSETS = re.compile(r"\[(\d+)-(\d+)\](?:\s·\s[^\[\]]*)?$")
+
+
+def node_offsets(node: str) -> tuple[int, int] | None:
+    """(start, end) of a mention node, whatever text and label it shows; None for any other node."""
+    match = _OFFSETS.search(node or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 MAX_PARENTS_SHOWN = 2
@@ -77,7 +88,7 @@ class Region:
 
     @property
     def node(self) -> str:
-        return mention_node(self.text or "", self.start or 0, self.end or 0)
+        return mention_node(self.text or "", self.start or 0, self.end or 0, self.label)
 
 
 def _rank(origin: str | None) -> int:

@@ -29,17 +29,17 @@ def test_each_span_is_served_from_its_labels_part_of_the_kb(client, app):
     assert reply.status_code == 200
     nodes = tree(client)
     for span in SPANS:
-        node = nodes[f"{TEXT[span['start']:span['end']]} [{span['start']}-{span['end']}]"]
+        node = nodes[f"{TEXT[span['start']:span['end']]} [{span['start']}-{span['end']}] · {span['label']}"]
         codes = [leaf["value"].split(" | ")[0] for leaf in node["children"][:-1]]
         assert codes and all(set(kb[c].semantic_tags) <= ALLOWED[span["label"]] for c in codes), span
         assert node["hint"].startswith(span["label"])
-    assert nodes["Apendicitis aguda [0-17]"]["children"][0]["value"].startswith("85189001 | apendicitis aguda")
+    assert nodes["Apendicitis aguda [0-17] · ENFERMEDAD"]["children"][0]["value"].startswith("85189001 | apendicitis aguda")
 
 
 def test_picker_leaves_show_tag_and_parent_and_the_export_still_reads_the_code(client):
     reply = client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]}).get_json()
     top = [i for i in reply["results"][0]["result"] if i["type"] == "taxonomy"][1]["value"]["taxonomy"][0]
-    assert top == ["apendicectomía laparoscópica [30-58]",
+    assert top == ["apendicectomía laparoscópica [30-58] · PROCEDIMIENTO",
                    "6025007 | apendicectomía laparoscópica · procedimiento · ⊂ 80146002 apendicectomía"]
     leaves = tree(client)[top[0]]["children"]
     assert leaves[0]["value"] == top[1]
@@ -54,7 +54,7 @@ def test_picker_leaves_show_tag_and_parent_and_the_export_still_reads_the_code(c
 
 def test_a_short_list_says_why_and_hierarchy_neighbours_say_what_they_are(client):
     client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]})
-    node = tree(client)["Fiebre [60-66]"]
+    node = tree(client)["Fiebre [60-66] · SINTOMA"]
     assert len(node["children"]) - 1 < 25 and "candidatos con evidencia (de 25)" in node["hint"]
     hints = [leaf["hint"] for leaf in node["children"][:-1]]
     assert "parecido de letras" in hints[0]
@@ -137,10 +137,10 @@ def test_mentions_drawn_after_the_task_opened_come_through_the_lazy_node(client)
     # opening the lazy node (Label Studio sends its value as `path`) lists the new mention with its candidates
     fresh = client.get("/taxonomy", query_string={"doc": "d1", "path": later["value"]}).get_json()
     [mention, again] = fresh
-    assert mention["value"] == "Fiebre [60-66]" and mention["children"][0]["value"].startswith("386661006 | fiebre")
+    assert mention["value"] == "Fiebre [60-66] · SINTOMA" and mention["children"][0]["value"].startswith("386661006 | fiebre")
     assert again["isLeaf"] is False and again["value"] != later["value"]  # for the mentions drawn after this one
     assert client.get("/taxonomy", query_string={"doc": "d1", "path": again["value"]}).get_json()[:-1] == []
-    bad = client.get("/taxonomy", query_string={"doc": "d1", "path": "Fiebre [60-66]"})
+    bad = client.get("/taxonomy", query_string={"doc": "d1", "path": "Fiebre [60-66] · SINTOMA"})
     assert bad.status_code == 400 and "path" in bad.get_json()["error"]
     # a candidate ticked there is exported for its own mention
     leaf = mention["children"][1]["value"]

@@ -59,6 +59,15 @@ def test_taxonomy_pick_composite_and_no_code():
     assert [l.mark for l in links] == ["T1", "T2", "T3", "T4"]
 
 
+def test_a_tick_is_checked_by_the_offsets_of_its_mention_node():
+    old_style = region("a", 13, 19, "SINTOMA", taxonomy=[["fiebre [13-19]", "386661006 | fiebre"]])  # no label shown
+    new_style = region("b", 22, 37, "SINTOMA", taxonomy=[["dolor abdominal [22-37] · SINTOMA", "21522001 | dolor"]])
+    elsewhere = region("c", 43, 71, "PROCEDIMIENTO", taxonomy=[["fiebre [13-19] · SINTOMA", "386661006 | fiebre"]])
+    links, problems, _ = export_tasks([exported_task(old_style + new_style + elsewhere)])
+    assert [link.code for link in links] == ["386661006", "21522001"]
+    assert all("region c" in str(p) for p in problems) and any("another mention" in str(p) for p in problems)
+
+
 def test_wrong_mention_and_missing_code_are_reported_not_guessed():
     result = (region("a", 13, 19, "SINTOMA", taxonomy=[["dolor abdominal [22-37]", "21522001 | dolor abdominal"]])
               + region("b", 22, 37, "SINTOMA"))

@@ -55,7 +55,7 @@ def test_each_span_gets_its_candidates_top1_preselected(client):
     for region in by_region.values():
         [[mention, leaf]] = region["taxonomy"]["value"]["taxonomy"]
         assert mention == f"{region['labels']['value']['text']} [{region['labels']['value']['start']}-" \
-                          f"{region['labels']['value']['end']}]"
+                          f"{region['labels']['value']['end']}] · {region['labels']['value']['labels'][0]}"
         children = tree[mention]["children"]
         leaves = [child["value"] for child in children]
         assert leaves[0] == leaf  # the pre-selected candidate is the first of the list

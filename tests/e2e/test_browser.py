@@ -120,6 +120,15 @@ def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
 
+    # the filter box leads to the mention: typing its words shows its node and its candidates
+    page.locator("input[name=taxonomy-search-input]").fill("apendicitis aguda")
+    page.wait_for_timeout(500)
+    shown = [leaves.nth(i).inner_text() for i in range(leaves.count())]
+    page.screenshot(path=str(shot.with_name("filtered-" + shot.name)))
+    assert "apendicitis aguda [110-127] · ENFERMEDAD" in shown
+    assert any(t.startswith("85189001 | apendicitis aguda") for t in shown)
+    page.locator("input[name=taxonomy-search-input]").fill("")
+
     # the whole-KB search, next to the code box: rendered inline, the link opens the search in a new tab
     selected.click()  # closes the candidate list; the region stays selected
     link = page.locator("a", has_text="Buscar en todo el catálogo").first

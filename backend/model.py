@@ -363,7 +363,8 @@ _LATER = re.compile(r"·t([0-9a-z]+)\s*$")
 def _later(since: float) -> dict:
     """The lazy node of the mentions stored after `since` (its value carries the time, base 36 milliseconds)."""
     return {"value": f"{LATER_NODE} ·t{_base36(int(since * 1000))}", "isLeaf": False,
-            "hint": "las menciones que dibuje ahora aparecen aquí al desplegar, con todos sus candidatos"}
+            "hint": "las menciones que dibuje con Auto-Annotation activado aparecen aquí al desplegar, con todos sus "
+                    "candidatos"}
 
 
 def _since(path: str) -> float | None:

@@ -55,6 +55,23 @@ def open_task(page, label_studio, project, doc_id):
     return task
 
 
+def set_auto_annotation(page, on: bool) -> None:
+    """The Auto-Annotation switch at the bottom of the labeling view (its state outlives the page)."""
+    state = """() => {
+        const text = [...document.querySelectorAll('*')].find(e => e.childElementCount === 0 &&
+                                                                   e.textContent.trim() === 'Auto-Annotation');
+        let el = text;
+        while (el && !el.querySelector('input[type=checkbox]')) el = el.parentElement;
+        return el ? el.querySelector('input[type=checkbox]').checked : null;
+    }"""
+    current = page.evaluate(state)
+    assert current is not None, "no Auto-Annotation switch found"
+    if current != on:
+        page.get_by_text("Auto-Annotation", exact=True).click()
+        page.wait_for_timeout(300)
+    assert page.evaluate(state) == on
+
+
 def draw_span(page, phrase: str, label: str) -> None:
     """The coder's gesture: pick the label, then drag the mouse across the phrase (BROWSER.md)."""
     page.locator(".lsf-label", has_text=label).first.click()
@@ -150,8 +167,7 @@ def test_a_span_drawn_with_auto_annotation_keeps_its_label_and_gets_its_code(lab
                                                                               browser, tmp_path):
     page = browser.new_page()
     open_task(page, label_studio, project, "caso-03")
-    page.get_by_text("Auto-Annotation", exact=True).click()  # interactive pre-annotation on
-    page.wait_for_timeout(300)
+    set_auto_annotation(page, True)  # interactive pre-annotation on
     draw_span(page, "tórax", "PROCEDIMIENTO")
     # Label Studio asks the backend at once and replaces the drawn region with the answer's items
     regions = page.locator(".lsf-outliner-tree, [class*=outliner-tree], [class*=outliner]").first
@@ -197,3 +213,25 @@ def test_a_span_drawn_with_auto_annotation_keeps_its_label_and_gets_its_code(lab
     drawn = [link for link in links if link.span == "tórax"]
     assert [link.code for link in drawn] == [second.split(" | ")[0]], (problems, second)
     assert not [p for p in problems if "tórax" in str(p)]
+
+
+def test_a_span_drawn_with_auto_annotation_off_keeps_its_label_and_is_reported_without_code(  # noqa: F811
+        label_studio, backend, project, browser, tmp_path):
+    page = browser.new_page()
+    open_task(page, label_studio, project, "caso-01")
+    set_auto_annotation(page, False)
+    draw_span(page, "opresivo", "SINTOMA")
+    page.wait_for_timeout(2000)
+    regions = page.locator(".lsf-outliner-tree, [class*=outliner-tree], [class*=outliner]").first
+    assert re.search(r"SINTOMA\s*opresivo\b", regions.inner_text())
+    # the backend was not asked: nothing pre-selected, and the picker has no list for this span
+    page.get_by_text("opresivo", exact=True).last.click()
+    page.wait_for_timeout(500)
+    assert not page.locator(".ant-select-selection-item", has_text="opresivo [").count()
+    page.screenshot(path=str(tmp_path / "drawn-off.png"))
+    page.locator("button", has_text="Submit").first.click()
+    page.wait_for_timeout(2000)
+    task = next(t for t in tasks_of(label_studio["api"], project) if t["data"]["doc_id"] == "caso-01")
+    links, problems, _ = export_tasks([task])
+    assert "opresivo" not in [link.span for link in links]
+    assert [p for p in problems if "'opresivo'" in str(p) and "has no code" in str(p)]  # reported, not lost

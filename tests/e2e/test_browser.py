@@ -72,6 +72,15 @@ def set_auto_annotation(page, on: bool) -> None:
     assert page.evaluate(state) == on
 
 
+def expand_node(page, has_text):
+    """Open a node of the candidate list (the dropdown is open); returns it."""
+    node = page.locator(".ant-select-tree-treenode", has_text=has_text).last
+    node.wait_for(timeout=15_000)
+    node.locator(".ant-select-tree-switcher").click()
+    page.wait_for_timeout(500)
+    return node
+
+
 def draw_span(page, phrase: str, label: str) -> None:
     """The coder's gesture: pick the label, then drag the mouse across the phrase (BROWSER.md)."""
     page.locator(".lsf-label", has_text=label).first.click()
@@ -118,9 +127,7 @@ def test_coder_opens_the_candidate_list_of_a_span(label_studio, backend, project
     selected.wait_for(timeout=30_000)
     assert "85189001 | apendicitis aguda" in selected.inner_text()
     selected.click()
-    node = page.locator(".ant-select-tree-treenode", has_text="apendicitis aguda [").first
-    node.locator(".ant-select-tree-switcher").click()
-    page.wait_for_timeout(500)
+    expand_node(page, "apendicitis aguda [")
     leaves = page.locator(".ant-select-tree-list-holder .ant-select-tree-treenode")
     texts = [leaves.nth(i).inner_text() for i in range(leaves.count())]
     assert any(t.startswith("85189001 | apendicitis aguda") for t in texts)
@@ -189,12 +196,8 @@ def test_a_span_drawn_with_auto_annotation_keeps_its_label_and_gets_its_code(lab
 
     # its other candidates, without reopening the task: the lazy node at the end of the list
     selected.click()
-    later = page.locator(".ant-select-tree-treenode", has_text="Menciones dibujadas después").last
-    later.locator(".ant-select-tree-switcher").click()
-    mention = page.locator(".ant-select-tree-treenode", has_text=re.compile(r"^\s*tórax \[\d+-\d+\]")).last
-    mention.wait_for(timeout=15_000)
-    mention.locator(".ant-select-tree-switcher").click()
-    page.wait_for_timeout(500)
+    expand_node(page, "Menciones dibujadas después")
+    expand_node(page, re.compile(r"^\s*tórax \[\d+-\d+\]"))
     leaves = page.locator(".ant-select-tree-list-holder .ant-select-tree-treenode")
     texts = [leaves.nth(i).inner_text() for i in range(leaves.count())]
     new_leaves = texts[texts.index(next(t for t in texts if re.match(r"\s*tórax \[", t))) + 1:]

@@ -278,6 +278,11 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     def train():
         data = request.get_json(silent=True)
         metrics.add(train_requests=1)
+        retrainer = info.get("retrainer")
+        why_not = retrainer.unavailable() if retrainer is not None else "no store to record the request"
+        if why_not:  # say so, instead of queueing what can never run
+            metrics.add(errors_4xx=1)
+            return jsonify(error=f"cannot train: {why_not}", status="unavailable"), 409
         return jsonify(model.fit("START_TRAINING", data if isinstance(data, dict) else {})), 200
 
     @app.get("/metrics")

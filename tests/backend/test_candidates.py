@@ -148,3 +148,9 @@ def test_mentions_drawn_after_the_task_opened_come_through_the_lazy_node(client)
         "new", 60, 66, "SINTOMA", taxonomy=[[later["value"], mention["value"], leaf]], text="Fiebre")}]}
     links, problems, _ = export_tasks([done])
     assert not problems and [link.code for link in links] == [leaf.split(" | ")[0]]
+
+
+def test_train_on_the_lexical_engine_says_it_cannot(client):
+    reply = client.post("/train", json={"project": 1})
+    assert reply.status_code == 409
+    assert "no model to fine-tune" in reply.get_json()["error"]

@@ -222,8 +222,9 @@ def test_failed_training_leaves_the_old_model_serving(tmp_path, tiny_dense_index
 
 def test_lexical_engine_says_training_is_unavailable(tmp_path):
     a = Backend(BackendConfig(data_dir=str(tmp_path / "var"), worker=False))
-    assert a.client.post("/train", json={}).status_code == 200
-    a.worker.run_once()
+    reply = a.client.post("/train", json={})
+    assert reply.status_code == 409 and "lexical" in reply.get_json()["error"]  # not a 200 that never runs
+    assert a.worker.run_once() == 0  # nothing was queued
     training = a.health()["training"]
     assert training["available"] is False and "lexical" in training["reason"]
 

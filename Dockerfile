@@ -8,4 +8,6 @@ ENV CLINLINKER_DATA_DIR=/data \
 VOLUME ["/data", "/models", "/indexes"]
 EXPOSE 9090
 # With no CLINLINKER_INDEX this serves the demo gazetteer; mount an index and set CLINLINKER_INDEX=/indexes/ix.
-CMD ["clinlinker", "serve"]
+# Listening beyond the container needs credentials: -e CLINLINKER_BASIC_AUTH_USER=... -e
+# CLINLINKER_BASIC_AUTH_PASSWORD=... -e CLINLINKER_PICKER_TOKEN=... (or CLINLINKER_ALLOW_OPEN=1 on purpose).
+CMD ["clinlinker", "serve", "--host", "0.0.0.0"]

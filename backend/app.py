@@ -327,7 +327,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             raise PayloadError(f"label: {label!r} is not one of the labels served ({', '.join(config.labels)})")
         results = model.search(query, k, label) if query.strip() else []
         if "text/html" in request.headers.get("Accept", "") and request.args.get("format") != "json":
-            return Response(_search_page(query, results, label, config.labels), mimetype="text/html")
+            token = request.args.get("token", "")  # kept on the page's own searches (the browser has no Basic auth)
+            return Response(_search_page(query, results, label, config.labels, token), mimetype="text/html")
         return jsonify(query=query, label=label, candidates=results)
 
     return app
@@ -357,7 +358,7 @@ def serve_app() -> Flask:
         sys.exit(4)  # gunicorn: a worker that cannot boot stops the server
 
 
-def _search_page(query: str, results: list[dict], label: str | None, labels) -> str:
+def _search_page(query: str, results: list[dict], label: str | None, labels, token: str = "") -> str:
     def row(c):
         matched = c.get("matched_term") or ""
         matched = f"«{html.escape(matched)}»" if matched and matched != c["preferred_term"] else ""
@@ -373,7 +374,8 @@ def _search_page(query: str, results: list[dict], label: str | None, labels) -> 
     return (f"<!doctype html><meta charset=utf-8><title>clinlinker: buscar</title>"
             f"<form><input name=q value=\"{html.escape(query)}\" autofocus size=50> "
             f"<select name=label><option value=\"\">todo el catálogo</option>{options}</select> "
-            f"<button>Buscar</button></form>"
+            + (f"<input type=hidden name=token value=\"{html.escape(token)}\">" if token else "")
+            + "<button>Buscar</button></form>"
             f"<p>Copie el código en el campo «¿Fuera de la lista? Escriba el código SNOMED CT…» de la mención "
             f"(A+B para compuestos, NO_CODE si ninguno).</p>"
             f"<table border=1 cellpadding=4><tr><th>código</th><th>término preferido</th><th>sinónimo que coincide</th>"

@@ -26,11 +26,20 @@ CONFIGS = {"all": "coding_all.xml", "diseases": "coding_diseases.xml", "symptoms
 CONFIG_BACKEND_URL = "http://localhost:9090"
 
 
-def label_config(name: str, backend_public_url: str) -> str:
+def label_config(name: str, backend_public_url: str, picker_token: str | None = None) -> str:
+    """A labeling config with the backend's URL as browsers see it; with a picker token, the candidate list's and
+    the search page's URLs carry it (a browser cannot send Basic-auth credentials there)."""
     path = Path(name) if name not in CONFIGS else CONFIG_DIR / CONFIGS[name]
     if not path.is_file():
         raise ClinlinkerError(f"--config {name}: neither one of {', '.join(CONFIGS)} nor an XML file")
-    return path.read_text(encoding="utf-8").replace(CONFIG_BACKEND_URL, backend_public_url.rstrip("/"))
+    xml = path.read_text(encoding="utf-8")
+    if picker_token:
+        from urllib.parse import quote
+
+        token = quote(picker_token, safe="")
+        xml = xml.replace("/taxonomy?doc=$doc_id", f"/taxonomy?doc=$doc_id&amp;token={token}")
+        xml = xml.replace(f"{CONFIG_BACKEND_URL}/search&quot;", f"{CONFIG_BACKEND_URL}/search?token={token}&quot;")
+    return xml.replace(CONFIG_BACKEND_URL, backend_public_url.rstrip("/"))
 
 
 def tasks_from_links(links_path, texts_dir, *, limit: int | None = None) -> tuple[list[dict], list[str]]:
@@ -88,14 +97,14 @@ def backend_predictions(backend_url: str, tasks: list[dict], config_xml: str, *,
 
 def create_project(*, url: str, token: str, backend_url: str, links_path, texts_dir, title: str,
                    config: str = "all", backend_public_url: str | None = None, limit: int | None = None,
-                   basic_auth: tuple[str, str] | None = None) -> dict:
+                   basic_auth: tuple[str, str] | None = None, picker_token: str | None = None) -> dict:
     try:
         from label_studio_sdk.client import LabelStudio
     except ImportError:
         raise ClinlinkerError("ls-project needs label-studio-sdk: pip install 'clinlinker[labelstudio]'") from None
     import base64
 
-    xml = label_config(config, backend_public_url or backend_url)
+    xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token)
     tasks, problems = tasks_from_links(links_path, texts_dir, limit=limit)
     auth = ("Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()) if basic_auth else None
     predictions = backend_predictions(backend_url, tasks, xml, auth=auth)

@@ -125,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the Label Studio ML backend (gunicorn)")
     p.add_argument("--index", default=os.environ.get("CLINLINKER_INDEX"),
                    help="index directory (default: $CLINLINKER_INDEX; unset: the demo gazetteer, lexical engine)")
-    p.add_argument("--host", default=os.environ.get("CLINLINKER_HOST", "0.0.0.0"))
+    p.add_argument("--host", default=os.environ.get("CLINLINKER_HOST", "127.0.0.1"),
+                   help="address to listen on (default: %(default)s, this machine only); any other address needs "
+                        "credentials (CLINLINKER_BASIC_AUTH_USER/_PASSWORD and CLINLINKER_PICKER_TOKEN) or "
+                        "CLINLINKER_ALLOW_OPEN=1")
     p.add_argument("--port", type=_positive, default=int(os.environ.get("CLINLINKER_PORT", "9090")))
     p.add_argument("--workers", type=_positive, default=int(os.environ.get("CLINLINKER_WORKERS", "1")),
                    help="gunicorn worker processes (each loads the model; default 1)")
@@ -391,6 +394,7 @@ def cmd_serve(args) -> int:
 
     if args.index:
         os.environ["CLINLINKER_INDEX"] = args.index
+    _check_exposure(args.host, os.environ)
     gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
     if not os.path.exists(gunicorn):
         raise ClinlinkerError("gunicorn is not installed: pip install -r requirements.txt")
@@ -400,6 +404,31 @@ def cmd_serve(args) -> int:
     sys.stdout.flush()
     os.execv(gunicorn, argv)
     return 0  # not reached
+
+
+def _check_exposure(host: str, env) -> None:
+    """The backend receives clinical text: beyond this machine it is served only behind credentials, unless an
+    open service is asked for explicitly (and said so loudly)."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    missing = [name for name in ("CLINLINKER_BASIC_AUTH_USER", "CLINLINKER_BASIC_AUTH_PASSWORD",
+                                 "CLINLINKER_PICKER_TOKEN") if not env.get(name, "").strip()]
+    if not missing:
+        return
+    if env.get("CLINLINKER_ALLOW_OPEN", "").strip().lower() in ("1", "true", "yes"):
+        log.warning("!! CLINLINKER_ALLOW_OPEN: serving clinical text on %s WITHOUT %s: anyone who reaches this port "
+                    "can read the documents' mentions and candidates", host, ", ".join(missing))
+        return
+    raise ClinlinkerError(f"refusing to listen on {host} without credentials ({', '.join(missing)} unset): the "
+                          "backend receives clinical text. Set them (Label Studio sends the Basic-auth pair, the "
+                          "labeling config's picker URL carries &token=), listen on 127.0.0.1, or set "
+                          "CLINLINKER_ALLOW_OPEN=1 to serve an open service on purpose")
 
 
 def cmd_export(args) -> int:
@@ -439,7 +468,8 @@ def cmd_ls_project(args) -> int:
     made = create_project(url=args.url, token=args.token, backend_url=args.backend, links_path=args.links,
                           texts_dir=args.texts, title=args.title, config=args.config,
                           backend_public_url=args.backend_public_url, limit=args.limit,
-                          basic_auth=(user, password) if user and password else None)
+                          basic_auth=(user, password) if user and password else None,
+                          picker_token=os.environ.get("CLINLINKER_PICKER_TOKEN") or None)
     for problem in made["problems"]:
         print(f"clinlinker ls-project: {problem}", file=sys.stderr)
     print(f"project {made['project']} ready at {made['url']}: {made['tasks']} tasks, {made['spans']} spans with "

@@ -154,3 +154,25 @@ def test_train_on_the_lexical_engine_says_it_cannot(client):
     reply = client.post("/train", json={"project": 1})
     assert reply.status_code == 409
     assert "no model to fine-tune" in reply.get_json()["error"]
+
+
+def test_ls_project_puts_the_picker_token_in_the_labeling_config():
+    import xml.etree.ElementTree as ET
+
+    from backend.ls_project import label_config
+
+    root = ET.fromstring(label_config("all", "https://backend.example:9090", picker_token="s3cr t"))
+    assert root.find(".//Taxonomy").get("apiUrl") == "https://backend.example:9090/taxonomy?doc=$doc_id&token=s3cr%20t"
+    assert 'href="https://backend.example:9090/search?token=s3cr%20t"' in root.find(".//HyperText").get("value")
+    plain = ET.fromstring(label_config("all", "https://backend.example:9090"))
+    assert plain.find(".//Taxonomy").get("apiUrl") == "https://backend.example:9090/taxonomy?doc=$doc_id"
+
+
+def test_the_search_page_keeps_the_token_on_its_own_searches(tmp_path):
+    config = BackendConfig(data_dir=str(tmp_path / "var"), worker=False, auth_user="u", auth_password="p",
+                           picker_token="t0k")
+    model, info = load_model(config)
+    client = create_app(config, model, info).test_client()
+    assert client.get("/search?q=tos", headers={"Accept": "text/html"}).status_code == 401
+    page = client.get("/search?q=tos&token=t0k", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert '<input type=hidden name=token value="t0k">' in page and "49727002" in page

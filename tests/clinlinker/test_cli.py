@@ -131,3 +131,56 @@ def lexical_index_dir(lexical_index, tmp_path):
     from clinlinker.index import save_index
 
     return save_index(lexical_index, tmp_path / "lexical-ix")
+
+
+def test_serve_refuses_to_expose_clinical_text_without_credentials(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINLINKER_")}
+    env.update(PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", CLINLINKER_DATA_DIR=str(tmp_path / "var"))
+    refused = subprocess.run([sys.executable, "-m", "clinlinker.cli", "serve", "--host", "0.0.0.0", "--port",
+                              str(port)], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "refusing to listen on 0.0.0.0 without credentials" in refused.stderr
+    assert "CLINLINKER_PICKER_TOKEN" in refused.stderr and "CLINLINKER_ALLOW_OPEN=1" in refused.stderr
+    # an open service on purpose starts, and says so
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "clinlinker.cli", "serve", "--host", "0.0.0.0", "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**env, "CLINLINKER_ALLOW_OPEN": "1"}, cwd=tmp_path)
+    try:
+        deadline, health = time.monotonic() + 90, None
+        while health is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+                    health = json.loads(reply.read())
+            except OSError:
+                time.sleep(0.5)
+        assert health and health["status"] == "UP"
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "CLINLINKER_ALLOW_OPEN: serving clinical text on 0.0.0.0 WITHOUT" in output
+
+
+@pytest.mark.parametrize("host, env, allowed", [
+    ("127.0.0.1", {}, True), ("::1", {}, True), ("localhost", {}, True), ("127.0.0.2", {}, True),
+    ("0.0.0.0", {}, False), ("10.1.2.3", {"CLINLINKER_BASIC_AUTH_USER": "u", "CLINLINKER_BASIC_AUTH_PASSWORD": "p"},
+                             False),
+    ("0.0.0.0", {"CLINLINKER_BASIC_AUTH_USER": "u", "CLINLINKER_BASIC_AUTH_PASSWORD": "p",
+                 "CLINLINKER_PICKER_TOKEN": "t"}, True),
+])
+def test_which_addresses_need_credentials(host, env, allowed):
+    from clinlinker.cli import _check_exposure
+    from clinlinker.errors import ClinlinkerError
+
+    if allowed:
+        _check_exposure(host, env)
+    else:
+        with pytest.raises(ClinlinkerError, match="refusing to listen"):
+            _check_exposure(host, env)

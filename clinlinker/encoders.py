@@ -54,11 +54,14 @@ class DenseEncoder:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # a hub id on a machine that cannot reach the hub: read the local cache only, at once (the hub client would
+        # otherwise retry for about a minute before failing)
+        unreachable = not _looks_local(self.name) and not _offline() and not _hub_reachable()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name)
-            self.model = _load_model(AutoModel, self.name)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, local_files_only=unreachable)
+            self.model = _load_model(AutoModel, self.name, local_files_only=unreachable)
         except (OSError, ValueError, EnvironmentError) as exc:
-            raise ModelLoadError(_load_hint(self.name, exc)) from None
+            raise ModelLoadError(_load_hint(self.name, exc, unreachable=unreachable)) from None
         self.tokenizer.padding_side = "right"  # masked pooling and RoBERTa position ids assume it
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
@@ -131,13 +134,51 @@ class DenseEncoder:
         return out
 
 
-def _load_model(auto_model, name: str):
+def _load_model(auto_model, name: str, local_files_only: bool = False):
     # Pooling is ours: skip the model's own pooler head where the architecture allows it, so that
     # an untrained pooler is neither randomly initialised (it would change the fingerprint) nor run.
     try:
-        return auto_model.from_pretrained(name, add_pooling_layer=False)
+        return auto_model.from_pretrained(name, add_pooling_layer=False, local_files_only=local_files_only)
     except TypeError:
-        return auto_model.from_pretrained(name)
+        return auto_model.from_pretrained(name, local_files_only=local_files_only)
+
+
+def _offline() -> bool:
+    return bool(os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"))
+
+
+def _hub_host() -> str:
+    from urllib.parse import urlparse
+
+    return urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the hub, no retries: enough to know whether downloading can work at all."""
+    import socket
+
+    try:
+        with socket.create_connection((_hub_host(), 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _looks_local(name: str) -> bool:
+    return (os.path.exists(name) or name.startswith((os.path.sep, ".", "~")) or name.count("/") > 1
+            or (os.path.altsep is not None and os.path.altsep in name))
+
+
+def _download_command(name: str) -> str:
+    """The download command of the installed huggingface_hub: `hf` since 1.0, `huggingface-cli` before."""
+    try:
+        from importlib.metadata import version
+
+        major = int(version("huggingface_hub").split(".")[0])
+    except Exception:  # noqa: BLE001 - any doubt: the current command
+        major = 1
+    tool = "hf" if major >= 1 else "huggingface-cli"
+    return f"{tool} download {name} --local-dir /models/clinlinker"
 
 
 def _pool(hidden, mask, pooling: str):
@@ -147,19 +188,18 @@ def _pool(hidden, mask, pooling: str):
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
-def _load_hint(name: str, exc: Exception) -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
-    looks_local = (os.path.exists(name) or name.startswith((os.path.sep, ".", "~")) or name.count("/") > 1
-                   or (os.path.altsep is not None and os.path.altsep in name))
-    if looks_local:
+def _load_hint(name: str, exc: Exception, unreachable: bool = False) -> str:
+    offline = _offline()
+    if _looks_local(name):
         where = (f"the directory {name!r} does not exist" if not os.path.exists(name)
                  else f"{name!r} is not a model directory (it needs config.json, the weights and the tokenizer files)")
     else:
         where = (f"{name!r} is not in the local Hugging Face cache and could not be downloaded"
-                 + (" (HF_HUB_OFFLINE is set)" if offline else ""))
+                 + (" (HF_HUB_OFFLINE is set)" if offline else "")
+                 + (f" ({_hub_host()} cannot be reached from this machine)" if unreachable else ""))
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (f"cannot load model {name!r}: {where}. Details: {first}. "
             "To work offline, copy the model to a directory on this machine (e.g. on a connected machine: "
-            f"`huggingface-cli download {name} --local-dir /models/clinlinker`) and pass that directory "
+            f"`{_download_command(name)}`) and pass that directory "
             "(--model /models/clinlinker or CLINLINKER_MODEL=/models/clinlinker); "
             "or use the lexical engine, which needs no weights: --model char-ngrams.")

@@ -1,8 +1,12 @@
+import os
+
 import numpy as np
 import pytest
 
 from clinlinker.encoders import DenseEncoder
 from clinlinker.errors import ModelLoadError
+from tests.conftest import DEMO_GAZETTEER as DEMO
+from tests.conftest import ROOT
 
 
 def test_vectors_are_float32_and_unit_length(tiny_encoder):
@@ -88,7 +92,26 @@ def test_unreachable_hub_model_gives_one_clear_error():
     with pytest.raises(ModelLoadError) as info:
         DenseEncoder("ICB-UMA/this-model-is-not-cached")
     assert "local Hugging Face cache" in str(info.value)
-    assert "huggingface-cli download" in str(info.value)
+    assert "hf download ICB-UMA/this-model-is-not-cached" in str(info.value)  # huggingface_hub 1.x+ ships `hf`
+
+
+def test_without_network_a_hub_id_fails_at_once_with_what_to_do(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    # no HF_HUB_OFFLINE, and a hub address that cannot answer (this machine has no internet either)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="https://hub.invalid", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "clinlinker.cli", "index", "--gazetteer", str(DEMO),
+                             "--model", "ICB-UMA/ClinLinker-KB-GP", "--out", str(tmp_path / "ix")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    took = time.monotonic() - started
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "hub.invalid cannot be reached from this machine" in result.stderr
+    assert "hf download ICB-UMA/ClinLinker-KB-GP" in result.stderr and "--model char-ngrams" in result.stderr
+    print(f"failed after {took:.1f} s")  # was ~54 s of retries; the hub client's own time is not asserted
 
 
 def test_empty_input_gives_empty_array(tiny_encoder):

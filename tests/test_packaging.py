@@ -1,0 +1,42 @@
+"""What can be checked of the install story without a container engine: the Dockerfile, .ci/run, the requirements
+and the README say the same thing."""
+
+import re
+
+from tests.conftest import ROOT
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+CI = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+REQUIREMENTS = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def test_torch_is_pinned_exactly_everywhere():
+    assert re.search(r"^torch==2\.13\.0$", REQUIREMENTS, re.M)
+    assert '"torch==2.13.0"' in PYPROJECT
+    assert not re.search(r"^torch(?!==2\.13\.0$)", REQUIREMENTS, re.M)
+
+
+def test_the_docker_image_installs_as_ci_does_and_is_cpu_by_default():
+    assert re.search(r"^FROM python:3\.11-slim$", DOCKERFILE, re.M) and "python3.11 -m venv" in CI
+    assert "pip install -q -r requirements.txt" in CI
+    install = re.search(r"^RUN (.*?pip install[^\n]*)$", DOCKERFILE, re.M | re.S).group(1)
+    assert "pip install --no-cache-dir -r requirements.txt" in install
+    assert 'export PIP_EXTRA_INDEX_URL="${TORCH_INDEX}"' in install
+    assert f"ARG TORCH_INDEX={CPU_INDEX}" in DOCKERFILE
+    assert "--build-arg TORCH_INDEX=" in DOCKERFILE  # how to build the GPU image
+
+
+def test_readme_and_requirements_tell_cpu_users_the_truth():
+    for text in (README, REQUIREMENTS):
+        assert f"PIP_EXTRA_INDEX_URL={CPU_INDEX} pip install -r requirements.txt" in text
+        assert "CUDA" in text
+    assert "any other spec pulls" not in REQUIREMENTS  # the old, wrong explanation
+
+
+def test_the_image_serves_beyond_loopback_only_with_credentials_said():
+    assert 'CMD ["clinlinker", "serve", "--host", "0.0.0.0"]' in DOCKERFILE
+    for name in ("CLINLINKER_BASIC_AUTH_USER", "CLINLINKER_BASIC_AUTH_PASSWORD", "CLINLINKER_PICKER_TOKEN"):
+        assert name in DOCKERFILE and name in README

@@ -40,3 +40,35 @@ def test_the_image_serves_beyond_loopback_only_with_credentials_said():
     assert 'CMD ["clinlinker", "serve", "--host", "0.0.0.0"]' in DOCKERFILE
     for name in ("CLINLINKER_BASIC_AUTH_USER", "CLINLINKER_BASIC_AUTH_PASSWORD", "CLINLINKER_PICKER_TOKEN"):
         assert name in DOCKERFILE and name in README
+
+
+def test_the_compose_file_wires_every_part_to_the_backends_settings():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert set(services) == {"label-studio", "backend", "redis", "postgres"}
+    backend = services["backend"]
+    assert backend["build"] == "." and backend["ports"] == ["9090:9090"] and "EXPOSE 9090" in DOCKERFILE
+    known = set(re.findall(r'"(CLINLINKER_[A-Z_]+)"', (ROOT / "backend" / "config.py").read_text(encoding="utf-8")))
+    env = backend["environment"]
+    for name in env:
+        if name.startswith("CLINLINKER_"):
+            assert name in known, f"{name} is not a backend setting"
+            assert f"`{name}`" in README or f"`{name.rsplit('_', 1)[0]}" in README, f"{name} not in README"
+    assert env["CLINLINKER_DATA_DIR"] == "/data" and "CLINLINKER_DATA_DIR=/data" in DOCKERFILE
+    assert any(v.startswith("backend:/data") for v in backend["volumes"])
+    assert env["REDIS_URL"].startswith("redis://redis:") and "redis" in backend["depends_on"]
+    for secret in ("CLINLINKER_BASIC_AUTH_USER", "CLINLINKER_BASIC_AUTH_PASSWORD", "CLINLINKER_PICKER_TOKEN"):
+        assert env[secret].startswith(f"${{{secret}:?"), f"{secret} must be required, never defaulted"
+    studio = services["label-studio"]
+    version = re.search(r"label-studio==([\d.]+)", CI).group(1)
+    assert studio["image"] == f"heartexlabs/label-studio:{version}"  # the version the end-to-end tests drive
+    assert studio["environment"]["USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    assert studio["environment"]["POSTGRE_HOST"] == "postgres" and studio["environment"]["DJANGO_DB"] == "default"
+    assert env["CLINLINKER_CORS_ORIGINS"] == studio["environment"]["LABEL_STUDIO_HOST"]
+    # every variable the file reads is in .env.example
+    used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text(encoding="utf-8")))
+    example = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(encoding="utf-8"), re.M))
+    assert used <= example, used - example
+    assert all("healthcheck" in services[name] for name in ("backend", "redis", "postgres"))

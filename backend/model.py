@@ -368,7 +368,7 @@ def _later(since: float) -> dict:
 
 
 def _since(path: str) -> float | None:
-    match = _LATER.search(path.split(",")[-1].split("/")[-1]) or _LATER.search(path)
+    match = _LATER.search(path)  # the node's value ends with its time, however Label Studio joins a path
     return int(match.group(1), 36) / 1000 if match else None
 
 

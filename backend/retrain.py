@@ -25,6 +25,7 @@ from pathlib import Path
 from clinlinker.links import Link, write_links
 
 from backend.model import CURRENT_INDEX
+from backend.storage import reviewed
 
 log = logging.getLogger(__name__)
 TRAINING = "training"  # store meta key: the last job's state, shown by /health in every process
@@ -103,7 +104,7 @@ class Retrainer:
         job = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         out = root / "models" / job
         links = [row for row in self.store.accepted_links()  # what coders reviewed, as for the learned terms
-                 if self.config.learn_untouched or row.get("origin") != "prediction"]
+                 if reviewed(row.get("origin"), self.config.learn_untouched)]
         state = {"status": "running", "reason": reason, "job": job, "started": _now(), "host": socket.gethostname(),
                  "pid": os.getpid(), "from_version": serving.model_version, "links": len(links)}
         try:

@@ -14,8 +14,15 @@ import threading
 import time
 from pathlib import Path
 
+from backend.regions import UNTOUCHED
+
 log = logging.getLogger(__name__)
-UNTOUCHED = "prediction"  # the origin Label Studio gives a pre-annotation the coder left as it was
+
+
+def reviewed(origin: str | None, untouched: bool = False) -> bool:
+    """Whether an accepted link teaches the assistant: a code the coder changed or gave (or of unknown origin);
+    a pre-annotation left untouched only when `untouched` (CLINLINKER_LEARN_UNTOUCHED)."""
+    return untouched or origin != UNTOUCHED
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (doc TEXT NOT NULL, node TEXT NOT NULL, payload TEXT NOT NULL,
@@ -138,7 +145,7 @@ class SQLiteStore:
         """(mention, code) of the accepted links; untouched pre-annotations only when `untouched`."""
         return [(span, code) for span, code, origin in self._conn().execute(
             "SELECT span, code, origin FROM accepted_links ORDER BY project, task, region").fetchall()
-            if untouched or origin != UNTOUCHED]
+            if reviewed(origin, untouched)]
 
     # small shared facts (the serving index after a fine-tuning, the last training's outcome)
     def get_meta(self, key: str) -> str | None:
@@ -319,7 +326,7 @@ class RedisStore:
         rows = self._shared_links()
         if rows is None:
             return self.fallback.learned_pairs(untouched)
-        return [(row["span"], row["code"]) for row in rows if untouched or row.get("origin") != UNTOUCHED]
+        return [(row["span"], row["code"]) for row in rows if reviewed(row.get("origin"), untouched)]
 
     def links_version(self) -> str:
         try:

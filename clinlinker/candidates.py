@@ -23,6 +23,13 @@ class Candidate:
     parents: tuple[tuple[str, str], ...] = ()  # (code, preferred term) of its is-a parents, when known
     via: str = ""  # hierarchy neighbours: how they relate to a better candidate, e.g. "parent of 6025007"
 
+    @classmethod
+    def of(cls, kb, concept, *, matched_term: str, score: float, rank: int, evidence: str, via: str = ""):
+        """A candidate for a concept of `kb`, with its tags and parents as the knowledge base says."""
+        return cls(code=concept.code, preferred_term=concept.preferred_term, matched_term=matched_term,
+                   semantic_tag=concept.semantic_tag, score=round(float(score), 6), rank=rank, evidence=evidence,
+                   parents=kb.parent_terms(concept.code), via=via)
+
     def to_dict(self) -> dict:
         return {"code": self.code, "preferred_term": self.preferred_term, "matched_term": self.matched_term,
                 "semantic_tag": self.semantic_tag, "score": self.score, "rank": self.rank, "evidence": self.evidence,
@@ -41,14 +48,15 @@ def context_parts(semantic_tag: str, parents) -> list[str]:
 
 
 def rank_concepts(term_ids: np.ndarray, scores: np.ndarray, term_concept: np.ndarray, k: int, *,
-                  preferred: np.ndarray, allowed: np.ndarray | None = None, codes=None):
+                  preferred: np.ndarray, allowed: np.ndarray | None = None, code_rank: np.ndarray | None = None):
     """Term hits -> the best k distinct concepts, deterministic and fair on ties.
 
     A concept scores its best term. Equal scores (compared at 6 decimals, what a user sees) are ordered by:
     the concept with more of its terms at that score, then the one whose best term is its preferred term,
     then the code: never by gazetteer file order. `preferred[t]` says whether term t is its concept's
     preferred term; `allowed[c]` (optional) keeps only the concepts of the label's part of the knowledge base;
-    `codes[c]` is concept c's code (the last tie-break; default: the concept number).
+    `code_rank[c]` is the place of concept c's code in code order (`code_ranks`; the last tie-break; default: the
+    concept number).
 
     Returns (concept_ids, term_ids, scores) arrays of length <= k, best first.
     """
@@ -69,13 +77,14 @@ def rank_concepts(term_ids: np.ndarray, scores: np.ndarray, term_concept: np.nda
     c_scores, c_terms, c_pref = scores[best], term_ids[best], is_pref[best]
     # how many of its terms reach the concept's best score
     counts = np.bincount(inverse, weights=scores[order] == c_scores[inverse], minlength=len(uniq))
-    tie_code = np.arange(len(uniq)) if codes is None else _code_rank(codes, uniq)
+    tie_code = uniq if code_rank is None else code_rank[uniq]
     pick = np.lexsort((tie_code, ~c_pref, -counts, -c_scores))[:k]
     return uniq[pick], c_terms[pick], c_scores[pick].astype(np.float32)
 
 
-def _code_rank(codes, concept_ids: np.ndarray) -> np.ndarray:
-    keys = [_code_key(codes[int(c)]) for c in concept_ids]
+def code_ranks(codes) -> np.ndarray:
+    """Each code's place in code order (numeric SCTIDs by value): computed once per index, read by every search."""
+    keys = [_code_key(code) for code in codes]
     ranks = np.empty(len(keys), dtype=np.int64)
     ranks[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
     return ranks

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from clinlinker import __version__
-from clinlinker.candidates import Candidate, rank_concepts, sorted_hits
+from clinlinker.candidates import Candidate, code_ranks, rank_concepts, sorted_hits
 from clinlinker.errors import ClinlinkerError, IndexLoadError, IndexMismatchError
 from clinlinker.knowledge_base import Concept, KnowledgeBase
 from clinlinker.lexical import LEXICAL_MODEL, CharNgramEncoder
@@ -59,22 +59,17 @@ class _IndexBase:
         # a concept's first term is its preferred term (KnowledgeBase keeps that order)
         self.term_preferred = np.r_[True, self.term_concept[1:] != self.term_concept[:-1]] \
             if len(self.term_concept) else np.zeros(0, dtype=bool)
-        self.codes = [concept.code for concept in kb.concepts]
+        self.code_rank = code_ranks([concept.code for concept in kb.concepts])
         self.manifest: dict = {}
 
     def _rank(self, term_ids, scores, k: int, allowed=None):
         return rank_concepts(term_ids, scores, self.term_concept, k, preferred=self.term_preferred, allowed=allowed,
-                             codes=self.codes)
+                             code_rank=self.code_rank)
 
     def _candidates(self, concept_ids, term_ids, scores) -> list[Candidate]:
-        out = []
-        for rank, (cid, tid, score) in enumerate(zip(concept_ids, term_ids, scores), start=1):
-            concept = self.kb.concepts[int(cid)]
-            out.append(Candidate(code=concept.code, preferred_term=concept.preferred_term,
-                                 matched_term=self.kb.term_texts[int(tid)], semantic_tag=concept.semantic_tag,
-                                 score=round(float(score), 6), rank=rank, evidence=self.engine,
-                                 parents=self.kb.parent_terms(concept.code)))
-        return out
+        return [Candidate.of(self.kb, self.kb.concepts[int(cid)], matched_term=self.kb.term_texts[int(tid)],
+                             score=score, rank=rank, evidence=self.engine)
+                for rank, (cid, tid, score) in enumerate(zip(concept_ids, term_ids, scores), start=1)]
 
     def describe(self) -> dict:
         return {"engine": self.engine, "index_type": self.index_type, "concepts": len(self.kb),

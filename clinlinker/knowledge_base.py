@@ -182,7 +182,7 @@ class KnowledgeBase:
     def inherited_tags(self, code: str) -> tuple[str, ...]:
         """The tags of the nearest tagged ancestors in the knowledge base (breadth first, one level at a time)."""
         seen = {code}
-        level = [p for p in self.parents(code)]
+        level = list(self.parents(code))
         while level:
             tags: dict[str, None] = {}
             for parent in level:

@@ -77,10 +77,10 @@ class LearnedTerms:
         return self
 
     def merge(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int,
-              allowed: Sequence | None = None) -> list[list[Candidate]]:
+              allowed=None) -> list[list[Candidate]]:
         """The index's candidate lists with the learned terms folded in (same order as `mentions`).
 
-        allowed: per mention, an optional boolean mask over concepts (the label's part of the knowledge base).
+        allowed: an optional boolean mask over concepts (the mentions' label's part of the knowledge base).
         A wording coders accepted before is the coders' own decision and always comes first; a merely similar
         learned wording lifts only concepts of the allowed part. At equal scores a learned wording goes before a
         gazetteer term, then the index's own order.
@@ -97,7 +97,6 @@ class LearnedTerms:
         for i, (mention, cands) in enumerate(zip(mentions, found)):
             best = {c.code: c for c in cands}
             index_rank = {c.code: c.rank for c in cands}
-            mask = allowed[i] if allowed is not None else None
             accepted = exact.get(fold(mention), [])
             for code, _, text in accepted:
                 best[code] = self._candidate(code, text, 1.0)
@@ -106,7 +105,7 @@ class LearnedTerms:
                 for j in np.flatnonzero(sims[i] > 0):
                     score = round(min(1.0, float(sims[i, j])), 6)
                     code = codes[j]
-                    if code in firsts or (mask is not None and not mask[self.kb.index_of(code)]):
+                    if code in firsts or (allowed is not None and not allowed[self.kb.index_of(code)]):
                         continue
                     if code not in best or best[code].score <= score:
                         best[code] = self._candidate(code, terms[j], score)
@@ -117,10 +116,8 @@ class LearnedTerms:
         return out
 
     def _candidate(self, code: str, matched: str, score: float) -> Candidate:
-        concept = self.kb[code]
-        return Candidate(code=code, preferred_term=concept.preferred_term, matched_term=matched,
-                         semantic_tag=concept.semantic_tag, score=round(min(1.0, score), 6), rank=0,
-                         evidence="learned", parents=self.kb.parent_terms(code))
+        return Candidate.of(self.kb, self.kb[code], matched_term=matched, score=min(1.0, score), rank=0,
+                            evidence="learned")
 
     def describe(self) -> dict:
         exact, terms, _, _ = self._state

@@ -89,7 +89,7 @@ class Linker:
             allowed = self.allowed(label)
             results = self.index.search(group, k, allowed=allowed)
             if self.learned is not None and len(self.learned):
-                results = self.learned.merge(group, results, k, allowed=[allowed] * len(group))
+                results = self.learned.merge(group, results, k, allowed=allowed)
             if self.hierarchy_fill and self.kb.has_hierarchy:
                 results = [self._fill(cands, k, allowed) for cands in results]
             found.update(((text, label), cands) for text, cands in zip(group, results))
@@ -111,10 +111,8 @@ class Linker:
                 if code in taken or concept is None or (allowed is not None and not allowed[kb.index_of(code)]):
                     continue
                 taken.add(code)
-                out.append(Candidate(code=code, preferred_term=concept.preferred_term,
-                                     matched_term=concept.preferred_term, semantic_tag=concept.semantic_tag,
-                                     score=0.0, rank=len(out) + 1, evidence="hierarchy",
-                                     parents=kb.parent_terms(code), via=f"{relation} of {hit.code}"))
+                out.append(Candidate.of(kb, concept, matched_term=concept.preferred_term, score=0.0, rank=len(out) + 1,
+                                        evidence="hierarchy", via=f"{relation} of {hit.code}"))
                 if len(out) >= k:
                     return out
         return out

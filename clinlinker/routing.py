@@ -133,14 +133,10 @@ class LabelRouting:
             out.append(frozenset(fold(t) for t in tags))
         return out
 
-    def describe(self, kb=None) -> dict:
-        out = {"source": self.source, "inherit": self.inherit, "untagged": self.untagged,
-               "labels": {label: {"tags": list(p.tags), "roots": list(p.roots), "untagged": p.untagged or self.untagged}
-                          for label, p in self.parts.items()}}
-        if kb is not None:
-            for label, mask in self.masks(kb).items():
-                out["labels"][label]["concepts"] = int(mask.sum())
-        return out
+    def describe(self) -> dict:
+        return {"source": self.source, "inherit": self.inherit, "untagged": self.untagged,
+                "labels": {label: {"tags": list(p.tags), "roots": list(p.roots), "untagged": p.untagged or self.untagged}
+                           for label, p in self.parts.items()}}
 
 
 NO_ROUTING = LabelRouting(source="(none: every label searches the whole knowledge base)")

@@ -11,20 +11,19 @@ import html
 import json
 import logging
 import os
-import socket
 import threading
 import time
-from collections import deque
 
 from flask import Flask, Response, jsonify, request
 from flask_cors import CORS
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from clinlinker.errors import ClinlinkerError
 
 from backend.config import BackendConfig
 from backend.label_config import LabelConfigError
-from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError
+from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError, TooMuchWork
 
 log = logging.getLogger("backend")
 TAXONOMY_MAX_AGE = 5  # seconds a browser may reuse a candidate list without asking again
@@ -38,23 +37,26 @@ DEMO_BANNER = ("\n" + "!" * 78 + "\n!! NO GAZETTEER CONFIGURED: serving the DEMO
 
 
 def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
-    """Load the index, the encoder and the stores once, at process start."""
+    """Load the index, the encoder and the store once, at process start."""
     from clinlinker.cache import make_cache
     from clinlinker.gazetteer import load_knowledge_base
     from clinlinker.index import build_index
     from clinlinker.linker import Linker
     from clinlinker.routing import routing_from_setting
 
+    from backend.learning import LearnedLayers
     from backend.retrain import Retrainer
-    from backend.storage import RedisStore, SQLiteStore
+    from backend.store import Store
 
     info = {"demo": config.index_dir is None}
     routing = routing_from_setting(config.routing)  # a bad file stops the start with file and key
     cache = make_cache(config.redis_url, prefix=config.cache_prefix + "emb:", ttl=config.cache_ttl)
-    store = SQLiteStore(config.data_path / "backend.sqlite3")
-    if config.redis_url:
-        store = RedisStore(config.redis_url, store, prefix=config.cache_prefix,
-                           consumer=f"{socket.gethostname()}-{os.getpid()}")
+    try:
+        store = Store(config.database_url, config.data_path, candidates_ttl_days=config.candidates_ttl_days)
+    except SQLAlchemyError as exc:
+        raise ClinlinkerError(f"cannot open the store of record ({_redacted(config.database_url) or config.data_path}"
+                              f"): {str(exc).splitlines()[0][:300]}") from None
+    log.info("store of record: %s at %s", store.kind, store.location)
 
     def load_linker(directory):
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
@@ -79,10 +81,15 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
         if linker is None:
             linker = load_linker(config.index_dir)
     info["cache"] = cache if linker.index.engine != "lexical" else None
-    model = ClinLinkerModel(linker, config, documents=_Documents(store), events=_Events(store), links=store,
-                            index_dir=index_dir, load_index=load_linker)
-    model.sync_learned()
+    layers = LearnedLayers(store, untouched=config.learn_untouched, across_projects=config.learn_across_projects)
+    model = ClinLinkerModel(linker, config, store, layers=layers, index_dir=index_dir, load_index=load_linker)
     info["store"] = store
+    for action, data in store.take_legacy_events():  # events an earlier version had not processed yet
+        try:
+            intake(store, config, action, data)
+        except PayloadError as exc:
+            log.warning("an unprocessed event of the earlier data directory was not accepted: %s", exc)
+    model.sync_learned()
     info["retrainer"] = Retrainer(model, store, config)
     describe = linker.describe()
     log.info("serving %s engine: model %s, %d concepts, %d terms, index %s, model_version %s", describe["engine"],
@@ -95,52 +102,47 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     return model, info
 
 
-class _Documents:
-    def __init__(self, store):
-        self.store = store
+def intake(store, config: BackendConfig, action_or_none, data: dict) -> dict:
+    """Check one webhook body and store its facts before answering. Raises PayloadError naming the field."""
+    from backend.store import Applied
+    from backend.webhooks import Deletion, WebhookError, parse
 
-    def put(self, doc, mentions):
-        self.store.put_document(doc, mentions)
+    try:
+        action, facts = parse(data, doc_field=config.doc_field, labels=config.labels)
+    except WebhookError as exc:
+        raise PayloadError(str(exc)) from None
+    outcomes: dict = {}
+    for fact in facts:
+        if isinstance(fact, Deletion):
+            applied: Applied = store.delete_annotation(fact.project, fact.task, fact.annotation,
+                                                       counter=f"webhook|{action}")
+        else:
+            for problem in fact.problems:
+                log.warning("annotation %s of project %s: %s (not learned)", fact.annotation, fact.project, problem)
+            applied = store.apply_annotation(fact.project, fact.task, fact.annotation, updated_at=fact.updated_at,
+                                             body=fact.body, links=fact.links, cancelled=fact.cancelled,
+                                             counter=f"webhook|{action}")
+        outcomes[applied.outcome] = outcomes.get(applied.outcome, 0) + 1
+    if not facts:
+        store.count(f"webhook|{action}|received")
+    return {"action": action, "outcomes": outcomes}
 
-    def get(self, doc):
-        return self.store.get_document(doc)
 
+def _redacted(url: str | None) -> str | None:
+    if not url:
+        return None
+    from sqlalchemy.engine import make_url
 
-class _Events:
-    def __init__(self, store):
-        self.store = store
-
-    def append(self, action, body):
-        return self.store.append_event(action, body)
-
-
-class Metrics:
-    def __init__(self, window: int = 1000):
-        self.started = time.time()
-        self.counts = {"predict_requests": 0, "tasks": 0, "spans": 0, "errors_4xx": 0, "errors_5xx": 0,
-                       "webhooks": 0, "train_requests": 0, "taxonomy_requests": 0}
-        self.latencies = deque(maxlen=window)
-        self.lock = threading.Lock()
-
-    def add(self, **counts):
-        with self.lock:
-            for key, value in counts.items():
-                self.counts[key] = self.counts.get(key, 0) + value
-
-    def snapshot(self) -> dict:
-        with self.lock:
-            lat = sorted(self.latencies)
-            counts = dict(self.counts)
-
-        def pct(p):
-            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
-
-        return {**counts, "uptime_s": round(time.time() - self.started, 1),
-                "predict_latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "n": len(lat)}}
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unreadable URL is shown as its scheme only
+        return url.split(":", 1)[0] + ":…"
 
 
 def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | None = None,
                info: dict | None = None) -> Flask:
+    from backend.metrics import CONTENT_TYPE, Metrics
+
     config = config or BackendConfig.from_env()
     if model is None:
         model, info = load_model(config)
@@ -151,10 +153,13 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     app.json.sort_keys = False
     CORS(app, origins=list(config.cors_origins), methods=["GET", "POST", "OPTIONS"],
          allow_headers=["Content-Type", "Authorization"], supports_credentials=True)
-    metrics = Metrics()
     store = info.get("store")
+    metrics = Metrics(store, model.layers)
     worker_state = {"pid": None, "worker": None}
     worker_lock = threading.Lock()
+    auth_user = (config.auth_user or "").encode("utf-8")
+    auth_password = (config.auth_password or "").encode("utf-8")
+    picker_token = (config.picker_token or "").encode("utf-8")
 
     def ensure_worker():
         # Threads do not survive gunicorn's fork: start one per process, on its first request.
@@ -162,14 +167,17 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             return
         with worker_lock:
             if worker_state["pid"] != os.getpid():
-                from backend.worker import EventWorker
+                from backend.worker import Housekeeper
 
-                worker_state["worker"] = EventWorker(store, doc_field=config.doc_field, labels=config.labels,
-                                                     retrainer=info.get("retrainer")).start()
+                worker_state["worker"] = Housekeeper(store).start()
                 worker_state["pid"] = os.getpid()
 
     app.extensions["clinlinker"] = {"model": model, "config": config, "metrics": metrics, "info": info,
                                     "worker": worker_state}
+
+    def same(given: str | None, expected: bytes) -> bool:
+        # compared as UTF-8 bytes: hmac.compare_digest refuses non-ASCII text
+        return hmac.compare_digest((given or "").encode("utf-8", "surrogatepass"), expected)
 
     @app.before_request
     def _auth_and_worker():
@@ -177,62 +185,94 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         if request.method == "OPTIONS" or not config.auth_user:
             return None
         if (request.path in ("/taxonomy", "/search") and config.picker_token
-                and hmac.compare_digest(request.args.get("token", ""), config.picker_token)):
+                and same(request.args.get("token", ""), picker_token)):
             return None  # the browser cannot send Basic credentials to the picker's apiUrl
         auth = request.authorization
-        if auth and auth.type == "basic" and hmac.compare_digest(auth.username or "", config.auth_user) and \
-                hmac.compare_digest(auth.password or "", config.auth_password):
+        if auth and auth.type == "basic" and same(auth.username, auth_user) and same(auth.password, auth_password):
             return None
         return Response('{"error": "authentication required"}', 401, mimetype="application/json",
                         headers={"WWW-Authenticate": 'Basic realm="clinlinker"'})
 
     def body() -> dict:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
-        return data
+        return read_json_body(request)
+
+    def project_of(value) -> str | None:
+        """Label Studio's project field ("3.1795651414": id and creation time) -> "3"."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise PayloadError("project: expected Label Studio's project id")
+        text = str(value).split(".", 1)[0].strip()
+        if not text or len(text) > 64:
+            raise PayloadError("project: expected Label Studio's project id")
+        return text
+
+    def unavailable(what: str, exc: Exception):
+        log.error("%s: the store of record failed (%s: %s)", what, type(exc).__name__, str(exc).splitlines()[0][:300])
+        metrics.errors.labels("5xx").inc()
+        return jsonify(error=f"{what}: the store of record is unavailable ({type(exc).__name__}); nothing was "
+                             "accepted, try again"), 503, {"Retry-After": "5"}
+
+    @app.errorhandler(TooMuchWork)
+    def _too_much(exc):
+        metrics.errors.labels("4xx").inc()
+        return jsonify(error=str(exc)), 413
 
     @app.errorhandler(PayloadError)
     @app.errorhandler(LabelConfigError)
     def _bad_payload(exc):
-        metrics.add(errors_4xx=1)
+        metrics.errors.labels("4xx").inc()
         return jsonify(error=str(exc)), 400
 
     @app.errorhandler(ClinlinkerError)
     def _user_error(exc):
-        metrics.add(errors_4xx=1)
+        metrics.errors.labels("4xx").inc()
         return jsonify(error=str(exc)), 422
 
     @app.errorhandler(HTTPException)
     def _http(exc):
         if exc.code and exc.code < 500:
-            metrics.add(errors_4xx=1)
+            metrics.errors.labels("4xx").inc()
         message = {413: f"request body larger than {config.max_body_mb:g} MB (CLINLINKER_MAX_BODY_MB)"}.get(
             exc.code, exc.description)
         return jsonify(error=message), exc.code
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
+        if isinstance(exc, SQLAlchemyError):
+            return unavailable(f"{request.method} {request.path}", exc)
         log.exception("unexpected error on %s %s", request.method, request.path)
-        metrics.add(errors_5xx=1)
+        metrics.errors.labels("5xx").inc()
         return jsonify(error=f"internal error ({type(exc).__name__}); see the backend log"), 500
 
     @app.get("/")
     @app.get("/health")
     def health():
+        model.sync_learned()  # learned terms as the store has them, not as of the last prediction
         describe = model.linker.describe()
         cache = info.get("cache")
+        facts = store.describe() if store is not None else {"kind": "none", "available": False}
+        degraded = {}
+        if not facts.get("available"):
+            degraded["store"] = facts.get("error") or "no store of record"
+        cache_state = cache.state() if cache is not None else {
+            "backend": "none", "reason": "the lexical engine needs no embedding cache"}
+        if cache_state.get("available") is False:
+            degraded["cache"] = f"Redis unavailable ({cache_state.get('last_error')}): mentions are encoded again"
+        learned = model.layers.describe() if model.layers is not None else None
         return jsonify(
-            status="UP", model_class=type(model).__name__, model_version=model.model_version,
+            status="DEGRADED" if degraded else "UP", degraded=degraded, model_class=type(model).__name__,
+            model_version=model.model_version,
             engine=describe["engine"], model=describe["model"], pooling=describe.get("pooling"),
             max_length=describe.get("max_length"), index_type=describe.get("index_type"),
             index=config.index_dir or "(demo gazetteer)", demo=bool(info.get("demo")),
             concepts=describe["concepts"], terms=describe["terms"], top_k=config.top_k,
-            cache=cache.state() if cache is not None else {"backend": "none",
-                                                           "reason": "the lexical engine needs no embedding cache"},
-            store="redis" if config.redis_url else "sqlite",
-            accepted_links=store.accepted_count() if store is not None else None,
-            learned_terms=describe.get("learned"), training=_training(info), routing=describe.get("routing"))
+            cache=cache_state, store=facts, data_dir=str(config.data_path),
+            intake={"mode": "stored before answering", "pending": 0,
+                    "limits": {"max_tasks": config.max_tasks, "max_spans": config.max_spans,
+                               "max_spans_per_task": config.max_spans_per_task, "max_body_mb": config.max_body_mb}},
+            accepted_links=facts.get("accepted_links"), learned_terms=learned, training=_training(info),
+            routing=describe.get("routing"))
 
     @app.post("/setup")
     def setup():
@@ -240,7 +280,16 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         schema = data.get("schema")
         if schema is not None and not isinstance(schema, str):
             raise PayloadError("schema: expected the labeling config XML as a string")
-        return jsonify(model.setup(data.get("project"), schema))
+        project = project_of(data.get("project"))
+        answer = model.setup(project, schema)
+        hostname, token = data.get("hostname"), data.get("access_token")
+        if project and store is not None and isinstance(hostname, str) and isinstance(token, str) and hostname \
+                and token and len(hostname) < 2000 and len(token) < 2000:
+            try:  # remembered for a resync from Label Studio (POST /sync)
+                store.set_project(project, hostname, token)
+            except SQLAlchemyError as exc:
+                log.warning("cannot remember project %s's Label Studio address (%s)", project, exc)
+        return jsonify(answer)
 
     @app.post("/predict")
     def predict():
@@ -259,42 +308,62 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         label_config = data.get("label_config")
         if label_config is not None and not isinstance(label_config, str):
             raise PayloadError("label_config: expected the labeling config XML as a string")
-        results = model.predict(tasks, context=context, label_config=label_config)
-        metrics.add(predict_requests=1, tasks=len(tasks), spans=sum(
-            1 for r in results for item in r["result"] if item.get("type") == "taxonomy"))
-        metrics.latencies.append(time.perf_counter() - started)
+        results = model.predict(tasks, context=context, label_config=label_config,
+                                project=project_of(data.get("project")))
+        metrics.predict_requests.inc()
+        metrics.predict_tasks.inc(len(tasks))
+        metrics.predict_spans.inc(sum(1 for r in results for item in r["result"] if item.get("type") == "taxonomy"))
+        metrics.predict_seconds.observe(time.perf_counter() - started)
         return jsonify(results=results, model_version=results[0]["model_version"] if results else model.model_version)
 
     @app.post("/webhook")
     def webhook():
+        started = time.perf_counter()
         data = body()
-        action = data.get("action")
-        if not isinstance(action, str) or not action:
-            raise PayloadError("action: expected the webhook action name")
-        metrics.add(webhooks=1)
-        return jsonify(model.fit(action, data)), 200
+        if store is None:
+            raise PayloadError("this backend keeps no store: webhooks are not accepted")
+        try:
+            outcome = intake(store, config, None, data)
+        except SQLAlchemyError as exc:
+            return unavailable("webhook", exc)
+        metrics.webhook_seconds.observe(time.perf_counter() - started)
+        retrainer = info.get("retrainer")
+        if retrainer is not None:
+            if outcome["action"] == "START_TRAINING":
+                outcome["training"] = retrainer.request("training requested from Label Studio")
+            elif outcome["outcomes"].get("applied"):
+                retrainer.links_changed()
+        stored = any(outcome["outcomes"].values())
+        return jsonify(status="stored" if stored else "ignored", **outcome), 200
 
     @app.post("/train")
     def train():
-        data = request.get_json(silent=True)
-        metrics.add(train_requests=1)
         retrainer = info.get("retrainer")
         why_not = retrainer.unavailable() if retrainer is not None else "no store to record the request"
         if why_not:  # say so, instead of queueing what can never run
-            metrics.add(errors_4xx=1)
+            metrics.errors.labels("4xx").inc()
             return jsonify(error=f"cannot train: {why_not}", status="unavailable"), 409
-        return jsonify(model.fit("START_TRAINING", data if isinstance(data, dict) else {})), 200
+        return jsonify(retrainer.request("training requested from Label Studio (/train)")), 200
+
+    @app.post("/sync")
+    def sync():
+        """Rebuild a project's accepted links from Label Studio (the address and token its /setup sent)."""
+        from backend.resync import resync_project
+
+        data = body()
+        project = project_of(data.get("project"))
+        if not project:
+            raise PayloadError("project: the Label Studio project id to resynchronise")
+        known = store.get_project(project) if store is not None else None
+        if not known:
+            raise PayloadError(f"project: {project} has not connected to this backend (no /setup seen with its "
+                               "Label Studio address); run `clinlinker sync --url --token --project` instead")
+        report = resync_project(store, config, known["hostname"], known["access_token"], project)
+        return jsonify(report)
 
     @app.get("/metrics")
     def get_metrics():
-        snapshot = metrics.snapshot()
-        cache = info.get("cache")
-        if cache is not None:
-            snapshot["cache"] = cache.state()
-        if store is not None:
-            snapshot["events"] = store.event_counts()
-            snapshot["accepted_links"] = store.accepted_count()
-        return jsonify(snapshot)
+        return Response(metrics.exposition(), mimetype=CONTENT_TYPE)
 
     @app.get("/versions")
     def versions():
@@ -305,11 +374,14 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         doc = request.args.get("doc", "").strip()
         if not doc:
             raise PayloadError("doc: the taxonomy URL needs ?doc=$doc_id (see label_studio_config/)")
-        metrics.add(taxonomy_requests=1)
+        if len(doc) > 400:
+            raise PayloadError("doc: a document name of more than 400 characters")
+        metrics.taxonomy_requests.inc()
         # Label Studio fetches the list several times per task open: a short freshness and a validator let the
         # browser reuse one answer, and a changed list (new predictions for the document) gets a new ETag
         path = request.args.get("path")
-        response = jsonify(model.taxonomy(doc, path=path.strip() if path else None))
+        project = project_of(request.args.get("project") or None)
+        response = jsonify(model.taxonomy(doc, path=path.strip() if path else None, project=project))
         response.add_etag()
         response.headers["Cache-Control"] = f"private, max-age={TAXONOMY_MAX_AGE}, must-revalidate"
         response.vary.add("Authorization")
@@ -318,6 +390,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     @app.get("/search")
     def search():
         query = request.args.get("q", "")
+        if len(query) > 1000:
+            raise PayloadError("q: a query of more than 1000 characters")
         try:
             k = max(1, min(int(request.args.get("k", "25")), 200))
         except ValueError:
@@ -325,13 +399,83 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         label = request.args.get("label", "").strip() or None
         if label is not None and label not in config.labels:
             raise PayloadError(f"label: {label!r} is not one of the labels served ({', '.join(config.labels)})")
-        results = model.search(query, k, label) if query.strip() else []
+        project = project_of(request.args.get("project") or None)
+        results = model.search(query, k, label, project=project) if query.strip() else []
         if "text/html" in request.headers.get("Accept", "") and request.args.get("format") != "json":
             token = request.args.get("token", "")  # kept on the page's own searches (the browser has no Basic auth)
             return Response(_search_page(query, results, label, config.labels, token), mimetype="text/html")
         return jsonify(query=query, label=label, candidates=results)
 
     return app
+
+
+MAX_JSON_DEPTH = 64
+
+
+def read_json_body(req) -> dict:
+    """The request's JSON object, or a PayloadError that says what is wrong with it (never a 500): not JSON,
+    nested deeper than MAX_JSON_DEPTH, or text that is not Unicode (a lone surrogate such as \\ud800)."""
+    raw = req.get_data(cache=True)  # a body over CLINLINKER_MAX_BODY_MB (chunked too) raises 413 here
+    if not raw.strip():
+        raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
+    depth = _nesting(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise PayloadError(f"request body nested {depth} levels deep (at most {MAX_JSON_DEPTH})")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise PayloadError("request body is not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"request body must be a JSON object: not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(data, dict):
+        raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
+    if b"\\u" in raw or b"\\U" in raw:  # escapes may spell a lone surrogate, which no UTF-8 can carry
+        where = _surrogate(data, "")
+        if where is not None:
+            raise PayloadError(f"{where or 'body'}: text with an unpaired surrogate (\\ud800-\\udfff): not Unicode text")
+    return data
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep the JSON text nests arrays and objects (brackets inside strings not counted), stopping early."""
+    import re
+
+    # Drop string contents first (escaped quotes included), then count the brackets left.
+    stripped = re.sub(rb'"(?:[^"\\\\]|\\\\.)*"', b'""', raw)
+    depth = deepest = 0
+    for char in stripped.translate(None, delete=bytes(set(range(256)) - set(b"[]{}"))):
+        if char in (91, 123):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        else:
+            depth -= 1
+    return deepest
+
+
+def _surrogate(value, where: str) -> str | None:
+    """The path of the first text holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{where}.{key}" if where else str(key)
+            found = _surrogate(key, here) if isinstance(key, str) else None
+            found = found if found is not None else _surrogate(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _surrogate(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _training(info: dict) -> dict:

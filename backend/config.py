@@ -17,7 +17,8 @@ class BackendConfig:
 
     index_dir: str | None = None  # CLINLINKER_INDEX: unset -> the shipped demo gazetteer, lexical engine
     model: str | None = None  # CLINLINKER_MODEL: load this model instead of the index's (checked)
-    redis_url: str | None = None  # REDIS_URL: embedding cache + event log + document store
+    redis_url: str | None = None  # REDIS_URL: the embedding cache (only a cache: losing it loses nothing but speed)
+    database_url: str | None = None  # CLINLINKER_DATABASE_URL: PostgreSQL store of record (unset: SQLite in data_dir)
     cache_prefix: str = "clinlinker:"  # CLINLINKER_REDIS_PREFIX
     cache_ttl: int | None = None  # CLINLINKER_CACHE_TTL seconds (unset: no expiry)
     top_k: int = 25  # CLINLINKER_TOP_K
@@ -31,8 +32,13 @@ class BackendConfig:
     cors_origins: tuple[str, ...] = ("http://localhost:8080",)  # CLINLINKER_CORS_ORIGINS (comma-separated)
     max_body_mb: float = 50.0  # CLINLINKER_MAX_BODY_MB
     max_text_chars: int = 200_000  # CLINLINKER_MAX_TEXT_CHARS per task text
-    data_dir: str = "var"  # CLINLINKER_DATA_DIR: SQLite event log and document store without Redis
-    worker: bool = True  # CLINLINKER_WORKER=0 disables the in-process event worker
+    data_dir: str = "var"  # CLINLINKER_DATA_DIR: the SQLite store and fine-tuned models (made absolute at start)
+    worker: bool = True  # CLINLINKER_WORKER=0 disables the in-process housekeeping (expiry, compaction)
+    max_tasks: int = 1000  # CLINLINKER_MAX_TASKS per /predict request
+    max_spans: int = 5000  # CLINLINKER_MAX_SPANS per /predict request
+    max_spans_per_task: int = 2000  # CLINLINKER_MAX_SPANS_PER_TASK
+    candidates_ttl_days: float = 30.0  # CLINLINKER_CANDIDATES_TTL_DAYS: candidate lists kept for the picker
+    learn_across_projects: bool = False  # CLINLINKER_LEARN_ACROSS_PROJECTS: one learned layer for every project
     learn_untouched: bool = False  # CLINLINKER_LEARN_UNTOUCHED: learn pre-annotations the coder left untouched too
     retrain_every: int = 0  # CLINLINKER_RETRAIN_EVERY: fine-tune after this many new accepted links (0: only /train)
     train_max_steps: int = 200  # CLINLINKER_TRAIN_MAX_STEPS per background fine-tuning
@@ -70,6 +76,7 @@ class BackendConfig:
             index_dir=text("CLINLINKER_INDEX"),
             model=text("CLINLINKER_MODEL"),
             redis_url=text("REDIS_URL"),
+            database_url=text("CLINLINKER_DATABASE_URL"),
             cache_prefix=text("CLINLINKER_REDIS_PREFIX", "clinlinker:"),
             cache_ttl=number("CLINLINKER_CACHE_TTL", None),
             top_k=number("CLINLINKER_TOP_K", 25),
@@ -85,6 +92,11 @@ class BackendConfig:
             max_text_chars=number("CLINLINKER_MAX_TEXT_CHARS", 200_000),
             data_dir=text("CLINLINKER_DATA_DIR", "var"),
             worker=text("CLINLINKER_WORKER", "1") not in ("0", "false", "no"),
+            max_tasks=number("CLINLINKER_MAX_TASKS", 1000),
+            max_spans=number("CLINLINKER_MAX_SPANS", 5000),
+            max_spans_per_task=number("CLINLINKER_MAX_SPANS_PER_TASK", 2000),
+            candidates_ttl_days=number("CLINLINKER_CANDIDATES_TTL_DAYS", 30.0, float, minimum=0.001),
+            learn_across_projects=text("CLINLINKER_LEARN_ACROSS_PROJECTS", "0").lower() in ("1", "true", "yes"),
             learn_untouched=text("CLINLINKER_LEARN_UNTOUCHED", "0").lower() in ("1", "true", "yes"),
             retrain_every=number("CLINLINKER_RETRAIN_EVERY", 0, minimum=0),
             train_max_steps=number("CLINLINKER_TRAIN_MAX_STEPS", 200),
@@ -99,6 +111,7 @@ class BackendConfig:
 
     @property
     def data_path(self) -> Path:
-        path = Path(self.data_dir)
+        """The data directory, absolute (a relative CLINLINKER_DATA_DIR is taken from the working directory)."""
+        path = Path(self.data_dir).resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path

@@ -26,13 +26,17 @@ CONFIGS = {"all": "coding_all.xml", "diseases": "coding_diseases.xml", "symptoms
 CONFIG_BACKEND_URL = "http://localhost:9090"
 
 
-def label_config(name: str, backend_public_url: str, picker_token: str | None = None) -> str:
+def label_config(name: str, backend_public_url: str, picker_token: str | None = None,
+                 project: int | str | None = None) -> str:
     """A labeling config with the backend's URL as browsers see it; with a picker token, the candidate list's and
-    the search page's URLs carry it (a browser cannot send Basic-auth credentials there)."""
+    the search page's URLs carry it (a browser cannot send Basic-auth credentials there); with a project, the
+    candidate list is that project's (documents of the same name in other projects are not mixed in)."""
     path = Path(name) if name not in CONFIGS else CONFIG_DIR / CONFIGS[name]
     if not path.is_file():
         raise ClinlinkerError(f"--config {name}: neither one of {', '.join(CONFIGS)} nor an XML file")
     xml = path.read_text(encoding="utf-8")
+    if project is not None:
+        xml = xml.replace("/taxonomy?doc=$doc_id", f"/taxonomy?doc=$doc_id&amp;project={int(project)}")
     if picker_token:
         from urllib.parse import quote
 
@@ -72,12 +76,13 @@ def tasks_from_links(links_path, texts_dir, *, limit: int | None = None) -> tupl
 
 
 def backend_predictions(backend_url: str, tasks: list[dict], config_xml: str, *, auth: str | None = None,
-                        batch: int = 50, timeout: float = 600.0) -> list[dict]:
+                        batch: int = 50, timeout: float = 600.0, project: str | None = None) -> list[dict]:
     """Ask the running backend for the predictions (it also remembers the candidates for its picker)."""
     out = []
     for start in range(0, len(tasks), batch):
         chunk = [{"id": None, "data": data} for data in tasks[start:start + batch]]
-        body = json.dumps({"tasks": chunk, "label_config": config_xml, "params": {"context": None}}).encode()
+        body = json.dumps({"tasks": chunk, "label_config": config_xml, "params": {"context": None},
+                           "project": project}).encode()
         headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = auth
@@ -107,9 +112,12 @@ def create_project(*, url: str, token: str, backend_url: str, links_path, texts_
     xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token)
     tasks, problems = tasks_from_links(links_path, texts_dir, limit=limit)
     auth = ("Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()) if basic_auth else None
-    predictions = backend_predictions(backend_url, tasks, xml, auth=auth)
     ls = LabelStudio(base_url=url, api_key=token)
     project = ls.projects.create(title=title, label_config=xml, show_collab_predictions=True)
+    # the candidate lists are the project's own: its id goes into the picker's URL and the predictions' request
+    xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token, project=project.id)
+    ls.projects.update(id=project.id, label_config=xml)
+    predictions = backend_predictions(backend_url, tasks, xml, auth=auth, project=str(project.id))
     ls.projects.import_tasks(id=project.id, request=[
         {"data": data, "predictions": [prediction]} for data, prediction in zip(tasks, predictions)])
     ml_args = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0],

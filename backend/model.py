@@ -28,6 +28,28 @@ class PayloadError(ValueError):
     """A malformed request: the message names the field (e.g. tasks[2].data.mentions[0].end)."""
 
 
+class TooMuchWork(PayloadError):
+    """More work in one request than the settings allow (a 413 that names the setting)."""
+
+
+def check_result(result: list, where: str) -> None:
+    """Result items we can read: objects whose `value` is an object, offsets integers (else a PayloadError)."""
+    for i, item in enumerate(result):
+        here = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise PayloadError(f"{here}: expected a result item object")
+        value = item.get("value")
+        if value is not None and not isinstance(value, dict):
+            raise PayloadError(f"{here}.value: expected an object, got {type(value).__name__}")
+        for key in ("start", "end"):
+            offset = (value or {}).get(key)
+            if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
+                raise PayloadError(f"{here}.value.{key}: expected an integer offset")
+        for key in ("labels", "choices", "taxonomy"):
+            if (value or {}).get(key) is not None and not isinstance(value[key], list):
+                raise PayloadError(f"{here}.value.{key}: expected a list")
+
+
 @dataclass
 class Span:
     region_id: str
@@ -60,15 +82,11 @@ CURRENT_INDEX = "current_index"  # store meta key: the fine-tuned index every pr
 
 
 class ClinLinkerModel:
-    def __init__(self, linker: Linker, config, documents=None, events=None, *, links=None, index_dir=None,
-                 load_index=None):
+    def __init__(self, linker: Linker, config, store=None, *, layers=None, index_dir=None, load_index=None):
         self.config = config
-        self.documents = documents
-        self.events = events
-        self.links = links  # the accepted-links store: the learned-terms layer follows it
+        self.store = store  # the store of record (backend/store.py): candidate lists, accepted links, meta
+        self.layers = layers  # LearnedLayers: each project's learned terms, following the accepted links
         self.load_index = load_index  # directory -> Linker, for following a fine-tuned index
-        self._learned_version = {}
-        self._learn_lock = threading.Lock()
         self._follow = {"checked": 0.0, "loading": None, "failed": {}}
         self.serving = Serving(linker, model_version_of(linker, config.top_k), index_dir)
 
@@ -83,30 +101,12 @@ class ClinLinkerModel:
     # --- learning while serving ---------------------------------------------------------------
 
     def sync_learned(self, serving: Serving | None = None) -> None:
-        """Rebuild the learned-terms layer when the accepted links changed (one cheap version read per call)."""
-        serving = serving or self.serving
-        if self.links is None:
-            return
-        try:
-            version = self.links.links_version()
-        except Exception as exc:  # noqa: BLE001 - learning is optional: serve without the update
-            log.warning("cannot read the accepted links' version (%s); serving the learned terms as they were", exc)
-            return
-        key = id(serving.linker)
-        if self._learned_version.get(key) == version:
-            return
-        with self._learn_lock:
-            if self._learned_version.get(key) == version:
-                return
-            try:
-                serving.linker.learn(self.links.learned_pairs(untouched=self.config.learn_untouched))
-            except Exception as exc:  # noqa: BLE001 - a store hiccup must not fail the prediction
-                log.warning("cannot rebuild the learned terms (%s); serving them as they were", exc)
-                return
-            self._learned_version = {key: version}  # one linker at a time: forget swapped-out ones
-            learned = serving.linker.learned.describe()
-            log.info("learned terms: %d wordings of %d accepted links (skipped: %s)", learned["wordings"],
-                     learned["terms"], learned["skipped"])
+        """Apply the accepted links committed since the last call (by any process) to the learned terms."""
+        if self.layers is not None:
+            self.layers.sync((serving or self.serving).linker)
+
+    def learned_for(self, project: str | None):
+        return self.layers.layer(project) if self.layers is not None else None
 
     def swap(self, linker: Linker, index_dir: str | None) -> str:
         """Serve `linker` from now on. Requests already running finish on the old one."""
@@ -118,14 +118,14 @@ class ClinLinkerModel:
 
     def follow(self, force: bool = False) -> None:
         """Load in the background the fine-tuned index another process published, then swap to it."""
-        if self.links is None or self.load_index is None:
+        if self.store is None or self.load_index is None:
             return
         now = time.monotonic()
         if not force and now - self._follow["checked"] < 1.0:
             return
         self._follow["checked"] = now
         try:
-            published = self.links.get_meta(CURRENT_INDEX)
+            published = self.store.get_meta(CURRENT_INDEX)
         except Exception:  # noqa: BLE001
             return
         if not published:
@@ -159,10 +159,21 @@ class ClinLinkerModel:
             parse_label_config(schema, tuple(self.config.labels))  # refuse a config we cannot fill, early
         return {"model_version": self.model_version}
 
-    def predict(self, tasks: list, context: dict | None = None, label_config: str | None = None) -> list[dict]:
-        """One prediction per task, in order: {"model_version", "score", "result"}."""
+    def predict(self, tasks: list, context: dict | None = None, label_config: str | None = None,
+                project: str | None = None) -> list[dict]:
+        """One prediction per task, in order: {"model_version", "score", "result"}.
+
+        project: Label Studio's project id: its learned terms are searched and its candidate lists kept.
+        """
         cfg = parse_label_config(label_config, tuple(self.config.labels))
+        if len(tasks) > self.config.max_tasks:
+            raise TooMuchWork(f"tasks: {len(tasks)} tasks in one request, more than the {self.config.max_tasks} "
+                              "allowed (CLINLINKER_MAX_TASKS): select fewer tasks per «Retrieve predictions»")
         per_task = [self._spans(i, task, context, cfg) for i, task in enumerate(tasks)]
+        total = sum(len(spans) for spans in per_task)
+        if total > self.config.max_spans:
+            raise TooMuchWork(f"tasks: {total} spans in one request, more than the {self.config.max_spans} allowed "
+                              "(CLINLINKER_MAX_SPANS): select fewer tasks per «Retrieve predictions»")
         mentions = [span.text for spans in per_task for span in spans]
         labels = [span.label for spans in per_task for span in spans]
         serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
@@ -171,20 +182,24 @@ class ClinLinkerModel:
         self.follow()
         serving = self.serving
         self.sync_learned(serving)
-        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels)
-        out, position = [], 0
+        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels,
+                                         learned=self.learned_for(project))
+        out, position, lists = [], 0, {}
         for task, spans in zip(tasks, per_task):
             task_candidates = candidates[position:position + len(spans)]
             position += len(spans)
-            out.append(self._prediction(task, spans, task_candidates, cfg, serving.model_version))
+            prediction, nodes = self._prediction(task, spans, task_candidates, cfg, serving.model_version)
+            out.append(prediction)
+            if nodes:
+                lists.setdefault(self._doc_key(task, cfg), []).extend(nodes)
+        if self.store is not None:
+            for doc, nodes in lists.items():
+                try:
+                    self.store.put_candidates(project or "", doc, nodes)
+                except Exception as exc:  # noqa: BLE001 - the coder still gets the pre-annotations
+                    log.error("cannot keep the candidate lists of %s (%s: %s): the picker will not list them",
+                              doc, type(exc).__name__, str(exc).splitlines()[0][:300])
         return out
-
-    def fit(self, event: str, data: dict) -> dict:
-        """Record a webhook or training event durably; the worker consumes it."""
-        if self.events is None:
-            return {"status": "ignored"}
-        event_id = self.events.append(event, data)
-        return {"status": "queued", "event": event_id}
 
     # --- spans --------------------------------------------------------------------------------
 
@@ -201,11 +216,19 @@ class ClinLinkerModel:
         if len(text) > self.config.max_text_chars:
             raise PayloadError(f"{where}.data.{cfg.text_field}: {len(text)} characters, more than the "
                                f"{self.config.max_text_chars} allowed (CLINLINKER_MAX_TEXT_CHARS)")
+        spans = self._task_spans(where, task, data, text, context, cfg)
+        if len(spans) > self.config.max_spans_per_task:
+            raise TooMuchWork(f"{where}: {len(spans)} spans in one task, more than the {self.config.max_spans_per_task} "
+                              "allowed (CLINLINKER_MAX_SPANS_PER_TASK)")
+        return spans
+
+    def _task_spans(self, where: str, task: dict, data: dict, text: str, context, cfg: LabelConfig) -> list[Span]:
         task_id = task.get("id")
         if context and isinstance(context, dict) and context.get("result") is not None:
             result = context.get("result")
             if not isinstance(result, list):
                 raise PayloadError("params.context.result: expected a list")
+            check_result(result, "params.context.result")
             regions = [r for r in span_regions(result) if not r.has_code_item]
             # Label Studio replaces the drawn region's items with the answer's: the answer must be the whole
             # region (its label too), or the span is left with "No label" (docs: BROWSER.md, issue 17)
@@ -214,11 +237,19 @@ class ClinLinkerModel:
         if data.get(field) is not None:
             return self._from_data(data[field], text, task_id, data.get(self.config.doc_field), f"{where}.data.{field}")
         for key in ("annotations", "predictions"):
-            items = [a for a in task.get(key) or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+            listed = task.get(key)
+            if listed is not None and not isinstance(listed, list):
+                raise PayloadError(f"{where}.{key}: expected a list")
+            items = [a for a in listed or [] if isinstance(a, dict) and not a.get("was_cancelled")]
             if items:
                 latest = max(items, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""),
-                                                   a.get("id") or 0))
-                regions = span_regions(latest.get("result") or [])
+                                                   str(a.get("id") or "")))
+                result = latest.get("result") or []
+                position = listed.index(latest)
+                if not isinstance(result, list):
+                    raise PayloadError(f"{where}.{key}[{position}].result: expected a list")
+                check_result(result, f"{where}.{key}[{position}].result")
+                regions = span_regions(result)
                 if regions:
                     return self._from_regions(regions, text, f"{where}.{key}", emit_label=True)
         return []
@@ -293,13 +324,11 @@ class ClinLinkerModel:
                                "value": {**value, "choices": ["EXACT"]}})
             nodes.append({"node": node, "label": span.label, "start": span.start, "end": span.end, "stored": now,
                           "candidates": [c.to_dict() for c in cands]})
-        if self.documents is not None and nodes:
-            self.documents.put(self._doc_key(task, cfg), nodes)
         # a task is as certain as its spans on average (the mean ranks tasks by their share of wrong top-1s far
         # better than the least certain span: bench/quality.py calibration)
         scores = [certainty(c) for c in candidates]
         return {"model_version": model_version, "score": round(sum(scores) / len(scores), 6) if scores else 0.0,
-                "result": result}
+                "result": result}, nodes
 
     def _doc_key(self, task, cfg: LabelConfig) -> str:
         data = task.get("data") or {}
@@ -309,7 +338,7 @@ class ClinLinkerModel:
 
     # --- the candidate picker -----------------------------------------------------------------
 
-    def taxonomy(self, doc: str, path: str | None = None) -> list[dict]:
+    def taxonomy(self, doc: str, path: str | None = None, project: str | None = None) -> list[dict]:
         """Taxonomy items for a document: one node per mention, its candidates as leaves, then NO_CODE; last, a
         node whose children Label Studio loads only when the coder opens it (`path`): the mentions drawn since.
 
@@ -317,7 +346,7 @@ class ClinLinkerModel:
         mentions a coder draws afterwards reach the picker through that node, which ends with another such node
         for the mentions drawn after that.
         """
-        stored = self.documents.get(doc) if self.documents is not None else []
+        stored = self.store.get_candidates(project, doc) if self.store is not None else []
         since = _since(path) if path else None
         if path and since is None:
             raise PayloadError(f"path: {path[:80]!r} is not a node this backend serves lazily")
@@ -337,7 +366,7 @@ class ClinLinkerModel:
         newest = max([m.get("stored", 0.0) for m in stored] + [since or 0.0])
         return items + [_later(newest)]
 
-    def search(self, query: str, k: int = 25, label: str | None = None) -> list[dict]:
+    def search(self, query: str, k: int = 25, label: str | None = None, project: str | None = None) -> list[dict]:
         """Search the knowledge base (codes outside a mention's top 25): the label's part when a label is given."""
         query = " ".join(query.split())
         if not query:
@@ -346,7 +375,8 @@ class ClinLinkerModel:
         self.sync_learned(serving)
         kb = serving.linker.kb
         concept = kb.get(query)
-        found = [c.to_dict() for c in serving.linker.link([query], k, labels=[label])[0]]
+        found = [c.to_dict() for c in serving.linker.link([query], k, labels=[label],
+                                                          learned=self.learned_for(project))[0]]
         if concept is not None:  # a typed code finds its concept first
             exact = {"code": concept.code, "preferred_term": concept.preferred_term,
                      "matched_term": concept.preferred_term, "semantic_tag": concept.semantic_tag, "score": 1.0,

@@ -102,7 +102,8 @@ def group_regions(result: list) -> list[Region]:
         if not isinstance(item, dict) or not item.get("id"):
             continue
         region = regions.setdefault(str(item["id"]), Region(id=str(item["id"])))
-        value = item.get("value") or {}
+        value = item.get("value")
+        value = value if isinstance(value, dict) else {}
         kind = item.get("type")
         if isinstance(value.get("start"), int) and isinstance(value.get("end"), int):
             region.start, region.end = value["start"], value["end"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from clinlinker.links import Link, write_links
 
 from backend.model import CURRENT_INDEX
-from backend.storage import reviewed
+from backend.store import reviewed
 
 log = logging.getLogger(__name__)
 TRAINING = "training"  # store meta key: the last job's state, shown by /health in every process

@@ -147,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task-data field used as filename (default: doc_id)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a region is reported (no code, wrong mention)")
 
+    p = sub.add_parser("sync", help="rebuild the backend's accepted links of a Label Studio project from its "
+                                    "annotations (Label Studio holds the coders' work) and report what differed")
+    p.add_argument("--url", required=True, help="Label Studio URL, e.g. http://localhost:8080")
+    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--project", type=_positive, required=True)
+    p.add_argument("--data-dir", default=os.environ.get("CLINLINKER_DATA_DIR", "var"),
+                   help="the backend's data directory (its SQLite store; default: $CLINLINKER_DATA_DIR or ./var)")
+    p.add_argument("--database-url", default=os.environ.get("CLINLINKER_DATABASE_URL"),
+                   help="the backend's PostgreSQL store (default: $CLINLINKER_DATABASE_URL)")
+
     p = sub.add_parser("ls-project", help="create a Label Studio project from a corpus, with predictions, "
                                           "connected to the backend")
     p.add_argument("--url", required=True, help="Label Studio URL, e.g. http://localhost:8080")
@@ -401,6 +412,14 @@ def cmd_serve(args) -> int:
     argv = [gunicorn, "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers), "--threads",
             str(args.threads), "--worker-class", "gthread", "--timeout", str(args.timeout), "--access-logfile", "-",
             "backend.app:serve_app()"]
+    from gunicorn import config as gunicorn_config
+
+    if hasattr(gunicorn_config, "ControlSocketDisable"):  # gunicorn 24+: one control socket per user otherwise,
+        argv.insert(-1, "--no-control-socket")  # which a second server on the host would take over
+    # /metrics sums every worker's counts: prometheus_client's multiprocess mode, in a fresh directory per server
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clinlinker-metrics-")
     sys.stdout.flush()
     os.execv(gunicorn, argv)
     return 0  # not reached
@@ -459,6 +478,23 @@ def cmd_export(args) -> int:
     return 1 if problems and args.strict else 0
 
 
+def cmd_sync(args) -> int:
+    from backend.config import BackendConfig
+    from backend.resync import resync_project
+    from backend.store import Store
+
+    if not args.token:
+        raise ClinlinkerError("--token (or $LABEL_STUDIO_API_KEY) is required")
+    config = BackendConfig.from_env()
+    store = Store(args.database_url, args.data_dir)
+    print(f"clinlinker sync: store {store.kind} at {store.location}", file=sys.stderr)
+    report = resync_project(store, config, args.url, args.token, str(args.project))
+    for refused in report["refused"]:
+        print(f"clinlinker sync: refused {refused}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in report.items() if k != "refused"} | {"refused": len(report["refused"])}))
+    return 0
+
+
 def cmd_ls_project(args) -> int:
     from backend.ls_project import create_project
 
@@ -477,7 +513,7 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
-COMMANDS = {"ls-project": cmd_ls_project, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export}
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Every accepted link (mention text -> code) makes the mention a synonym of that c
 - a mention close to a learned wording lifts that concept to the similarity of the two (same encoder as the
   index, so a learned term counts like a gazetteer term).
 
-The layer is rebuilt from the full list of accepted links (`replace`), so a corrected or removed link
-stops counting at once. NO_CODE, composite (A+B) and codes outside the knowledge base never become synonyms;
+The layer follows the accepted links incrementally (`apply` adds and removes (mention, code) pairs; only the new
+wordings are encoded), so a corrected or removed link stops counting at once and a new one costs what it adds,
+however many were learned before; `replace` starts again from a full list. NO_CODE, composite (A+B) and codes outside the knowledge base never become synonyms;
 they are counted in `skipped`. The layer holds no vectors on disk: it is encoded with the encoder of the
 index it serves (the embedding cache makes that cheap), so it can never mix two models.
 
@@ -24,6 +25,7 @@ from dataclasses import replace as dc_replace
 from typing import Iterable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from clinlinker.candidates import Candidate
 from clinlinker.text import fold
@@ -32,49 +34,87 @@ NO_CODE = "NO_CODE"
 
 
 class LearnedTerms:
+    CONSOLIDATE_AFTER = 16  # vector blocks (one per apply) merged into one past this many
+
     def __init__(self, kb, encoder=None):
         self.kb = kb
         self.encoder = encoder  # None: exact wording only
-        self.skipped = {"no_code": 0, "composite": 0, "unknown_code": 0, "empty": 0}
+        self.skipped = dict.fromkeys(("no_code", "composite", "unknown_code", "empty"), 0)
         self._lock = threading.Lock()
-        # one immutable snapshot, swapped whole: searches never see half an update
-        self._state = ({}, [], [], None)  # exact: fold -> [(code, count, wording)], terms, codes, vectors
+        self._counts: dict = {}  # (folded wording, code) -> accepted links
+        self._wording: dict = {}  # (folded wording, code) -> the first wording seen
+        self._row: dict = {}  # (folded wording, code) -> row of its vector (rows are never reused for another)
+        self._terms: list[str] = []
+        self._codes: list[str] = []
+        self._exact: dict = {}  # folded wording -> [(code, count, wording)], most accepted first
+        self._by_key: dict = {}  # folded wording -> codes accepted for it
+        # what searches read, swapped whole: (exact, codes, terms, alive mask, vector blocks, rows)
+        self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0)
 
     def __len__(self) -> int:
-        return len(self._state[1])
+        return int(self._state[3].sum())
 
     def replace(self, links: Iterable[tuple[str, str]]) -> "LearnedTerms":
-        """Rebuild from (mention text, code) pairs: the accepted links as they stand now."""
-        skipped = dict.fromkeys(self.skipped, 0)
-        counts: Counter = Counter()
-        wording: dict = {}
-        for text, code in links:
-            code = (code or "").strip()
-            text = " ".join(str(text or "").split())
-            if not text:
-                skipped["empty"] += 1
-            elif code == NO_CODE:
-                skipped["no_code"] += 1
-            elif "+" in code:
-                skipped["composite"] += 1
-            elif code not in self.kb:
-                skipped["unknown_code"] += 1
-            else:
-                key = fold(text)
-                counts[(key, code)] += 1
-                wording.setdefault((key, code), text)
-        exact: dict = {}
-        for (key, code), n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-            exact.setdefault(key, []).append((code, n, wording[(key, code)]))
-        terms = [wording[key_code] for key_code in sorted(counts)]
-        codes = [code for _, code in sorted(counts)]
-        vectors = None
-        if terms and self.encoder is not None:
-            vectors = self.encoder.encode(terms)
+        """Start again from (mention text, code) pairs: the accepted links as they stand now."""
         with self._lock:
-            self._state = (exact, terms, codes, vectors)
-            self.skipped = skipped
+            self.skipped = dict.fromkeys(self.skipped, 0)
+            self._counts, self._wording, self._row, self._terms, self._codes = {}, {}, {}, [], []
+            self._exact, self._by_key = {}, {}
+            self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0)
+        return self.apply((text, code, 1) for text, code in links)
+
+    def apply(self, changes: Iterable[tuple[str, str, int]]) -> "LearnedTerms":
+        """Add (delta > 0) or remove (delta < 0) accepted links (mention text, code, delta)."""
+        with self._lock:
+            touched = set()
+            for text, code, delta in changes:
+                code = (code or "").strip()
+                text = " ".join(str(text or "").split())
+                reason = ("empty" if not text else "no_code" if code == NO_CODE else "composite" if "+" in code
+                          else "unknown_code" if code not in self.kb else None)
+                if reason:
+                    self.skipped[reason] = max(0, self.skipped[reason] + delta)
+                    continue
+                pair = (fold(text), code)
+                count = self._counts.get(pair, 0) + delta
+                if count > 0:
+                    self._counts[pair] = count
+                    self._wording.setdefault(pair, text)
+                    self._by_key.setdefault(pair[0], set()).add(code)
+                else:
+                    self._counts.pop(pair, None)
+                touched.add(pair)
+            if not touched:
+                return self
+            exact, codes, terms, alive, blocks, rows = self._state
+            fresh = [pair for pair in sorted(touched) if pair in self._counts and pair not in self._row]
+            for pair in fresh:
+                self._row[pair] = len(self._terms)
+                self._terms.append(self._wording[pair])
+                self._codes.append(pair[1])
+            alive = np.concatenate([alive, np.zeros(len(fresh), dtype=bool)]) if fresh else alive.copy()
+            for pair in touched:
+                if pair in self._row:
+                    alive[self._row[pair]] = pair in self._counts
+            blocks = list(blocks)
+            if fresh and self.encoder is not None:
+                blocks.append(self.encoder.encode([self._wording[pair] for pair in fresh]))
+                if len(blocks) > self.CONSOLIDATE_AFTER:
+                    blocks = [sp.vstack(blocks).tocsr() if sp.issparse(blocks[0]) else np.vstack(blocks)]
+            for key in {key for key, _ in touched}:
+                entries = self._entries(key)
+                if entries:
+                    self._exact[key] = entries
+                else:
+                    self._exact.pop(key, None)
+            self._state = (self._exact, self._codes, self._terms, alive, tuple(blocks), len(self._terms))
         return self
+
+    def _entries(self, key: str) -> list[tuple[str, int, str]]:
+        """The codes accepted for one folded wording, most accepted first."""
+        return sorted(((code, self._counts[(key, code)], self._wording[(key, code)])
+                       for code in self._by_key.get(key, ()) if (key, code) in self._counts),
+                      key=lambda e: (-e[1], e[0]))
 
     def merge(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int,
               allowed=None) -> list[list[Candidate]]:
@@ -83,16 +123,21 @@ class LearnedTerms:
         allowed: an optional boolean mask over concepts (the mentions' label's part of the knowledge base).
         A wording coders accepted before is the coders' own decision and always comes first; a merely similar
         learned wording lifts only concepts of the allowed part. At equal scores a learned wording goes before a
-        gazetteer term, then the index's own order.
+        gazetteer term, then the index's own order. Only the most similar learned wordings are looked at: as many
+        as it takes to find k concepts (no further one could enter the list).
         """
-        exact, terms, codes, vectors = self._state
-        if not terms:
+        exact, codes, terms, alive, blocks, rows = self._state
+        if not rows or not alive.any():
             return [list(c) for c in found]
         sims = None
-        if vectors is not None:
+        if blocks:
             queries = self.encoder.encode(list(mentions))
-            sims = queries @ vectors.T
-            sims = sims.toarray() if hasattr(sims, "toarray") else np.asarray(sims)
+            parts = []
+            for block in blocks:
+                part = queries @ block.T
+                parts.append(part.toarray() if hasattr(part, "toarray") else np.asarray(part))
+            sims = np.hstack(parts) if len(parts) > 1 else parts[0]
+            sims = np.where(alive[:sims.shape[1]], sims, 0.0)
         out = []
         for i, (mention, cands) in enumerate(zip(mentions, found)):
             best = {c.code: c for c in cands}
@@ -102,11 +147,9 @@ class LearnedTerms:
                 best[code] = self._candidate(code, text, 1.0)
             firsts = [code for code, _, _ in accepted]
             if sims is not None:
-                for j in np.flatnonzero(sims[i] > 0):
+                for j in _most_similar(sims[i], codes, k, skip=set(firsts), allowed=allowed, kb=self.kb):
                     score = round(min(1.0, float(sims[i, j])), 6)
                     code = codes[j]
-                    if code in firsts or (allowed is not None and not allowed[self.kb.index_of(code)]):
-                        continue
                     if code not in best or best[code].score <= score:
                         best[code] = self._candidate(code, terms[j], score)
             order = firsts + sorted((c for c in best if c not in firsts),
@@ -120,5 +163,31 @@ class LearnedTerms:
                             evidence="learned")
 
     def describe(self) -> dict:
-        exact, terms, _, _ = self._state
-        return {"terms": len(terms), "wordings": len(exact), "skipped": dict(self.skipped)}
+        exact = self._state[0]
+        return {"terms": len(self), "wordings": len(exact), "skipped": dict(self.skipped)}
+
+
+def _most_similar(row: np.ndarray, codes: list[str], k: int, *, skip: set, allowed, kb) -> list[int]:
+    """Rows of the learned wordings worth looking at for one mention, most similar first: enough of them to hold k
+    distinct allowed concepts (not in `skip`); a concept further down could not enter a list of k."""
+    positive = int((row > 0).sum())
+    if not positive:
+        return []
+    take = min(positive, max(8 * k, 64))
+    while True:
+        top = np.argpartition(-row, take - 1)[:take] if take < row.shape[0] else np.arange(row.shape[0])
+        top = top[np.argsort(-row[top], kind="stable")]
+        out, seen = [], set()
+        for j in top:
+            if row[j] <= 0:
+                break
+            code = codes[j]
+            if code in skip or (allowed is not None and not allowed[kb.index_of(code)]):
+                continue
+            out.append(int(j))
+            seen.add(code)
+            if len(seen) >= k:
+                return out
+        if take >= positive:
+            return out
+        take = min(positive, take * 4)

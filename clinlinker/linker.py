@@ -63,9 +63,13 @@ class Linker:
         return self._masks.get(label) if label else None
 
     def link(self, mentions: Sequence[str], k: int | None = None,
-             labels: Sequence[str | None] | None = None) -> list[list[Candidate]]:
+             labels: Sequence[str | None] | None = None, learned=...) -> list[list[Candidate]]:
         """Candidates for each mention, best first: at most k distinct codes each, from the label's part of the
-        knowledge base when `labels` (one per mention, None for none) names a routed label."""
+        knowledge base when `labels` (one per mention, None for none) names a routed label.
+
+        learned: the learned-terms layer to search beside the index (e.g. one project's); default, the linker's own.
+        """
+        learned = self.learned if learned is ... else learned
         k = self.top_k if k is None else k
         if k < 1:
             raise ClinlinkerError(f"k must be at least 1, got {k}")
@@ -88,8 +92,8 @@ class Linker:
             group = [text for text, lab in unique if lab == label]
             allowed = self.allowed(label)
             results = self.index.search(group, k, allowed=allowed)
-            if self.learned is not None and len(self.learned):
-                results = self.learned.merge(group, results, k, allowed=allowed)
+            if learned is not None and len(learned):
+                results = learned.merge(group, results, k, allowed=allowed)
             if self.hierarchy_fill and self.kb.has_hierarchy:
                 results = [self._fill(cands, k, allowed) for cands in results]
             found.update(((text, label), cands) for text, cands in zip(group, results))

@@ -1,5 +1,6 @@
-"""The review loop: accepted links become synonyms at once; fine-tuning runs in the background and is
-hot-swapped in; failures and restarts never lose events or stop serving."""
+"""The review loop: accepted links become synonyms at once (in every process over the same store of record);
+fine-tuning runs in the background and is hot-swapped in; failures and restarts never lose events or stop
+serving."""
 
 import json
 import shutil
@@ -11,19 +12,20 @@ import pytest
 from backend.app import create_app, load_model
 from backend.config import BackendConfig
 from backend.regions import NO_CODE_LEAF
-from backend.worker import EventWorker
 from clinlinker.index import build_index, save_index
 from tests.backend.test_export import TEXT, region
 
 MENTION = {"start": 13, "end": 19, "label": "SINTOMA"}  # "fiebre"
 
 
-def annotation_event(code_leaf, action="ANNOTATION_CREATED", task_id=7, annotation_id=70):
+def annotation_event(code_leaf, action="ANNOTATION_CREATED", task_id=7, annotation_id=70, updated_at=None,
+                     project=3):
     result = region("a", 13, 19, "SINTOMA", taxonomy=[["fiebre [13-19]", code_leaf]], relation="EXACT")
-    return {"action": action, "project": {"id": 3},
-            "task": {"id": task_id, "data": {"text": TEXT, "doc_id": "caso.txt"}},
-            "annotation": {"id": annotation_id, "task": task_id, "project": 3, "was_cancelled": False,
-                           "result": result}}
+    annotation = {"id": annotation_id, "task": task_id, "project": project, "was_cancelled": False, "result": result}
+    if updated_at:
+        annotation["updated_at"] = updated_at
+    return {"action": action, "project": {"id": project},
+            "task": {"id": task_id, "data": {"text": TEXT, "doc_id": "caso.txt"}}, "annotation": annotation}
 
 
 def deleted_event(task_id=7, annotation_id=70):
@@ -32,34 +34,32 @@ def deleted_event(task_id=7, annotation_id=70):
 
 
 class Backend:
-    """One backend process (app + its store), with the event worker driven by hand."""
+    """One backend process (app + its store of record)."""
 
     def __init__(self, config):
         self.config = config
         self.model, self.info = load_model(config)
         self.client = create_app(config, self.model, self.info).test_client()
-        self.worker = EventWorker(self.info["store"], retrainer=self.info["retrainer"])
 
     def send(self, event):
         reply = self.client.post("/webhook", json=event)
         assert reply.status_code == 200, reply.get_json()
+        return reply.get_json()
 
-    def ranked(self, text=TEXT, mention=MENTION):
-        reply = self.client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text, "doc_id": "x",
-                                                                                 "mentions": [mention]}}]})
+    def ranked(self, text=TEXT, mention=MENTION, project="3.1795651414"):
+        reply = self.client.post("/predict", json={"project": project, "tasks": [
+            {"id": 1, "data": {"text": text, "doc_id": "x", "mentions": [mention]}}]})
         assert reply.status_code == 200, reply.get_json()
-        stored = self.info["store"].get_document("x")
+        stored = self.info["store"].get_candidates(project.split(".")[0], "x")
         return [c["code"] for c in stored[0]["candidates"]], reply.get_json()
 
     def health(self):
         return self.client.get("/health").get_json()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def config(request, tmp_path, redis_url):
-    return BackendConfig(data_dir=str(tmp_path / "var"), worker=False,
-                         redis_url=redis_url if request.param == "redis" else None,
-                         cache_prefix=f"t{time.time_ns()}:")
+@pytest.fixture
+def config(tmp_path, database_url):
+    return BackendConfig(data_dir=str(tmp_path / "var"), worker=False, database_url=database_url)
 
 
 def leaf(backend, code):
@@ -71,15 +71,14 @@ def test_accepted_code_is_learned_used_and_shared(config):
     before, _ = a.ranked()
     assert len(before) >= 6
     target = before[5]  # the coder picks the 6th candidate
-    a.send(annotation_event(leaf(a, target)))
-    assert a.ranked()[0][0] == before[0]  # not yet: the worker has not run
-    assert a.worker.run_once() == 1
+    b = Backend(config)  # a second backend process over the same store of record, already serving
+    assert b.ranked()[0][0] == before[0]
+    assert a.send(annotation_event(leaf(a, target)))["outcomes"] == {"applied": 1}  # stored before the answer
+    assert a.health()["learned_terms"]["terms"] == 1  # /health shows it at once, before any prediction
     after, reply = a.ranked()
     assert after[0] == target and len(set(after)) == len(after) == len(before)
-    assert a.health()["learned_terms"]["terms"] == 1
-    # a second backend process over the same store (SQLite file or Redis) serves the synonym too
-    b = Backend(config)
-    assert b.ranked()[0][0] == target
+    assert b.ranked()[0][0] == target  # the other process applies the change on its next request
+    assert b.ranked(project="4.1795651999")[0][0] == before[0]  # another Label Studio project learns its own
     # and the same wording elsewhere, in another case, with other case and accents
     text = "Refiere FIÉBRE desde ayer."
     assert b.ranked(text, {"start": 8, "end": 14, "label": "SINTOMA"})[0][0] == target
@@ -88,14 +87,19 @@ def test_accepted_code_is_learned_used_and_shared(config):
 def test_correction_and_deletion_undo_the_synonym(config):
     a = Backend(config)
     before, _ = a.ranked()
-    a.send(annotation_event(leaf(a, before[5])))
-    a.worker.run_once()
-    a.send(annotation_event(leaf(a, before[3]), action="ANNOTATION_UPDATED"))
-    a.worker.run_once()
+    a.send(annotation_event(leaf(a, before[5]), updated_at="2026-11-25T10:00:00Z"))
+    a.send(annotation_event(leaf(a, before[3]), action="ANNOTATION_UPDATED", updated_at="2026-11-25T10:05:00Z"))
     after, _ = a.ranked()
     assert after[0] == before[3] and after.index(before[5]) > 0
+    # the first version again, arriving late (a retry, a second worker): older, so it changes nothing
+    late = a.send(annotation_event(leaf(a, before[5]), updated_at="2026-11-25T10:00:00Z"))
+    assert late["outcomes"] == {"stale": 1}
+    assert a.ranked()[0][0] == before[3]
     a.send(deleted_event())
-    a.worker.run_once()
+    assert a.ranked()[0] == before
+    # after the deletion no version of it comes back
+    assert a.send(annotation_event(leaf(a, before[5]), action="ANNOTATION_UPDATED",
+                                   updated_at="2026-11-26T00:00:00Z"))["outcomes"] == {"gone": 1}
     assert a.ranked()[0] == before
 
 
@@ -103,19 +107,17 @@ def test_no_code_is_never_learned(config):
     a = Backend(config)
     before, _ = a.ranked()
     a.send(annotation_event(NO_CODE_LEAF))
-    assert a.worker.run_once() == 1
     assert a.info["store"].accepted_count() == 1  # kept as an accepted NO_CODE link (exported)...
     assert a.ranked()[0] == before  # ...but no synonym
     assert a.health()["learned_terms"]["skipped"]["no_code"] == 1
 
 
-def test_events_survive_a_restart_between_webhook_and_worker(config):
+def test_accepted_links_survive_a_restart(config):
     first = Backend(config)
     before, _ = first.ranked()
     first.send(annotation_event(leaf(first, before[4])))
-    del first  # the process ends before any worker ran
+    del first
     second = Backend(config)
-    assert second.worker.run_once() == 1
     assert second.ranked()[0][0] == before[4]
 
 
@@ -184,7 +186,6 @@ def test_training_request_fine_tunes_and_hot_swaps(tmp_path, tiny_dense_index, r
     before, _ = a.ranked()
     a.send(annotation_event(leaf(a, before[2])))
     assert a.client.post("/train", json={"project": 3}).status_code == 200
-    assert a.worker.run_once() == 2
     a.info["retrainer"].wait(300)
     health = a.health()
     assert health["training"]["status"] == "done", health["training"]
@@ -211,7 +212,6 @@ def test_failed_training_leaves_the_old_model_serving(tmp_path, tiny_dense_index
     for weights in model_dir.glob("*.safetensors"):
         weights.unlink()  # the base model's weights vanish: the training job cannot load it
     assert a.client.post("/train", json={}).status_code == 200
-    a.worker.run_once()
     a.info["retrainer"].wait(300)
     health = a.health()
     assert health["training"]["status"] == "failed"
@@ -224,7 +224,6 @@ def test_lexical_engine_says_training_is_unavailable(tmp_path):
     a = Backend(BackendConfig(data_dir=str(tmp_path / "var"), worker=False))
     reply = a.client.post("/train", json={})
     assert reply.status_code == 409 and "lexical" in reply.get_json()["error"]  # not a 200 that never runs
-    assert a.worker.run_once() == 0  # nothing was queued
     training = a.health()["training"]
     assert training["available"] is False and "lexical" in training["reason"]
 
@@ -238,7 +237,6 @@ def test_an_untouched_pre_annotation_is_learned_only_when_configured(config, lea
     for item in event["annotation"]["result"]:
         item["origin"] = "prediction"  # the coder submitted without touching this region
     a.send(event)
-    assert a.worker.run_once() == 1
     assert a.health()["accepted_links"] == 1  # stored either way: it is what the coder submitted
     assert (a.ranked()[0][0] == before[3]) is learn_untouched
 

@@ -132,22 +132,36 @@ def test_our_labeling_configs_are_understood(client):
         assert client.post("/setup", json={"schema": body["label_config"]}).status_code == 200
 
 
-def test_webhooks_are_recorded_and_train_says_why_it_cannot(client, app):
+def metric_values(client) -> dict:
+    """{(name, labels...): value} from /metrics (Prometheus text format)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    reply = client.get("/metrics")
+    assert reply.status_code == 200 and reply.mimetype == "text/plain"
+    return {(sample.name, *sorted(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(reply.get_data(as_text=True)) for sample in family.samples}
+
+
+def test_webhooks_are_stored_and_train_says_why_it_cannot(client, app):
     for name in ("webhook_annotation_created.json", "webhook_annotation_updated.json", "webhook_tasks_created.json"):
         reply = client.post("/webhook", json=capture(name))
-        assert reply.status_code == 200 and reply.get_json()["status"] == "queued"
+        assert reply.status_code == 200
+    assert reply.get_json()["status"] == "ignored"  # TASKS_CREATED: nothing to learn
     assert client.post("/train", json={"project": 1}).status_code == 409  # the demo's lexical engine cannot train
-    events = client.get("/metrics").get_json()["events"]
-    assert events["ANNOTATION_UPDATED"]["received"] == 1
-    assert "START_TRAINING" not in events
+    values = metric_values(client)
+    assert values[("clinlinker_webhooks_total", ("action", "ANNOTATION_UPDATED"), ("outcome", "applied"))] == 1
+    assert values[("clinlinker_webhooks_total", ("action", "TASKS_CREATED"), ("outcome", "received"))] == 1
+    assert not any(key[0] == "clinlinker_webhooks_total" and ("action", "START_TRAINING") in key for key in values)
+    assert values[("clinlinker_store_up",)] == 1
 
 
 def test_versions_and_metrics(client):
     client.post("/predict", json={"tasks": [task()]})
     assert client.get("/versions").get_json()["versions"] == [client.get("/health").get_json()["model_version"]]
-    metrics = client.get("/metrics").get_json()
-    assert metrics["predict_requests"] == 1 and metrics["tasks"] == 1 and metrics["spans"] == 3
-    assert metrics["predict_latency_ms"]["n"] == 1
+    values = metric_values(client)
+    assert values[("clinlinker_predict_requests_total",)] == 1 and values[("clinlinker_predict_tasks_total",)] == 1
+    assert values[("clinlinker_predict_spans_total",)] == 3
+    assert values[("clinlinker_predict_seconds_count",)] == 1
 
 
 def test_search_over_the_whole_kb(client):

@@ -1,0 +1,100 @@
+"""The learned terms of each Label Studio project, kept up to date from the store's ordered log of link changes.
+
+Every serving process holds one LearnedTerms layer per project (or one for all, CLINLINKER_LEARN_ACROSS_PROJECTS)
+for the linker it serves. `sync` reads the changes committed since the last one it applied (one indexed query)
+and applies them: a new accepted link costs what it adds, however many were accepted before. A process that
+starts, swaps to a fine-tuned model, or finds that the log was compacted past its position rebuilds the layers
+from one snapshot of the accepted links.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+
+from clinlinker.learned import LearnedTerms
+
+from backend.store import reviewed
+
+log = logging.getLogger(__name__)
+ALL_PROJECTS = "*"
+
+
+class LearnedLayers:
+    def __init__(self, store, *, untouched: bool = False, across_projects: bool = False):
+        self.store = store
+        self.untouched = untouched
+        self.across_projects = across_projects
+        self._lock = threading.Lock()
+        self._linker = None
+        self._layers: dict[str, LearnedTerms] = {}
+        self._seq = -1
+        self.rebuilds = 0
+
+    def key(self, project: str | None) -> str | None:
+        if self.across_projects:
+            return ALL_PROJECTS
+        return project
+
+    def layer(self, project: str | None) -> LearnedTerms | None:
+        key = self.key(project)
+        return self._layers.get(key) if key is not None else None
+
+    def sync(self, linker) -> None:
+        """Bring the layers of `linker` up to the store's accepted links. A store outage keeps them as they were."""
+        try:
+            with self._lock:
+                if linker is not self._linker:
+                    self._rebuild(linker)
+                    return
+                changes = self.store.changes_since(self._seq)
+                if changes is None:
+                    log.info("the link-change log was compacted past this process's position: rebuilding")
+                    self._rebuild(linker)
+                    return
+                if changes:
+                    self._apply(linker, changes)
+        except Exception as exc:  # noqa: BLE001 - serving goes on with what was learned
+            log.warning("cannot update the learned terms (%s: %s); serving them as they were", type(exc).__name__,
+                        str(exc).splitlines()[0][:300])
+
+    def _new(self, linker) -> LearnedTerms:
+        return LearnedTerms(linker.index.kb, linker.index.encoder)
+
+    def _rebuild(self, linker) -> None:
+        seq, rows = self.store.learned_snapshot()
+        pairs = defaultdict(list)
+        for project, span, code, origin in rows:
+            if reviewed(origin, self.untouched):
+                pairs[self.key(project)].append((span or "", code or ""))
+        self._layers = {key: self._new(linker).replace(items) for key, items in pairs.items()}
+        self._linker = linker
+        self._seq = seq
+        self.rebuilds += 1
+        if rows:
+            log.info("learned terms: %s", self.describe())
+
+    def _apply(self, linker, changes) -> None:
+        per_key = defaultdict(list)
+        for seq, project, span, code, origin, delta in changes:
+            if reviewed(origin, self.untouched):
+                per_key[self.key(project)].append((span, code, delta))
+            self._seq = seq
+        for key, items in per_key.items():
+            layer = self._layers.get(key)
+            if layer is None:
+                layer = self._layers[key] = self._new(linker)
+            layer.apply(items)
+
+    def describe(self) -> dict:
+        layers = dict(self._layers)
+        total = {"terms": 0, "wordings": 0, "skipped": {}}
+        for layer in layers.values():
+            d = layer.describe()
+            total["terms"] += d["terms"]
+            total["wordings"] += d["wordings"]
+            for reason, n in d["skipped"].items():
+                total["skipped"][reason] = total["skipped"].get(reason, 0) + n
+        return {**total, "projects": {key: layer.describe() for key, layer in sorted(layers.items())},
+                "shared_across_projects": self.across_projects, "position": self._seq}

@@ -1,0 +1,481 @@
+"""The backend's store of record: every fact it keeps, in one database.
+
+SQLite (a file in CLINLINKER_DATA_DIR) by default; PostgreSQL when CLINLINKER_DATABASE_URL names one (several
+processes or hosts, the deployment Label Studio recommends for teams). One code path for both, through SQLAlchemy
+Core. Redis is only a cache (embeddings): nothing lives only there.
+
+Facts:
+- `annotations`: one row per Label Studio annotation (project, task, annotation) with the version it was accepted
+  at (Label Studio's `updated_at`), its state (accepted, cancelled, deleted: a tombstone) and the annotation as
+  received. A version older than the stored one is stale and changes nothing; a repeat is a no-op; a deletion is
+  final. Whatever the arrival order, the newest version wins.
+- `links`: the accepted links derived from the stored annotations (rebuilt on every accepted version).
+- `link_changes`: an ordered log of +1/-1 (mention, code) changes, so that every serving process updates its
+  learned terms incrementally. Sequence numbers are handed out under a row lock (counter `link_seq`), so they
+  commit in order and have no gaps; a process that finds a gap (the log was compacted) rebuilds from `links`.
+- `candidate_lists`: the candidates shown per mention of a document (per project), read by the picker; they
+  expire (CLINLINKER_CANDIDATES_TTL_DAYS).
+- `projects`: what Label Studio's /setup said about a project (its address and access token, for a resync).
+- `counters`: webhook and intake counts, shared by every process (so /metrics is the same whichever answers).
+- `meta`: small shared facts (the published fine-tuned index, the last training's state, the schema version).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, create_engine, delete,
+                        event, func, inspect, select, text, update)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from backend.regions import UNTOUCHED
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = "2"
+DELETED_VERSION = "~"  # sorts after every timestamp version: a deletion is final
+
+
+def reviewed(origin: str | None, untouched: bool = False) -> bool:
+    """Whether an accepted link teaches the assistant: a code the coder changed or gave (or of unknown origin);
+    a pre-annotation left untouched only when `untouched` (CLINLINKER_LEARN_UNTOUCHED)."""
+    return untouched or origin != UNTOUCHED
+
+
+metadata = MetaData()
+meta_t = Table("meta", metadata, Column("key", String(200), primary_key=True), Column("value", Text, nullable=False))
+counters_t = Table("counters", metadata, Column("name", String(200), primary_key=True),
+                   Column("value", BigInteger, nullable=False))
+annotations_t = Table(
+    "annotations", metadata,
+    Column("project", String(64), primary_key=True), Column("task", String(64), primary_key=True),
+    Column("annotation", String(64), primary_key=True),
+    Column("version", String(40), nullable=False),  # sortable: updated_at as fixed-width epoch seconds, or "~"
+    Column("updated_at", String(64)),  # as Label Studio wrote it
+    Column("state", String(16), nullable=False),  # accepted | cancelled | deleted
+    Column("body", Text),  # {"task": {"id", "data"}, "annotation": {...}}: what the links are derived from
+    Column("received", Float, nullable=False))
+links_t = Table(
+    "links", metadata,
+    Column("project", String(64), primary_key=True), Column("task", String(64), primary_key=True),
+    Column("annotation", String(64), primary_key=True), Column("region", String(200), primary_key=True),
+    Column("filename", Text), Column("label", Text), Column("start", Integer), Column("end", Integer),
+    Column("span", Text), Column("code", Text), Column("semantic_rel", Text), Column("origin", String(32)),
+    Column("updated", Float, nullable=False))
+changes_t = Table(
+    "link_changes", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("project", String(64), nullable=False), Column("span", Text, nullable=False),
+    Column("code", Text, nullable=False), Column("origin", String(32)), Column("delta", Integer, nullable=False),
+    Column("at", Float, nullable=False))
+candidates_t = Table(
+    "candidate_lists", metadata,
+    Column("project", String(64), primary_key=True), Column("doc", String(400), primary_key=True),
+    Column("node", String(1000), primary_key=True), Column("payload", Text, nullable=False),
+    Column("stored", Float, nullable=False),
+    Index("candidate_lists_stored", "stored"))
+projects_t = Table(
+    "projects", metadata,
+    Column("project", String(64), primary_key=True), Column("hostname", Text), Column("access_token", Text),
+    Column("updated", Float, nullable=False))
+
+
+def version_of(updated_at, fallback: float) -> str:
+    """A sortable version from Label Studio's `updated_at` (ISO 8601); `fallback` (epoch) when it has none."""
+    seconds = fallback
+    if isinstance(updated_at, str) and updated_at:
+        try:
+            seconds = datetime.fromisoformat(updated_at.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    elif isinstance(updated_at, (int, float)) and not isinstance(updated_at, bool) and math.isfinite(updated_at):
+        seconds = float(updated_at)
+    return f"{max(0.0, seconds):020.6f}"
+
+
+@dataclass
+class Applied:
+    outcome: str  # applied | stale | duplicate | deleted | gone (deleted before)
+    links: int = 0
+    changes: int = 0
+
+
+class Store:
+    def __init__(self, url: str | None = None, data_dir: str | Path = "var", *, candidates_ttl_days: float = 30.0,
+                 keep_changes: int = 200_000):
+        self.data_dir = Path(data_dir).resolve()
+        if not url:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{self.data_dir / 'backend.sqlite3'}"
+        self.url = make_url(url)
+        self.kind = "sqlite" if self.url.get_backend_name() == "sqlite" else self.url.get_backend_name()
+        self.candidates_ttl = candidates_ttl_days * 86400
+        self.keep_changes = keep_changes
+        self.engine = self._engine()
+        self._lock = threading.Lock()
+        self.migrate()
+
+    # --- connection -----------------------------------------------------------------------------
+
+    def _engine(self) -> Engine:
+        if self.kind == "sqlite":
+            engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_connect(dbapi_connection, _record):
+                dbapi_connection.isolation_level = None  # transactions are begun below, as SQLAlchemy's docs show
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn):
+                # a writer takes the write lock at once: two writers never deadlock upgrading a read lock
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("write", False) else "BEGIN")
+
+            return engine
+        return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                             connect_args={"connect_timeout": 5} if self.kind == "postgresql" else {})
+
+    @contextmanager
+    def _write(self):
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self, snapshot: bool = False):
+        with self.engine.connect() as conn:
+            if snapshot and self.kind == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @property
+    def location(self) -> str:
+        """Where the facts are: the SQLite file's absolute path, or the database URL without its password."""
+        if self.kind == "sqlite":
+            return str(Path(self.url.database).resolve())
+        return self.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- schema ---------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the tables; carry over a data directory written by an earlier version (SQLite, schema 1)."""
+        with self._lock:
+            legacy = self.kind == "sqlite" and "accepted_links" in inspect(self.engine).get_table_names()
+            metadata.create_all(self.engine)
+            with self._write() as conn:
+                if conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).first() is None:
+                    conn.execute(counters_t.insert().values(name="link_seq", value=0))
+                if legacy:
+                    self._migrate_v1(conn)
+                self._set_meta(conn, "schema_version", SCHEMA_VERSION)
+
+    def _migrate_v1(self, conn) -> None:
+        """Schema 1 kept accepted links per (project, task, region), documents by name, events in a table."""
+        now = time.time()
+        rows = conn.execute(text("SELECT project, task, region, annotation, filename, label, start, end, span, code, "
+                                 "semantic_rel, updated, origin FROM accepted_links")).mappings().all()
+        by_annotation: dict = {}
+        for row in rows:
+            key = (row["project"], row["task"], row["annotation"] or f"task-{row['task']}")
+            by_annotation.setdefault(key, []).append(row)
+        for (project, task, annotation), items in by_annotation.items():
+            version = version_of(None, max(r["updated"] for r in items))
+            conn.execute(annotations_t.insert().values(project=project, task=task, annotation=annotation,
+                                                       version=version, updated_at=None, state="accepted", body=None,
+                                                       received=now))
+            links = [{k: r[k] for k in ("region", "filename", "label", "start", "end", "span", "code",
+                                        "semantic_rel", "origin")} for r in items]
+            self._replace_links(conn, project, task, annotation, links, now)
+        docs = conn.execute(text("SELECT doc, node, payload, updated FROM documents")).all()
+        if docs:
+            conn.execute(candidates_t.insert(), [{"project": "", "doc": d, "node": n, "payload": p, "stored": u}
+                                                 for d, n, p, u in docs])
+        pending = conn.execute(text("SELECT action, body FROM events WHERE done IS NULL ORDER BY id")).all()
+        for name in ("accepted_links", "documents", "events"):
+            conn.execute(text(f"ALTER TABLE {name} RENAME TO legacy_{name}"))
+        self._set_meta(conn, "legacy_pending_events", json.dumps([[a, b] for a, b in pending]))
+        log.warning("migrated the data directory from schema 1: %d accepted links of %d annotations, %d candidate "
+                    "lists, %d unprocessed events kept for replay (old tables kept as legacy_*)", len(rows),
+                    len(by_annotation), len(docs), len(pending))
+
+    def take_legacy_events(self) -> list[tuple[str, dict]]:
+        """Events schema 1 had not processed yet (replayed once by the backend on start)."""
+        with self._write() as conn:
+            raw = self._get_meta(conn, "legacy_pending_events")
+            if raw is None:
+                return []
+            conn.execute(delete(meta_t).where(meta_t.c.key == "legacy_pending_events"))
+        out = []
+        for action, body in json.loads(raw):
+            try:
+                out.append((action, json.loads(body)))
+            except ValueError:
+                log.warning("a schema-1 event could not be read and was dropped: %r", body[:200])
+        return out
+
+    # --- counters and meta ----------------------------------------------------------------------
+
+    def _incr(self, conn, name: str, by: int = 1) -> int:
+        value = conn.execute(update(counters_t).where(counters_t.c.name == name)
+                             .values(value=counters_t.c.value + by).returning(counters_t.c.value)).scalar()
+        if value is None:
+            conn.execute(counters_t.insert().values(name=name, value=by))
+            return by
+        return value
+
+    def count(self, name: str, by: int = 1) -> None:
+        with self._write() as conn:
+            self._incr(conn, name, by)
+
+    def counters(self) -> dict[str, int]:
+        with self._read() as conn:
+            return {name: int(value) for name, value in conn.execute(select(counters_t.c.name, counters_t.c.value))}
+
+    @staticmethod
+    def _get_meta(conn, key: str) -> str | None:
+        return conn.execute(select(meta_t.c.value).where(meta_t.c.key == key)).scalar()
+
+    def _set_meta(self, conn, key: str, value: str) -> None:
+        if conn.execute(update(meta_t).where(meta_t.c.key == key).values(value=value)).rowcount == 0:
+            conn.execute(meta_t.insert().values(key=key, value=value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read() as conn:
+            return self._get_meta(conn, key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            self._set_meta(conn, key, value)
+
+    # --- accepted annotations -------------------------------------------------------------------
+
+    def apply_annotation(self, project: str, task: str, annotation: str, *, updated_at, body: dict | None,
+                         links: list[dict], cancelled: bool = False, force: bool = False,
+                         counter: str | None = None) -> Applied:
+        """Accept one version of an annotation: kept only when newer than the stored one (`force`: always, for a
+        resync from Label Studio). Returns what happened; the links and their changes commit together."""
+        now = time.time()
+        version = version_of(updated_at, now)
+        state = "cancelled" if cancelled else "accepted"
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")) if body is not None else None
+        with self._write() as conn:
+            row = conn.execute(select(annotations_t.c.version, annotations_t.c.state).where(
+                annotations_t.c.project == project, annotations_t.c.task == task,
+                annotations_t.c.annotation == annotation).with_for_update()).first()
+            if row is not None and not force:
+                if row.state == "deleted":
+                    outcome = "gone"
+                elif row.version > version:
+                    outcome = "stale"
+                elif row.version == version:
+                    outcome = "duplicate"
+                else:
+                    outcome = None
+                if outcome:
+                    if counter:
+                        self._incr(conn, f"{counter}|{outcome}")
+                    return Applied(outcome)
+            values = {"version": version, "updated_at": updated_at if isinstance(updated_at, str) else None,
+                      "state": state, "body": raw, "received": now}
+            if row is None:
+                conn.execute(annotations_t.insert().values(project=project, task=task, annotation=annotation,
+                                                           **values))
+            else:
+                conn.execute(update(annotations_t).where(
+                    annotations_t.c.project == project, annotations_t.c.task == task,
+                    annotations_t.c.annotation == annotation).values(**values))
+            changes = self._replace_links(conn, project, task, annotation, [] if cancelled else links, now)
+            if counter:
+                self._incr(conn, f"{counter}|applied")
+        return Applied("applied", 0 if cancelled else len(links), changes)
+
+    def delete_annotation(self, project: str, task: str | None, annotation: str, counter: str | None = None) -> Applied:
+        """A tombstone: the annotation's links go, and no later-arriving older version brings them back."""
+        now = time.time()
+        with self._write() as conn:
+            where = [annotations_t.c.project == project, annotations_t.c.annotation == annotation]
+            if task is not None:
+                where.append(annotations_t.c.task == task)
+            rows = conn.execute(select(annotations_t.c.task, annotations_t.c.state).where(*where)
+                                .with_for_update()).all()
+            if rows and all(r.state == "deleted" for r in rows):
+                if counter:
+                    self._incr(conn, f"{counter}|duplicate")
+                return Applied("duplicate")
+            changes = 0
+            for row in rows:
+                changes += self._replace_links(conn, project, row.task, annotation, [], now)
+                conn.execute(update(annotations_t).where(annotations_t.c.project == project,
+                                                         annotations_t.c.task == row.task,
+                                                         annotations_t.c.annotation == annotation)
+                             .values(version=DELETED_VERSION, state="deleted", body=None, received=now))
+            if not rows:
+                if task is None:
+                    task = "?"  # a deletion of an annotation never seen: remembered, so that it stays deleted
+                conn.execute(annotations_t.insert().values(project=project, task=task, annotation=annotation,
+                                                           version=DELETED_VERSION, updated_at=None, state="deleted",
+                                                           body=None, received=now))
+            if counter:
+                self._incr(conn, f"{counter}|deleted")
+        return Applied("deleted", 0, changes)
+
+    def _replace_links(self, conn, project, task, annotation, links: list[dict], now: float) -> int:
+        where = (links_t.c.project == project, links_t.c.task == task, links_t.c.annotation == annotation)
+        old = conn.execute(select(links_t.c.region, links_t.c.span, links_t.c.code, links_t.c.origin,
+                                  links_t.c.filename, links_t.c.label, links_t.c.start, links_t.c.end,
+                                  links_t.c.semantic_rel).where(*where)).mappings().all()
+        fields = ("region", "filename", "label", "start", "end", "span", "code", "semantic_rel", "origin")
+
+        def same(a, b):
+            return all((a.get(f) or None) == (b.get(f) or None) for f in fields)
+
+        by_region = {row["region"]: dict(row) for row in old}
+        new = {str(link["region"]): link for link in links}
+        if len(new) == len(by_region) and all(r in by_region and same(by_region[r], link) for r, link in new.items()):
+            return 0  # the same links: nothing changes (a resync or a repeat)
+        delta: Counter = Counter()
+        for row in old:
+            delta[(row["span"] or "", row["code"] or "", row["origin"] or "")] -= 1
+        for link in new.values():
+            delta[(link.get("span") or "", link.get("code") or "", link.get("origin") or "")] += 1
+        conn.execute(delete(links_t).where(*where))
+        if new:
+            conn.execute(links_t.insert(), [{"project": project, "task": task, "annotation": annotation,
+                                             "region": region, **{f: link.get(f) for f in fields[1:]},
+                                             "updated": now} for region, link in new.items()])
+        changed = [(key, n) for key, n in sorted(delta.items()) if n]
+        if changed:
+            last = self._incr(conn, "link_seq", len(changed))  # row lock: sequence numbers commit in order
+            first = last - len(changed) + 1
+            conn.execute(changes_t.insert(), [
+                {"seq": first + i, "project": project, "span": span, "code": code, "origin": origin or None,
+                 "delta": n, "at": now} for i, ((span, code, origin), n) in enumerate(changed)])
+        return len(changed)
+
+    # --- reading the accepted links -------------------------------------------------------------
+
+    def accepted_links(self, project: str | None = None) -> list[dict]:
+        with self._read() as conn:
+            query = select(links_t).order_by(links_t.c.project, links_t.c.filename, links_t.c.start,
+                                             links_t.c.annotation)
+            if project is not None:
+                query = query.where(links_t.c.project == project)
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def accepted_count(self) -> int:
+        with self._read() as conn:
+            return conn.execute(select(func.count()).select_from(links_t)).scalar() or 0
+
+    def annotation_states(self, project: str) -> dict[tuple[str, str], tuple[str, str]]:
+        """(task, annotation) -> (state, version) of a project's stored annotations."""
+        with self._read() as conn:
+            rows = conn.execute(select(annotations_t.c.task, annotations_t.c.annotation, annotations_t.c.state,
+                                       annotations_t.c.version).where(annotations_t.c.project == project))
+            return {(r.task, r.annotation): (r.state, r.version) for r in rows}
+
+    def learned_snapshot(self) -> tuple[int, list[tuple[str, str, str, str | None]]]:
+        """(sequence number, [(project, mention, code, origin)]) read in one snapshot: the state to start from."""
+        with self._read(snapshot=True) as conn:
+            seq = conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).scalar() or 0
+            rows = conn.execute(select(links_t.c.project, links_t.c.span, links_t.c.code, links_t.c.origin)
+                                .order_by(links_t.c.project, links_t.c.task, links_t.c.annotation,
+                                          links_t.c.region)).all()
+        return int(seq), [tuple(r) for r in rows]
+
+    def link_seq(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).scalar() or 0)
+
+    def changes_since(self, seq: int, limit: int = 20_000) -> list[tuple[int, str, str, str, str | None, int]] | None:
+        """The link changes after `seq`, in order; None when some were compacted away (rebuild from a snapshot)."""
+        with self._read() as conn:
+            rows = conn.execute(select(changes_t.c.seq, changes_t.c.project, changes_t.c.span, changes_t.c.code,
+                                       changes_t.c.origin, changes_t.c.delta).where(changes_t.c.seq > seq)
+                                .order_by(changes_t.c.seq).limit(limit)).all()
+        if rows and rows[0][0] != seq + 1:
+            return None
+        return [tuple(r) for r in rows]
+
+    # --- candidate lists (the picker) -----------------------------------------------------------
+
+    def put_candidates(self, project: str, doc: str, nodes: list[dict]) -> None:
+        now = time.time()
+        rows = {n["node"]: json.dumps(n, ensure_ascii=False, separators=(",", ":")) for n in nodes}
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.execute(delete(candidates_t).where(candidates_t.c.project == project, candidates_t.c.doc == doc,
+                                                    candidates_t.c.node.in_(list(rows))))
+            conn.execute(candidates_t.insert(), [{"project": project, "doc": doc, "node": node, "payload": payload,
+                                                  "stored": now} for node, payload in rows.items()])
+
+    def get_candidates(self, project: str | None, doc: str) -> list[dict]:
+        """A document's candidate lists: of one project, or (no project) the newest per mention of any."""
+        query = select(candidates_t.c.node, candidates_t.c.payload, candidates_t.c.stored).where(
+            candidates_t.c.doc == doc, candidates_t.c.stored >= time.time() - self.candidates_ttl)
+        if project is not None:
+            query = query.where(candidates_t.c.project == project)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(candidates_t.c.stored)).all()
+        newest = {node: payload for node, payload, _ in rows}
+        return [json.loads(payload) for payload in newest.values()]
+
+    # --- projects -------------------------------------------------------------------------------
+
+    def set_project(self, project: str, hostname: str | None, access_token: str | None) -> None:
+        with self._write() as conn:
+            values = {"hostname": hostname, "access_token": access_token, "updated": time.time()}
+            if conn.execute(update(projects_t).where(projects_t.c.project == project).values(**values)).rowcount == 0:
+                conn.execute(projects_t.insert().values(project=project, **values))
+
+    def get_project(self, project: str) -> dict | None:
+        with self._read() as conn:
+            row = conn.execute(select(projects_t).where(projects_t.c.project == project)).mappings().first()
+        return dict(row) if row else None
+
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def compact(self) -> dict:
+        """Drop expired candidate lists and link changes every process has had time to read."""
+        now = time.time()
+        with self._write() as conn:
+            expired = conn.execute(delete(candidates_t).where(candidates_t.c.stored < now - self.candidates_ttl)
+                                   ).rowcount
+            seq = conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).scalar() or 0
+            dropped = conn.execute(delete(changes_t).where(changes_t.c.seq <= seq - self.keep_changes,
+                                                           changes_t.c.at < now - 3600)).rowcount
+        return {"candidate_lists_expired": expired, "link_changes_dropped": dropped}
+
+    def describe(self) -> dict:
+        """What /health shows: where the facts are and how many."""
+        try:
+            with self._read() as conn:
+                count = {}
+                for name, table in (("annotations", annotations_t), ("accepted_links", links_t),
+                                    ("candidate_lists", candidates_t), ("link_changes", changes_t)):
+                    count[name] = conn.execute(select(func.count()).select_from(table)).scalar() or 0
+                deleted = conn.execute(select(func.count()).select_from(annotations_t)
+                                       .where(annotations_t.c.state == "deleted")).scalar() or 0
+        except SQLAlchemyError as exc:
+            return {"kind": self.kind, "location": self.location, "available": False,
+                    "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+        return {"kind": self.kind, "location": self.location, "available": True, **count,
+                "deleted_annotations": deleted}

@@ -36,7 +36,7 @@ from pathlib import Path
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, create_engine, delete,
                         event, func, inspect, select, text, update)
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from backend.regions import UNTOUCHED
 
@@ -134,9 +134,9 @@ class Store:
             def _sqlite_connect(dbapi_connection, _record):
                 dbapi_connection.isolation_level = None  # transactions are begun below, as SQLAlchemy's docs show
                 cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragma may wait for a lock
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-                cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
 
             @event.listens_for(engine, "begin")
@@ -175,9 +175,29 @@ class Store:
 
     # --- schema ---------------------------------------------------------------------------------
 
+    @contextmanager
+    def _migration_lock(self):
+        """One process at a time creates or migrates the schema (gunicorn's workers all start together)."""
+        if self.kind == "sqlite":
+            import fcntl
+
+            with open(Path(self.url.database).with_suffix(".migrate.lock"), "w") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+        elif self.kind == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(4242424242)"))
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(4242424242)"))
+                    conn.commit()
+        else:
+            yield
+
     def migrate(self) -> None:
         """Create the tables; carry over a data directory written by an earlier version (SQLite, schema 1)."""
-        with self._lock:
+        with self._lock, self._migration_lock():
             legacy = self.kind == "sqlite" and "accepted_links" in inspect(self.engine).get_table_names()
             metadata.create_all(self.engine)
             with self._write() as conn:
@@ -242,8 +262,10 @@ class Store:
         return value
 
     def count(self, name: str, by: int = 1) -> None:
-        with self._write() as conn:
-            self._incr(conn, name, by)
+        def work():
+            with self._write() as conn:
+                self._incr(conn, name, by)
+        self._retrying(work)
 
     def counters(self) -> dict[str, int]:
         with self._read() as conn:
@@ -267,11 +289,27 @@ class Store:
 
     # --- accepted annotations -------------------------------------------------------------------
 
+    def _retrying(self, work):
+        """Run a write transaction again when a concurrent writer won a race (two first versions of one annotation
+        inserted at once on PostgreSQL: the loser sees the winner's row on its next try)."""
+        for attempt in range(5):
+            try:
+                return work()
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == 4 or (isinstance(exc, OperationalError) and "deadlock" not in str(exc).lower()
+                                    and "serializ" not in str(exc).lower()):
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+
     def apply_annotation(self, project: str, task: str, annotation: str, *, updated_at, body: dict | None,
                          links: list[dict], cancelled: bool = False, force: bool = False,
                          counter: str | None = None) -> Applied:
         """Accept one version of an annotation: kept only when newer than the stored one (`force`: always, for a
         resync from Label Studio). Returns what happened; the links and their changes commit together."""
+        return self._retrying(lambda: self._apply(project, task, annotation, updated_at, body, links, cancelled,
+                                                  force, counter))
+
+    def _apply(self, project, task, annotation, updated_at, body, links, cancelled, force, counter) -> Applied:
         now = time.time()
         version = version_of(updated_at, now)
         state = "cancelled" if cancelled else "accepted"
@@ -309,6 +347,9 @@ class Store:
 
     def delete_annotation(self, project: str, task: str | None, annotation: str, counter: str | None = None) -> Applied:
         """A tombstone: the annotation's links go, and no later-arriving older version brings them back."""
+        return self._retrying(lambda: self._delete(project, task, annotation, counter))
+
+    def _delete(self, project, task, annotation, counter) -> Applied:
         now = time.time()
         with self._write() as conn:
             where = [annotations_t.c.project == project, annotations_t.c.annotation == annotation]

@@ -81,7 +81,7 @@ class RedisCache:
     backend = "redis"
 
     def __init__(self, url: str, *, prefix: str = "clinlinker:emb:", ttl: int | None = None,
-                 timeout: float = 0.5, retry_after: float = 30.0):
+                 timeout: float = 0.25, retry_after: float = 30.0):
         import redis
 
         self.url = url

@@ -1,0 +1,238 @@
+"""Faults with real processes: `clinlinker serve --workers 2` under concurrent webhooks, killed with SIGKILL mid-load,
+its Redis frozen (SIGSTOP), killed and restarted empty, or down at start. Whatever happens, every webhook that got
+a 200 is in the store of record at its newest version, and serving goes on."""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from backend.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = "Paciente con fiebre y dolor abdominal tras apendicectomía laparoscópica."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`clinlinker serve` in its own process group (so that SIGKILL reaches the master and its workers)."""
+
+    def __init__(self, tmp_path, *, workers=2, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "CLINLINKER_DATA_DIR": str(tmp_path / "var"), "CLINLINKER_LOG_LEVEL": "WARNING",
+                    **(env or {})}
+        self.workers = workers
+        self.log = open(tmp_path / f"server-{self.port}.log", "w")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "clinlinker.cli", "serve", "--port", str(self.port),
+                                      "--workers", str(self.workers)], env=self.env, cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        raise AssertionError("the server did not start: " + Path(self.log.name).read_text()[-3000:])
+
+    def kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def post(self, path, body, timeout=30):
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=30) as reply:
+            return json.loads(reply.read())
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    servers = []
+
+    def make(**kwargs):
+        server = Server(tmp_path, **kwargs)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def update(annotation: int, minute: int, code: str, project: int = 3) -> dict:
+    result = [{"id": "r1", "from_name": "label", "to_name": "text", "type": "labels",
+               "value": {"start": 13, "end": 19, "text": "fiebre", "labels": ["SINTOMA"]}},
+              {"id": "r1", "from_name": "code", "to_name": "text", "type": "textarea",
+               "value": {"start": 13, "end": 19, "text": [code]}}]
+    return {"action": "ANNOTATION_UPDATED", "project": {"id": project},
+            "task": {"id": annotation, "data": {"text": TEXT, "doc_id": f"caso{annotation}"}},
+            "annotation": {"id": annotation, "task": annotation, "project": project, "result": result,
+                           "updated_at": f"2026-11-25T10:{minute:02d}:00.000000Z"}}
+
+
+def final_codes(tmp_path, database_url) -> dict:
+    store = Store(database_url, tmp_path / "var")
+    try:
+        return {int(l["annotation"]): l["code"] for l in store.accepted_links()}
+    finally:
+        store.dispose()
+
+
+def test_two_workers_racing_updates_keep_the_newest(tmp_path, server_factory, database_url):
+    env = {"CLINLINKER_DATABASE_URL": database_url} if database_url else {}
+    server = server_factory(workers=2, env=env).start()
+    events = [update(a, m, f"{a}x{m}") for a in range(40) for m in range(25)]
+    random.Random(11).shuffle(events)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda e: server.post("/webhook", e)[0], events))
+    assert statuses.count(200) == len(events), {s: statuses.count(s) for s in set(statuses)}
+    assert final_codes(tmp_path, database_url) == {a: f"{a}x24" for a in range(40)}  # none stale
+
+
+def test_sigkill_under_load_loses_no_accepted_webhook(tmp_path, server_factory):
+    server = server_factory(workers=2).start()
+    accepted, stop = {}, threading.Event()
+    lock = threading.Lock()
+
+    def send(worker: int):
+        minute = 0
+        while not stop.is_set() and minute < 60:
+            for a in range(worker * 10, worker * 10 + 10):
+                try:
+                    status, _ = server.post("/webhook", update(a, minute, f"{a}x{minute}"), timeout=5)
+                except (urllib.error.URLError, OSError):
+                    return  # the server is gone
+                if status == 200:
+                    with lock:
+                        accepted[a] = max(accepted.get(a, -1), minute)
+            minute += 1
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    server.kill()  # SIGKILL to the master and both workers, mid-load
+    stop.set()
+    for t in threads:
+        t.join()
+    assert accepted, "no webhook was answered before the kill"
+    codes = final_codes(tmp_path, None)
+    for a, minute in accepted.items():  # every acknowledged version (or a newer one sent before the kill) is there
+        assert a in codes and int(codes[a].split("x")[1]) >= minute
+    restarted = server_factory(workers=1).start()
+    assert restarted.get("/health")["accepted_links"] == len(codes)  # nothing pending, nothing to replay
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test alone (it will be frozen and killed)."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp_path)]
+    procs = []
+
+    def start():
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return proc
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    yield f"redis://127.0.0.1:{port}/0", start
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def dense_index_dir(tmp_path, dense_index):
+    from clinlinker.index import save_index
+
+    return save_index(dense_index, tmp_path / "ix")
+
+
+def predict_body(i: int) -> dict:
+    return {"project": "3.1795651414", "tasks": [{"id": i, "data": {"text": TEXT, "doc_id": f"d{i}", "mentions": [
+        {"start": 13, "end": 19, "label": "SINTOMA"}, {"start": 22, "end": 37, "label": "SINTOMA"}]}}]}
+
+
+def test_redis_frozen_killed_and_restarted_empty_costs_nothing_but_speed(tmp_path, server_factory, own_redis,
+                                                                         dense_index_dir):
+    redis_url, start_redis = own_redis
+    redis_proc = start_redis()
+    server = server_factory(workers=2, env={"REDIS_URL": redis_url, "CLINLINKER_INDEX": str(dense_index_dir)}).start()
+    statuses = []
+
+    def load(first: int, n: int):
+        for i in range(first, first + n):
+            statuses.append(server.post("/webhook", update(i, 1, f"{i}x1"))[0])
+            statuses.append(server.post("/predict", predict_body(i))[0])
+
+    load(0, 10)
+    os.kill(redis_proc.pid, signal.SIGSTOP)  # frozen: connections hang instead of failing
+    load(10, 10)
+    os.kill(redis_proc.pid, signal.SIGCONT)
+    redis_proc.kill()  # then gone, and back empty
+    redis_proc.wait()
+    load(20, 10)
+    start_redis()
+    load(30, 10)
+    assert statuses.count(200) == len(statuses) == 80
+    assert final_codes(tmp_path, None) == {i: f"{i}x1" for i in range(40)}
+    health = server.get("/health")
+    assert health["accepted_links"] == 40 and health["store"]["available"] is True
+
+
+def test_redis_down_at_start(tmp_path, server_factory, dense_index_dir):
+    server = server_factory(workers=1, env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+                                            "CLINLINKER_INDEX": str(dense_index_dir)}).start()
+    assert server.post("/webhook", update(1, 1, "1x1"))[0] == 200
+    status, body = server.post("/predict", predict_body(1))
+    assert status == 200 and sum(item["type"] == "taxonomy" for item in body["results"][0]["result"]) == 2
+    health = server.get("/health")
+    assert health["accepted_links"] == 1
+    assert health["status"] == "DEGRADED" and "cache" in health["degraded"]
+    assert health["store"]["kind"] == "sqlite" and Path(health["store"]["location"]).is_absolute()

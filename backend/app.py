@@ -465,7 +465,8 @@ def _surrogate(value, where: str) -> str | None:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            here = f"{where}.{key}" if where else str(key)
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # the message itself must encode
+            here = f"{where}.{name}" if where else name
             found = _surrogate(key, here) if isinstance(key, str) else None
             found = found if found is not None else _surrogate(item, here)
             if found is not None:

@@ -72,3 +72,12 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
     example = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(encoding="utf-8"), re.M))
     assert used <= example, used - example
     assert all("healthcheck" in services[name] for name in ("backend", "redis", "postgres"))
+    # the backend's store of record: its own database on the same PostgreSQL server, created at its first start
+    from sqlalchemy.engine import make_url
+
+    url = make_url(env["CLINLINKER_DATABASE_URL"].replace("${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}", "pw"))
+    assert url.get_backend_name() == "postgresql" and url.host == "postgres" and url.username == \
+        services["postgres"]["environment"]["POSTGRES_USER"]
+    init = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    assert init and f"CREATE DATABASE {url.database};" in (ROOT / init[0].split(":")[0]).read_text()
+    assert "postgres" in backend["depends_on"]

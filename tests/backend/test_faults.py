@@ -2,85 +2,21 @@
 its Redis frozen (SIGSTOP), killed and restarted empty, or down at start. Whatever happens, every webhook that got
 a 200 is in the store of record at its newest version, and serving goes on."""
 
-import json
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from backend.store import Store
+from tests.servers import OwnRedis, Server, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 TEXT = "Paciente con fiebre y dolor abdominal tras apendicectomía laparoscópica."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`clinlinker serve` in its own process group (so that SIGKILL reaches the master and its workers)."""
-
-    def __init__(self, tmp_path, *, workers=2, env=None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CLINLINKER_DATA_DIR": str(tmp_path / "var"), "CLINLINKER_LOG_LEVEL": "WARNING",
-                    **(env or {})}
-        self.workers = workers
-        self.log = open(tmp_path / f"server-{self.port}.log", "w")
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "clinlinker.cli", "serve", "--port", str(self.port),
-                                      "--workers", str(self.workers)], env=self.env, cwd=ROOT, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        raise AssertionError("the server did not start: " + Path(self.log.name).read_text()[-3000:])
-
-    def kill(self):
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def post(self, path, body, timeout=30):
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=30) as reply:
-            return json.loads(reply.read())
 
 
 @pytest.fixture
@@ -164,27 +100,9 @@ def test_sigkill_under_load_loses_no_accepted_webhook(tmp_path, server_factory):
 @pytest.fixture
 def own_redis(tmp_path):
     """A Redis server of this test alone (it will be frozen and killed)."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(tmp_path)]
-    procs = []
-
-    def start():
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return proc
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    yield f"redis://127.0.0.1:{port}/0", start
-    for proc in procs:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-            proc.wait()
+    redis = OwnRedis(tmp_path)
+    yield redis.url, redis.start
+    redis.stop()
 
 
 @pytest.fixture

@@ -121,3 +121,19 @@ def test_annotation_with_a_non_top1_candidate_is_exported_and_evaluated(label_st
     assert main(["evaluate", "--index", str(lexical_index_dir), "--gold", str(out), "--json", str(report)]) == 0
     accuracy = json.loads(report.read_text())["cleaned"]
     assert (accuracy["hits@1"], accuracy["hits@5"]) == (0, 1)  # agreement: the coder did not keep the top-1
+
+    # the backend lost its store (a new data directory): a resync from Label Studio brings the link back
+    fresh = tmp_path / "fresh-var"
+    assert main(["sync", "--url", label_studio["url"], "--token", TOKEN, "--project", str(project),
+                 "--data-dir", str(fresh)]) == 0
+    synced = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert synced["added"] >= 1 and synced["removed"] == 0 and synced["refused"] == 0
+    from backend.store import Store
+
+    [again] = [l for l in Store(None, fresh).accepted_links() if l["span"] == "apendicitis aguda"]
+    assert again["code"] == link.code and again["project"] == str(project)
+    # a second sync finds nothing to change
+    assert main(["sync", "--url", label_studio["url"], "--token", TOKEN, "--project", str(project),
+                 "--data-dir", str(fresh)]) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["added"] == 0 and second["changed"] == 0 and second["unchanged"] == synced["annotations"]

@@ -1,0 +1,2 @@
+-- The backend's store of record lives beside Label Studio's database on the same PostgreSQL server.
+CREATE DATABASE clinlinker;

@@ -415,7 +415,13 @@ MAX_JSON_DEPTH = 64
 def read_json_body(req) -> dict:
     """The request's JSON object, or a PayloadError that says what is wrong with it (never a 500): not JSON,
     nested deeper than MAX_JSON_DEPTH, or text that is not Unicode (a lone surrogate such as \\ud800)."""
-    raw = req.get_data(cache=True)  # a body over CLINLINKER_MAX_BODY_MB (chunked too) raises 413 here
+    raw = req.get_data(cache=True)  # a body over CLINLINKER_MAX_BODY_MB with a Content-Length raises 413 here
+    limit = req.max_content_length
+    if req.content_length is None and limit is not None and len(raw) >= limit:
+        # a chunked body is cut at the limit by the stream, not refused: refuse it here, whole
+        from werkzeug.exceptions import RequestEntityTooLarge
+
+        raise RequestEntityTooLarge()
     if not raw.strip():
         raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
     depth = _nesting(raw)

@@ -105,8 +105,11 @@ class ClinLinkerModel:
         if self.layers is not None:
             self.layers.sync((serving or self.serving).linker)
 
-    def learned_for(self, project: str | None):
-        return self.layers.layer(project) if self.layers is not None else None
+    def learned_for(self, project: str | None, serving: Serving | None = None):
+        """The project's learned terms for the linker that answers (never another linker's: other vectors)."""
+        if self.layers is None:
+            return None
+        return self.layers.layer(project, (serving or self.serving).linker)
 
     def swap(self, linker: Linker, index_dir: str | None) -> str:
         """Serve `linker` from now on. Requests already running finish on the old one."""
@@ -183,7 +186,7 @@ class ClinLinkerModel:
         serving = self.serving
         self.sync_learned(serving)
         candidates = serving.linker.link(mentions, self.config.top_k, labels=labels,
-                                         learned=self.learned_for(project))
+                                         learned=self.learned_for(project, serving))
         out, position, lists = [], 0, {}
         for task, spans in zip(tasks, per_task):
             task_candidates = candidates[position:position + len(spans)]
@@ -376,7 +379,7 @@ class ClinLinkerModel:
         kb = serving.linker.kb
         concept = kb.get(query)
         found = [c.to_dict() for c in serving.linker.link([query], k, labels=[label],
-                                                          learned=self.learned_for(project))[0]]
+                                                          learned=self.learned_for(project, serving))[0]]
         if concept is not None:  # a typed code finds its concept first
             exact = {"code": concept.code, "preferred_term": concept.preferred_term,
                      "matched_term": concept.preferred_term, "semantic_tag": concept.semantic_tag, "score": 1.0,

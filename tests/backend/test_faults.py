@@ -2,6 +2,7 @@
 its Redis frozen (SIGSTOP), killed and restarted empty, or down at start. Whatever happens, every webhook that got
 a 200 is in the store of record at its newest version, and serving goes on."""
 
+import json
 import os
 import random
 import signal
@@ -154,3 +155,24 @@ def test_redis_down_at_start(tmp_path, server_factory, dense_index_dir):
     assert health["accepted_links"] == 1
     assert health["status"] == "DEGRADED" and "cache" in health["degraded"]
     assert health["store"]["kind"] == "sqlite" and Path(health["store"]["location"]).is_absolute()
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_and_no_control_socket_is_shared(tmp_path, server_factory):
+    import http.client
+
+    home = tmp_path / "home"
+    home.mkdir()
+    server = server_factory(workers=1, env={"CLINLINKER_MAX_BODY_MB": "0.01", "HOME": str(home)}).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    chunk = b'{"tasks": [' + b'{"id": 1},' * 1500
+
+    def chunks():
+        yield chunk
+        yield b'{"id": 2}]}'
+
+    connection.request("POST", "/predict", body=chunks(), headers={"Content-Type": "application/json"},
+                       encode_chunked=True)
+    reply = connection.getresponse()
+    assert reply.status == 413 and "CLINLINKER_MAX_BODY_MB" in json.loads(reply.read())["error"]
+    # gunicorn's control socket (one per user by default) would be taken over by a second server on the host
+    assert not (home / ".gunicorn").exists()

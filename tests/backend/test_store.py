@@ -141,11 +141,20 @@ def test_every_process_follows_the_changes(tmp_path, database_url, lexical_index
     store.apply_annotation("3", "7", "70", updated_at=stamp(1), body=None, links=[link("r", code, span="zzz")])
     first.sync(linker), second.sync(linker)
     assert first.rebuilds == 1 and second.rebuilds == 1  # incremental after the first build
-    assert len(first.layer("3")) == 1 and first.layer("4") is None
-    assert len(second.layer("4")) == 1  # shared across projects when configured
+    assert len(first.layer("3", linker)) == 1 and first.layer("4", linker) is None
+    assert len(second.layer("4", linker)) == 1  # shared across projects when configured
     store.delete_annotation("3", "7", "70")
     first.sync(linker)
-    assert len(first.layer("3")) == 0 and first.rebuilds == 1
+    assert len(first.layer("3", linker)) == 0 and first.rebuilds == 1
+    # a hot swap: the new linker gets its own layers; requests still on the old one keep theirs
+    swapped = Linker(lexical_index)
+    store.apply_annotation("3", "8", "80", updated_at=stamp(1), body=None, links=[link("r", code, span="yyy")])
+    first.sync(swapped)
+    assert len(first.layer("3", swapped)) == 1 and first.rebuilds == 2
+    assert len(first.layer("3", linker)) == 0  # not yet synced, but never the other linker's layer
+    first.sync(linker)
+    assert len(first.layer("3", linker)) == 1 and first.rebuilds == 2  # incremental, no rebuild ping-pong
+    assert first.layer("3", Linker(lexical_index)) is None
     store.dispose()
 
 

@@ -75,6 +75,18 @@ def _project(data: dict, annotation: dict | None = None) -> str:
     return _id((annotation or {}).get("project"), "project.id (or annotation.project)")
 
 
+def _is_time(value) -> bool:
+    from datetime import datetime
+
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _check_result(result, where: str) -> None:
     if result is None:
         return
@@ -112,7 +124,7 @@ def _version(data: dict, annotation: dict, task, where: str, *, doc_field: str, 
         task_data = None
     _check_result(annotation.get("result"), f"{where}.result")
     updated_at = annotation.get("updated_at")
-    if updated_at is not None and not isinstance(updated_at, (str, int, float)) or isinstance(updated_at, bool):
+    if updated_at is not None and not _is_time(updated_at):  # never guessed: the newest version wins on it
         raise WebhookError(f"{where}.updated_at: expected a time such as 2026-11-25T23:50:31.806359Z")
     minimal_task = {"id": task.get("id") if isinstance(task, dict) else task_id, "data": task_data or {}}
     cancelled = bool(annotation.get("was_cancelled"))

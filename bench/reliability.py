@@ -42,11 +42,14 @@ WORDS = ["fiebre", "tos seca", "disnea", "dolor abdominal", "apendicectomía lap
          "vómitos", "astenia", "fosa ilíaca derecha", "Varón"]
 
 
+LABEL = ["SINTOMA"]
+
+
 def fifteen_spans() -> list[dict]:
     spans = []
     for word in WORDS:
         start = TEXT.index(word)
-        spans.append({"start": start, "end": start + len(word), "label": "SINTOMA"})
+        spans.append({"start": start, "end": start + len(word), "label": LABEL[0]})
     return spans
 
 
@@ -55,15 +58,16 @@ def predict_body(i: int) -> dict:
                                                                     "mentions": fifteen_spans()}}]}
 
 
-def webhook(annotation: int, minute: int, code: str, span: str = "fiebre") -> dict:
+def webhook(annotation: int, minute: int, code: str, project: int = 7) -> dict:
     start = TEXT.index("fiebre")
     result = [{"id": "r1", "from_name": "label", "to_name": "text", "type": "labels",
                "value": {"start": start, "end": start + 6, "text": "fiebre", "labels": ["SINTOMA"]}},
               {"id": "r1", "from_name": "code", "to_name": "text", "type": "textarea",
                "value": {"start": start, "end": start + 6, "text": [code]}}]
-    return {"action": "ANNOTATION_UPDATED", "project": {"id": 3},
+    # project 7: not the fuzz campaign's (its mutations may store newer versions of low annotation ids)
+    return {"action": "ANNOTATION_UPDATED", "project": {"id": project},
             "task": {"id": annotation, "data": {"text": TEXT, "doc_id": f"caso{annotation}"}},
-            "annotation": {"id": annotation, "task": annotation, "project": 3, "result": result,
+            "annotation": {"id": annotation, "task": annotation, "project": project, "result": result,
                            "updated_at": f"2026-11-25T{minute // 60:02d}:{minute % 60:02d}:00.000000Z"}}
 
 
@@ -122,7 +126,7 @@ def racing(server, store_args) -> dict:
 def links_by_annotation(store_args) -> dict:
     store = Store(*store_args)
     try:
-        return {int(l["annotation"]): l["code"] for l in store.accepted_links() if l["annotation"].isdigit()}
+        return {int(l["annotation"]): l["code"] for l in store.accepted_links("7") if l["annotation"].isdigit()}
     finally:
         store.dispose()
 
@@ -177,7 +181,7 @@ def add_links(store_args, n: int, offset: int) -> None:
                 links.append({"region": f"r{r}", "filename": "x", "label": "SINTOMA", "start": 0, "end": len(word),
                               "span": word, "code": rng.choice(codes), "semantic_rel": "EXACT",
                               "origin": "prediction-changed"})
-            store.apply_annotation("3", f"bulk{offset}-{a}", f"bulk{offset}-{a}",
+            store.apply_annotation("3", f"bulk{offset}-{a}", f"bulk{offset}-{a}",  # the predicted project's links
                                    updated_at="2026-11-25T00:00:00Z", body=None, links=links)
     finally:
         store.dispose()
@@ -196,7 +200,7 @@ def predict_p50(server, n: int = 40) -> float:
 def after_each_link(server, n: int = 20) -> float:
     times = []
     for i in range(n):
-        server.post("/webhook", webhook(5000 + i, 1, CODES[i % len(CODES)]))
+        server.post("/webhook", webhook(5000 + i, 1, CODES[i % len(CODES)], project=3))
         times.append(timed(server.post, "/predict", predict_body(i))[1])
     return round(statistics.median(times), 1)
 
@@ -243,7 +247,7 @@ def soak(server, seconds: float, store_args, data_dir: Path) -> list[dict]:
     curve, started, i = [], time.time(), 0
     next_sample = started
     while time.time() - started < seconds:
-        server.post("/webhook", webhook(20_000 + i % 2000, i // 2000 + 1, CODES[i % len(CODES)]))
+        server.post("/webhook", webhook(20_000 + i % 2000, i // 2000 + 1, CODES[i % len(CODES)], project=3))
         server.post("/predict", predict_body(i))
         i += 1
         if time.time() >= next_sample:
@@ -261,13 +265,22 @@ def main(argv=None) -> int:
     parser.add_argument("--fuzz", type=int, default=500, help="generated fuzz cases (default: %(default)s)")
     parser.add_argument("--links", default="0,10000,100000", help="accepted-link counts for the predict p50 row")
     parser.add_argument("--soak", type=float, default=60.0, help="soak seconds (default: %(default)s)")
+    parser.add_argument("--label", default="SINTOMA", help="label of the 15 spans (default: %(default)s; e.g. "
+                        "PROCEDIMIENTO for a procedures index)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
+    LABEL[0] = args.label
 
-    from clinlinker.gazetteer import load_knowledge_base
+    if args.index:  # the accepted codes must be the served knowledge base's, or nothing is learned
+        from clinlinker.index import load_index
 
-    demo = ROOT / "clinlinker" / "data" / "demo_gazetteer.tsv"
-    CODES.extend(sorted(c.code for c in load_knowledge_base([demo]).concepts)[:40])
+        kb = load_index(args.index).kb
+    else:
+        from clinlinker.gazetteer import load_knowledge_base
+
+        kb = load_knowledge_base([ROOT / "clinlinker" / "data" / "demo_gazetteer.tsv"])
+    codes = sorted(c.code for c in kb.concepts)
+    CODES.extend(random.Random(5).sample(codes, min(2000, len(codes))))
     work = Path(tempfile.mkdtemp(prefix="clinlinker-reliability-"))
     redis = OwnRedis(work)
     redis_proc = redis.start()
@@ -287,7 +300,7 @@ def main(argv=None) -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     figures = {"cpu": cpu, "cores": os.cpu_count(), "store": "postgresql" if args.database_url else "sqlite",
-               "index": args.index or "demo gazetteer (lexical)"}
+               "index": args.index or "demo gazetteer (lexical)", "label": args.label}
     try:
         server = make_server().start()
         figures["fuzz"] = fuzz(server, args.fuzz)

@@ -151,6 +151,8 @@ HAND_WRITTEN = [
     ("/webhook", annotation_webhook(id=[1])),
     ("/webhook", annotation_webhook(id="x" * 100)),
     ("/webhook", annotation_webhook(updated_at={"a": 1})),
+    ("/webhook", annotation_webhook(updated_at="2026-13-45T99:99:99Z")),
+    ("/webhook", annotation_webhook(updated_at=1795651414)),
     ("/webhook", {**capture("webhook_annotation_updated.json"), "action": "SOMETHING_MADE_UP"}),
     ("/webhook", {**capture("webhook_annotation_updated.json"), "action": "x" * 10_000}),
     ("/webhook", {**capture("webhook_annotation_updated.json"), "project": None,

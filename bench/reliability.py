@@ -14,6 +14,7 @@ links, and right after each accepted link; webhook and predict p99 with Redis fr
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -53,9 +54,9 @@ def fifteen_spans() -> list[dict]:
     return spans
 
 
-def predict_body(i: int) -> dict:
-    return {"project": "3.1795651414", "tasks": [{"id": i, "data": {"text": TEXT, "doc_id": f"caso{i % 50}",
-                                                                    "mentions": fifteen_spans()}}]}
+def predict_body(i: int, project: int = 3) -> dict:
+    return {"project": f"{project}.1795651414", "tasks": [{"id": i, "data": {"text": TEXT, "doc_id": f"caso{i % 50}",
+                                                                             "mentions": fifteen_spans()}}]}
 
 
 def webhook(annotation: int, minute: int, code: str, project: int = 7) -> dict:
@@ -142,8 +143,8 @@ def sigkill(make_server, store_args) -> dict:
             for a in range(1000 + worker * 10, 1000 + worker * 10 + 10):
                 try:
                     status, _ = server.post("/webhook", webhook(a, minute, f"{a}x{minute}"), timeout=5)
-                except (urllib.error.URLError, OSError):
-                    return
+                except (urllib.error.URLError, OSError, http.client.HTTPException):
+                    return  # the server is gone (an answer cut short is not an acknowledgement)
                 if status == 200:
                     with lock:
                         accepted[a] = max(accepted.get(a, -1), minute)
@@ -168,32 +169,46 @@ def sigkill(make_server, store_args) -> dict:
             health["intake"]["pending"]}
 
 
-def add_links(store_args, n: int, offset: int) -> None:
-    """n accepted links of distinct wordings, written straight into the store (as n/100 annotations of 100)."""
+def add_links(store_args, n: int, offset: int, project: str, pairs=None) -> None:
+    """n accepted links written straight into the store, as n/100 annotations of 100: (wording, code) drawn from
+    `pairs` (coders' real links, repeated as coders repeat them), or else n distinct wordings made of the 15
+    mentions' own words plus a number (the worst case: every learned wording resembles every mention)."""
     store = Store(*store_args)
     rng = random.Random(offset)
-    codes = [c for c in CODES]
     try:
         for a in range(n // 100):
             links = []
             for r in range(100):
-                word = f"{rng.choice(WORDS)} {rng.randrange(10 ** 6)}"
+                if pairs:
+                    word, code = rng.choice(pairs)
+                else:
+                    word, code = f"{rng.choice(WORDS)} {rng.randrange(10 ** 6)}", rng.choice(CODES)
                 links.append({"region": f"r{r}", "filename": "x", "label": "SINTOMA", "start": 0, "end": len(word),
-                              "span": word, "code": rng.choice(codes), "semantic_rel": "EXACT",
-                              "origin": "prediction-changed"})
-            store.apply_annotation("3", f"bulk{offset}-{a}", f"bulk{offset}-{a}",  # the predicted project's links
+                              "span": word, "code": code, "semantic_rel": "EXACT", "origin": "prediction-changed"})
+            store.apply_annotation(project, f"bulk{offset}-{a}", f"bulk{offset}-{a}",
                                    updated_at="2026-11-25T00:00:00Z", body=None, links=links)
     finally:
         store.dispose()
 
 
+def corpus_pairs(kb) -> list[tuple[str, str]]:
+    """(mention, code) of the shared corpora's training links whose code the served knowledge base holds."""
+    from clinlinker.links import read_links
+
+    folder = ROOT.parent / "shared" / "data" / "corpora"
+    pairs = []
+    for path in sorted(folder.glob("*_train.tsv")):
+        pairs += [(link.span, link.code) for link in read_links(path) if link.code in kb]
+    return pairs
+
+
 CODES: list[str] = []
 
 
-def predict_p50(server, n: int = 40) -> float:
+def predict_p50(server, n: int = 40, project: int = 3) -> float:
     for i in range(3):
-        server.post("/predict", predict_body(i))  # the first requests apply the new links
-    times = [timed(server.post, "/predict", predict_body(i))[1] for i in range(n)]
+        server.post("/predict", predict_body(i, project))  # the first requests apply the new links
+    times = [timed(server.post, "/predict", predict_body(i, project))[1] for i in range(n)]
     return round(statistics.median(times), 1)
 
 
@@ -281,6 +296,10 @@ def main(argv=None) -> int:
         kb = load_knowledge_base([ROOT / "clinlinker" / "data" / "demo_gazetteer.tsv"])
     codes = sorted(c.code for c in kb.concepts)
     CODES.extend(random.Random(5).sample(codes, min(2000, len(codes))))
+    pairs = corpus_pairs(kb)
+    print(f"{len(pairs)} links of the shared corpora have a code of the served knowledge base "
+          f"({len(set(pairs))} distinct (mention, code) pairs)" if pairs else
+          "no shared corpora: the accepted links are synthetic (distinct wordings)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="clinlinker-reliability-"))
     redis = OwnRedis(work)
     redis_proc = redis.start()
@@ -312,11 +331,16 @@ def main(argv=None) -> int:
         print("sigkill", figures["sigkill"], flush=True)
         server = make_server().start()
         figures["predict_p50_ms"], done = {}, 0
+        figures["links_source"] = "shared corpora (repeated)" if pairs else "synthetic"
         for target in (int(n) for n in args.links.split(",")):
-            add_links(store_args, target - done, offset=target)
+            add_links(store_args, target - done, offset=target, project="3", pairs=pairs)
             done = target
             figures["predict_p50_ms"][str(target)] = predict_p50(server)
             print("predict p50 at", target, "links:", figures["predict_p50_ms"][str(target)], "ms", flush=True)
+        if done:  # the worst case, in a project of its own: as many distinct wordings, all like the mentions
+            add_links(store_args, done, offset=1, project="5")
+            figures["predict_p50_worst_case_ms"] = {str(done): predict_p50(server, project=5)}
+            print("predict p50, worst case:", figures["predict_p50_worst_case_ms"], flush=True)
         figures["predict_p50_right_after_a_link_ms"] = after_each_link(server)
         figures["redis_frozen"] = frozen_redis(server, redis_proc)
         print("redis frozen", figures["redis_frozen"], flush=True)
@@ -328,8 +352,8 @@ def main(argv=None) -> int:
         redis.stop()
     p50 = figures["predict_p50_ms"]
     base = p50.get("0")
-    print(f"\nclinlinker reliability campaign: {figures['store']} store, {figures['index']}; {cpu}, "
-          f"{os.cpu_count()} cores")
+    print(f"\nclinlinker reliability campaign: {figures['store']} store, {figures['index']}, accepted links from "
+          f"{figures['links_source']}; {cpu}, {os.cpu_count()} cores")
     rows = [("fuzz cases / 5xx", f"{figures['fuzz']['cases']} / {figures['fuzz']['5xx']}"),
             ("racing updates (2 workers): accepted / stale",
              f"{figures['racing_updates']['accepted']} of {figures['racing_updates']['events']} / "
@@ -340,6 +364,9 @@ def main(argv=None) -> int:
              f"{figures['sigkill']['restart_to_serving_s']} s / {figures['sigkill']['pending_after_restart']}")]
     rows += [(f"predict p50, 15 spans, {n} accepted links", f"{v} ms" + (f" ({v / base:.2f}x)" if base else ""))
              for n, v in p50.items()]
+    for n, v in figures.get("predict_p50_worst_case_ms", {}).items():
+        rows.append((f"predict p50, {n} distinct look-alike wordings (worst case)",
+                     f"{v} ms" + (f" ({v / base:.2f}x)" if base else "")))
     rows += [("predict p50 right after each accepted link", f"{figures['predict_p50_right_after_a_link_ms']} ms"),
              ("webhook p99: normal / Redis frozen", f"{figures['redis_frozen']['webhook_p99_ms']} / "
                                                     f"{figures['redis_frozen']['webhook_p99_frozen_ms']} ms"),

@@ -158,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", default=os.environ.get("CLINLINKER_DATABASE_URL"),
                    help="the backend's PostgreSQL store (default: $CLINLINKER_DATABASE_URL)")
 
+    p = sub.add_parser("doctor", help="check an installation (packages, index and model, Redis, the store, Label "
+                                      "Studio, memory) and list what to fix; exit 1 if anything must be fixed")
+    p.add_argument("--index", default=os.environ.get("CLINLINKER_INDEX"), help="default: $CLINLINKER_INDEX")
+    p.add_argument("--model", default=os.environ.get("CLINLINKER_MODEL"), help="default: $CLINLINKER_MODEL")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
+    p.add_argument("--database-url", default=os.environ.get("CLINLINKER_DATABASE_URL"),
+                   help="default: $CLINLINKER_DATABASE_URL (unset: SQLite in the data directory)")
+    p.add_argument("--data-dir", default=os.environ.get("CLINLINKER_DATA_DIR", "var"))
+    p.add_argument("--workers", type=_positive, default=int(os.environ.get("CLINLINKER_WORKERS", "1")),
+                   help="backend processes planned (memory check)")
+    p.add_argument("--ls-url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio URL "
+                   "(default: $LABEL_STUDIO_URL)")
+    p.add_argument("--ls-token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                   help="default: $LABEL_STUDIO_API_KEY")
+    p.add_argument("--project", type=_positive, help="the Label Studio project to check")
+    p.add_argument("--backend-url", help="the backend as Label Studio reaches it (checks the webhook points there)")
+
     p = sub.add_parser("ls-project", help="create a Label Studio project from a corpus, with predictions, "
                                           "connected to the backend")
     p.add_argument("--url", required=True, help="Label Studio URL, e.g. http://localhost:8080")
@@ -478,6 +495,19 @@ def cmd_export(args) -> int:
     return 1 if problems and args.strict else 0
 
 
+def cmd_doctor(args) -> int:
+    from backend.config import BackendConfig
+    from backend.doctor import run_doctor
+
+    labels = BackendConfig.from_env().labels
+    report = run_doctor(index_dir=args.index, model=args.model, redis_url=args.redis_url,
+                        database_url=args.database_url, data_dir=args.data_dir, ls_url=args.ls_url,
+                        ls_token=args.ls_token, project=args.project, backend_url=args.backend_url,
+                        workers=args.workers, labels=labels)
+    print(report.render())
+    return 1 if report.failed else 0
+
+
 def cmd_sync(args) -> int:
     from backend.config import BackendConfig
     from backend.resync import resync_project
@@ -513,7 +543,7 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
-COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export}
 
 if __name__ == "__main__":

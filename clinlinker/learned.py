@@ -98,9 +98,11 @@ class LearnedTerms:
                     alive[self._row[pair]] = pair in self._counts
             blocks = list(blocks)
             if fresh and self.encoder is not None:
-                blocks.append(self.encoder.encode([self._wording[pair] for pair in fresh]))
+                # kept transposed (one column per wording): a search multiplies without converting anything
+                vectors = self.encoder.encode([self._wording[pair] for pair in fresh])
+                blocks.append(vectors.T.tocsr() if sp.issparse(vectors) else np.ascontiguousarray(vectors.T))
                 if len(blocks) > self.CONSOLIDATE_AFTER:
-                    blocks = [sp.vstack(blocks).tocsr() if sp.issparse(blocks[0]) else np.vstack(blocks)]
+                    blocks = [sp.hstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.hstack(blocks)]
             for key in {key for key, _ in touched}:
                 entries = self._entries(key)
                 if entries:
@@ -129,37 +131,40 @@ class LearnedTerms:
         exact, codes, terms, alive, blocks, rows = self._state
         if not rows or not alive.any():
             return [list(c) for c in found]
-        sims = None
-        if blocks:
-            queries = self.encoder.encode(list(mentions))
-            parts = []
-            for block in blocks:
-                part = queries @ block.T
-                parts.append(part.toarray() if hasattr(part, "toarray") else np.asarray(part))
-            sims = np.hstack(parts) if len(parts) > 1 else parts[0]
-            sims = np.where(alive[:sims.shape[1]], sims, 0.0)
+        similar = _similarities(self.encoder.encode(list(mentions)), blocks, alive) if blocks else None
         out = []
         for i, (mention, cands) in enumerate(zip(mentions, found)):
-            best = {c.code: c for c in cands}
+            # (score, from the index?, index rank, matched wording): Candidates are built for the k kept only
+            best = {c.code: (c.score, c.evidence != "learned", c.rank, None) for c in cands}
             index_rank = {c.code: c.rank for c in cands}
+            by_code = {c.code: c for c in cands}
             accepted = exact.get(fold(mention), [])
-            for code, _, text in accepted:
-                best[code] = self._candidate(code, text, 1.0)
             firsts = [code for code, _, _ in accepted]
-            if sims is not None:
-                for j in _most_similar(sims[i], codes, k, skip=set(firsts), allowed=allowed, kb=self.kb):
-                    score = round(min(1.0, float(sims[i, j])), 6)
+            wording = {code: text for code, _, text in accepted}
+            if similar is not None:
+                rows_i, values_i = similar[i]
+                for j, value in _most_similar(rows_i, values_i, codes, k, skip=set(firsts), allowed=allowed,
+                                              kb=self.kb):
+                    score = round(min(1.0, float(value)), 6)
                     code = codes[j]
-                    if code not in best or best[code].score <= score:
-                        best[code] = self._candidate(code, terms[j], score)
-            order = firsts + sorted((c for c in best if c not in firsts),
-                                    key=lambda c: (-best[c].score, best[c].evidence != "learned",
-                                                   index_rank.get(c, 0), c))
-            out.append([dc_replace(best[code], rank=rank) for rank, code in enumerate(order[:k], start=1)])
+                    if code not in best or best[code][0] <= score:
+                        best[code] = (score, False, index_rank.get(code, 0), terms[j])
+            order = firsts + sorted((c for c in best if c not in wording),
+                                    key=lambda c: (-best[c][0], best[c][1], index_rank.get(c, 0), c))
+            kept = []
+            for rank, code in enumerate(order[:k], start=1):
+                if code in wording:
+                    kept.append(self._candidate(code, wording[code], 1.0, rank))
+                elif best[code][3] is not None:
+                    kept.append(self._candidate(code, best[code][3], best[code][0], rank))
+                else:
+                    candidate = by_code[code]
+                    kept.append(candidate if candidate.rank == rank else dc_replace(candidate, rank=rank))
+            out.append(kept)
         return out
 
-    def _candidate(self, code: str, matched: str, score: float) -> Candidate:
-        return Candidate.of(self.kb, self.kb[code], matched_term=matched, score=min(1.0, score), rank=0,
+    def _candidate(self, code: str, matched: str, score: float, rank: int) -> Candidate:
+        return Candidate.of(self.kb, self.kb[code], matched_term=matched, score=min(1.0, score), rank=rank,
                             evidence="learned")
 
     def describe(self) -> dict:
@@ -167,27 +172,54 @@ class LearnedTerms:
         return {"terms": len(self), "wordings": len(exact), "skipped": dict(self.skipped)}
 
 
-def _most_similar(row: np.ndarray, codes: list[str], k: int, *, skip: set, allowed, kb) -> list[int]:
-    """Rows of the learned wordings worth looking at for one mention, most similar first: enough of them to hold k
-    distinct allowed concepts (not in `skip`); a concept further down could not enter a list of k."""
-    positive = int((row > 0).sum())
-    if not positive:
+def _similarities(queries, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each query, (rows, similarities) of the live learned wordings it shares anything with."""
+    per_query = [([], []) for _ in range(queries.shape[0])]
+    offset = 0
+    for block in blocks:
+        part = queries @ block
+        width = block.shape[1]
+        if sp.issparse(part):
+            part = part.tocsr()
+            for i in range(part.shape[0]):
+                lo, hi = part.indptr[i], part.indptr[i + 1]
+                per_query[i][0].append(part.indices[lo:hi] + offset)
+                per_query[i][1].append(part.data[lo:hi])
+        else:
+            part = np.asarray(part)
+            for i in range(part.shape[0]):
+                per_query[i][0].append(np.arange(offset, offset + width))
+                per_query[i][1].append(part[i])
+        offset += width
+    out = []
+    for rows, values in per_query:
+        rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        values = np.concatenate(values) if values else np.zeros(0, dtype=np.float32)
+        keep = (values > 0) & alive[rows]
+        out.append((rows[keep], values[keep]))
+    return out
+
+
+def _most_similar(rows: np.ndarray, values: np.ndarray, codes: list[str], k: int, *, skip: set, allowed,
+                  kb) -> list[tuple[int, float]]:
+    """(row, similarity) of the learned wordings worth looking at for one mention, most similar first: enough of
+    them to hold k distinct allowed concepts (not in `skip`); a concept further down could not enter a list of k."""
+    if not rows.shape[0]:
         return []
-    take = min(positive, max(8 * k, 64))
+    take = min(rows.shape[0], max(8 * k, 64))
     while True:
-        top = np.argpartition(-row, take - 1)[:take] if take < row.shape[0] else np.arange(row.shape[0])
-        top = top[np.argsort(-row[top], kind="stable")]
+        top = np.argpartition(-values, take - 1)[:take] if take < rows.shape[0] else np.arange(rows.shape[0])
+        top = top[np.lexsort((rows[top], -values[top]))]  # most similar first, then the older wording
         out, seen = [], set()
-        for j in top:
-            if row[j] <= 0:
-                break
+        for t in top:
+            j = int(rows[t])
             code = codes[j]
             if code in skip or (allowed is not None and not allowed[kb.index_of(code)]):
                 continue
-            out.append(int(j))
+            out.append((j, float(values[t])))
             seen.add(code)
             if len(seen) >= k:
                 return out
-        if take >= positive:
+        if take >= rows.shape[0]:
             return out
-        take = min(positive, take * 4)
+        take = min(rows.shape[0], take * 4)

@@ -54,6 +54,21 @@ def test_ls_project_imports_tasks_with_predictions_and_connects_the_backend(labe
     assert ml["url"] == backend["url"] and ml["is_interactive"] is True
     hooks = api("GET", f"/api/webhooks?project={project}")
     assert any(h["url"] == backend["url"] + "/webhook" for h in hooks)
+    # the project's picker lists its own candidates: the project id is in the labeling config's URL
+    config = api("GET", f"/api/projects/{project}")["label_config"]
+    assert f"/taxonomy?doc=$doc_id&amp;project={project}" in config or \
+        f"/taxonomy?doc=$doc_id&project={project}" in config
+
+
+def test_doctor_checks_the_live_project(label_studio, backend, project, tmp_path, capsys):
+    argv = ["doctor", "--data-dir", str(tmp_path / "var"), "--ls-url", label_studio["url"], "--ls-token", TOKEN,
+            "--project", str(project), "--backend-url", backend["url"]]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for check in ("label studio", "labeling config", "webhook", "ml backend"):
+        assert f"ok    {check}" in out, out
+    assert main([*argv[:-4], "--ls-token", "wrong-token", "--project", str(project)]) == 1
+    assert "FAIL  label studio" in capsys.readouterr().out
 
 
 def test_retrieve_predictions_through_label_studio(label_studio, backend, project):

@@ -86,7 +86,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     info["store"] = store
     for action, data in store.take_legacy_events():  # events an earlier version had not processed yet
         try:
-            intake(store, config, action, data)
+            intake(store, config, data)
         except PayloadError as exc:
             log.warning("an unprocessed event of the earlier data directory was not accepted: %s", exc)
     model.sync_learned()
@@ -102,7 +102,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     return model, info
 
 
-def intake(store, config: BackendConfig, action_or_none, data: dict) -> dict:
+def intake(store, config: BackendConfig, data: dict) -> dict:
     """Check one webhook body and store its facts before answering. Raises PayloadError naming the field."""
     from backend.store import Applied
     from backend.webhooks import Deletion, WebhookError, parse
@@ -154,7 +154,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     CORS(app, origins=list(config.cors_origins), methods=["GET", "POST", "OPTIONS"],
          allow_headers=["Content-Type", "Authorization"], supports_credentials=True)
     store = info.get("store")
-    metrics = Metrics(store, model.layers)
+    metrics = Metrics(store)
     worker_state = {"pid": None, "worker": None}
     worker_lock = threading.Lock()
     auth_user = (config.auth_user or "").encode("utf-8")
@@ -323,7 +323,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         if store is None:
             raise PayloadError("this backend keeps no store: webhooks are not accepted")
         try:
-            outcome = intake(store, config, None, data)
+            outcome = intake(store, config, data)
         except SQLAlchemyError as exc:
             return unavailable("webhook", exc)
         metrics.webhook_seconds.observe(time.perf_counter() - started)

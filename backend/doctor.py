@@ -180,8 +180,10 @@ def check_label_studio(report: Report, url: str | None, token: str | None, proje
         report.fail("label studio", f"{base}: no token", "pass --ls-token or set LABEL_STUDIO_API_KEY")
         return
     try:
-        version = get("/api/version")
-        report.ok("label studio", f"{base}: Label Studio {version.get('release') or version.get('label-studio-os-package', {}).get('version', '?')}, token accepted")
+        version = get("/api/version")  # answers without a token
+        release = version.get("release") or (version.get("label-studio-os-package") or {}).get("version", "?")
+        user = get("/api/current-user/whoami")  # needs a valid token
+        report.ok("label studio", f"{base}: Label Studio {release}, token of {user.get('email') or user.get('id')}")
     except urllib.error.HTTPError as exc:
         report.fail("label studio", f"{base}: HTTP {exc.code}", "check the token (Account & Settings → Access Token)"
                     if exc.code in (401, 403) else "check the URL")

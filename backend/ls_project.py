@@ -115,9 +115,13 @@ def create_project(*, url: str, token: str, backend_url: str, links_path, texts_
     ls = LabelStudio(base_url=url, api_key=token)
     project = ls.projects.create(title=title, label_config=xml, show_collab_predictions=True)
     # the candidate lists are the project's own: its id goes into the picker's URL and the predictions' request
-    xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token, project=project.id)
-    ls.projects.update(id=project.id, label_config=xml)
-    predictions = backend_predictions(backend_url, tasks, xml, auth=auth, project=str(project.id))
+    try:
+        xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token, project=project.id)
+        ls.projects.update(id=project.id, label_config=xml)
+        predictions = backend_predictions(backend_url, tasks, xml, auth=auth, project=str(project.id))
+    except BaseException:
+        ls.projects.delete(id=project.id)  # no half-made project left behind
+        raise
     ls.projects.import_tasks(id=project.id, request=[
         {"data": data, "predictions": [prediction]} for data, prediction in zip(tasks, predictions)])
     ml_args = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0],

@@ -14,11 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OUTCOMES = ("applied", "duplicate", "stale", "gone", "deleted", "received")
 
 
 class Metrics:
-    def __init__(self, store=None, layers=None):
+    def __init__(self, store=None):
         self.registry = CollectorRegistry()
         self.predict_requests = Counter("clinlinker_predict_requests", "Prediction requests answered",
                                         registry=self.registry)
@@ -34,7 +33,6 @@ class Metrics:
                                          registry=self.registry)
         self.errors = Counter("clinlinker_http_errors", "Error answers", ["status_class"], registry=self.registry)
         self.store = store
-        self.layers = layers
 
     def exposition(self) -> bytes:
         registry = CollectorRegistry()
@@ -79,6 +77,3 @@ class _StoreCollector:
                 gauge = GaugeMetricFamily(f"clinlinker_{key}", help_text)
                 gauge.add_metric([], facts[key])
                 yield gauge
-
-    def register(self, _registry):  # prometheus_client's generate_latest takes anything with collect()
-        return None

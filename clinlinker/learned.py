@@ -20,7 +20,6 @@ index it serves (the embedding cache makes that cheap), so it can never mix two 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import replace as dc_replace
 from typing import Iterable, Sequence
 

@@ -2,7 +2,6 @@
 fine-tuning runs in the background and is hot-swapped in; failures and restarts never lose events or stop
 serving."""
 
-import json
 import shutil
 import threading
 import time

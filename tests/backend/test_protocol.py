@@ -1,6 +1,5 @@
 """Contract tests: the requests a real Label Studio 1.23.2 sends, and what it needs back."""
 
-import json
 from pathlib import Path
 
 import pytest

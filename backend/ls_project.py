@@ -13,6 +13,7 @@ import logging
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from importlib import resources
 from pathlib import Path
 
 from clinlinker.errors import ClinlinkerError, InputFileError
@@ -20,7 +21,7 @@ from clinlinker.links import read_links
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "label_studio_config"
+CONFIG_DIR = Path(str(resources.files("label_studio_config")))  # the repository's folder, or the installed copy
 CONFIGS = {"all": "coding_all.xml", "diseases": "coding_diseases.xml", "symptoms": "coding_symptoms.xml",
            "procedures": "coding_procedures.xml"}
 CONFIG_BACKEND_URL = "http://localhost:9090"

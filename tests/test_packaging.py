@@ -81,3 +81,10 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
     init = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
     assert init and f"CREATE DATABASE {url.database};" in (ROOT / init[0].split(":")[0]).read_text()
     assert "postgres" in backend["depends_on"]
+
+
+def test_installs_are_quiet():
+    """No editable install in the install command nor in CI: each of setuptools' editable modes prints a warning."""
+    assert not re.search(r"^-e\s", REQUIREMENTS, re.M) and re.search(r"^\.$", REQUIREMENTS, re.M)
+    assert "pip install -q -e" not in CI and "pip install -e" not in DOCKERFILE
+    assert "--no-install-recommends chromium" in CI

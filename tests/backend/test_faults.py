@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -176,3 +177,24 @@ def test_a_chunked_body_over_the_limit_is_a_413_and_no_control_socket_is_shared(
     assert reply.status == 413 and "CLINLINKER_MAX_BODY_MB" in json.loads(reply.read())["error"]
     # gunicorn's control socket (one per user by default) would be taken over by a second server on the host
     assert not (home / ".gunicorn").exists()
+
+
+def test_metrics_are_summed_over_the_workers(tmp_path, server_factory):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = server_factory(workers=2).start()
+    for i in range(12):
+        assert server.post("/predict", predict_body(i))[0] == 200
+        assert server.post("/webhook", update(i, 1, f"{i}x1"))[0] == 200
+
+    def scrape():
+        with urllib.request.urlopen(server.url + "/metrics", timeout=30) as reply:
+            text = reply.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    for _ in range(6):  # whichever worker answers, the same totals
+        values = scrape()
+        assert values[("clinlinker_predict_requests_total", ())] == 12
+        assert values[("clinlinker_predict_spans_total", ())] == 24
+        assert values[("clinlinker_webhooks_total", (("action", "ANNOTATION_UPDATED"), ("outcome", "applied")))] == 12

@@ -137,6 +137,11 @@ def test_annotation_with_a_non_top1_candidate_is_exported_and_evaluated(label_st
     accuracy = json.loads(report.read_text())["cleaned"]
     assert (accuracy["hits@1"], accuracy["hits@5"]) == (0, 1)  # agreement: the coder did not keep the top-1
 
+    # POST /sync: the backend pulls the project from Label Studio with the address and token /setup gave it
+    report = backend["api"]("POST", "/sync", {"project": project})
+    assert report["annotations"] >= 1 and report["removed"] == 0 and report["refused"] == []
+    assert report["added"] == 0 and report["changed"] == 0  # the webhook had already brought everything
+
     # the backend lost its store (a new data directory): a resync from Label Studio brings the link back
     fresh = tmp_path / "fresh-var"
     assert main(["sync", "--url", label_studio["url"], "--token", TOKEN, "--project", str(project),

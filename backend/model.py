@@ -19,7 +19,7 @@ from clinlinker.candidates import certainty
 from clinlinker.linker import Linker
 
 from backend.label_config import LabelConfig, parse_label_config
-from backend.regions import NO_CODE_LEAF, Region, leaf_of, mention_node, span_regions
+from backend.regions import NO_CODE_LEAF, Region, leaf_of, mention_node, result_problem, span_regions
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +32,11 @@ class TooMuchWork(PayloadError):
     """More work in one request than the settings allow (a 413 that names the setting)."""
 
 
-def check_result(result: list, where: str) -> None:
-    """Result items we can read: objects whose `value` is an object, offsets integers (else a PayloadError)."""
-    for i, item in enumerate(result):
-        here = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            raise PayloadError(f"{here}: expected a result item object")
-        value = item.get("value")
-        if value is not None and not isinstance(value, dict):
-            raise PayloadError(f"{here}.value: expected an object, got {type(value).__name__}")
-        for key in ("start", "end"):
-            offset = (value or {}).get(key)
-            if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
-                raise PayloadError(f"{here}.value.{key}: expected an integer offset")
-        for key in ("labels", "choices", "taxonomy"):
-            if (value or {}).get(key) is not None and not isinstance(value[key], list):
-                raise PayloadError(f"{here}.value.{key}: expected a list")
+def check_result(result, where: str) -> None:
+    """A result list we can read, or a PayloadError naming the field (regions.result_problem)."""
+    problem = result_problem(result, where)
+    if problem:
+        raise PayloadError(problem)
 
 
 @dataclass
@@ -229,8 +218,6 @@ class ClinLinkerModel:
         task_id = task.get("id")
         if context and isinstance(context, dict) and context.get("result") is not None:
             result = context.get("result")
-            if not isinstance(result, list):
-                raise PayloadError("params.context.result: expected a list")
             check_result(result, "params.context.result")
             regions = [r for r in span_regions(result) if not r.has_code_item]
             # Label Studio replaces the drawn region's items with the answer's: the answer must be the whole
@@ -248,10 +235,7 @@ class ClinLinkerModel:
                 latest = max(items, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""),
                                                    str(a.get("id") or "")))
                 result = latest.get("result") or []
-                position = listed.index(latest)
-                if not isinstance(result, list):
-                    raise PayloadError(f"{where}.{key}[{position}].result: expected a list")
-                check_result(result, f"{where}.{key}[{position}].result")
+                check_result(result, f"{where}.{key}[{listed.index(latest)}].result")
                 regions = span_regions(result)
                 if regions:
                     return self._from_regions(regions, text, f"{where}.{key}", emit_label=True)

@@ -95,6 +95,34 @@ def _rank(origin: str | None) -> int:
     return -1 if origin is None else ORIGIN_RANK.get(origin, len(ORIGIN_RANK))  # an unknown origin counts as reviewed
 
 
+def result_problem(result, where: str) -> str | None:
+    """What makes a result list unreadable ('<field path>: what is wrong'), or None: items must be objects, a `value`
+    an object, offsets integers, labels/choices/taxonomy lists, texts text, region ids strings or integers."""
+    if not isinstance(result, list):
+        return f"{where}: expected a list of result items, got {type(result).__name__}"
+    for i, item in enumerate(result):
+        here = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            return f"{here}: expected a result item object, got {type(item).__name__}"
+        if "id" in item and (isinstance(item["id"], bool) or not isinstance(item["id"], (str, int))):
+            return f"{here}.id: expected a region id"
+        value = item.get("value")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return f"{here}.value: expected an object, got {type(value).__name__}"
+        for key in ("start", "end"):
+            offset = value.get(key)
+            if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
+                return f"{here}.value.{key}: expected an integer offset"
+        for key in ("labels", "choices", "taxonomy"):
+            if value.get(key) is not None and not isinstance(value[key], list):
+                return f"{here}.value.{key}: expected a list"
+        if value.get("text") is not None and not isinstance(value["text"], (str, list)):
+            return f"{here}.value.text: expected text or a list of texts"
+    return None
+
+
 def group_regions(result: list) -> list[Region]:
     """Group result items by region id, in order of first appearance."""
     regions: dict[str, Region] = {}

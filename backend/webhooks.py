@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend.export import annotation_links
+from backend.regions import result_problem
 
 # Label Studio's webhook actions (label_studio/webhooks/models.py, 1.23) plus the ML backend's training request
 SAVED = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
@@ -87,30 +88,6 @@ def _is_time(value) -> bool:
     return True
 
 
-def _check_result(result, where: str) -> None:
-    if result is None:
-        return
-    if not isinstance(result, list):
-        raise WebhookError(f"{where}: expected a list of result items, got {type(result).__name__}")
-    for i, item in enumerate(result):
-        here = f"{where}[{i}]"
-        item = _object(item, here)
-        if "value" in item and not isinstance(item["value"], dict):
-            raise WebhookError(f"{here}.value: expected an object, got {type(item['value']).__name__}")
-        value = item.get("value") or {}
-        for key in ("start", "end"):
-            if key in value and value[key] is not None and (isinstance(value[key], bool)
-                                                            or not isinstance(value[key], int)):
-                raise WebhookError(f"{here}.value.{key}: expected an integer offset")
-        for key in ("labels", "choices", "taxonomy"):
-            if key in value and not isinstance(value[key], list):
-                raise WebhookError(f"{here}.value.{key}: expected a list")
-        if "text" in value and not isinstance(value["text"], (str, list)):
-            raise WebhookError(f"{here}.value.text: expected text or a list of texts")
-        if "id" in item and (isinstance(item["id"], bool) or not isinstance(item["id"], (str, int))):
-            raise WebhookError(f"{here}.id: expected a region id")
-
-
 def _version(data: dict, annotation: dict, task, where: str, *, doc_field: str, labels) -> Version:
     project = _project(data, annotation)
     annotation_id = _id(annotation.get("id"), f"{where}.id")
@@ -122,7 +99,10 @@ def _version(data: dict, annotation: dict, task, where: str, *, doc_field: str, 
     else:
         task_id = _id(task if task is not None else annotation.get("task"), f"{where}.task")
         task_data = None
-    _check_result(annotation.get("result"), f"{where}.result")
+    if annotation.get("result") is not None:
+        problem = result_problem(annotation["result"], f"{where}.result")
+        if problem:
+            raise WebhookError(problem)
     updated_at = annotation.get("updated_at")
     if updated_at is not None and not _is_time(updated_at):  # never guessed: the newest version wins on it
         raise WebhookError(f"{where}.updated_at: expected a time such as 2026-11-25T23:50:31.806359Z")

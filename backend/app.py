@@ -285,8 +285,10 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         hostname, token = data.get("hostname"), data.get("access_token")
         if project and store is not None and isinstance(hostname, str) and isinstance(token, str) and hostname \
                 and token and len(hostname) < 2000 and len(token) < 2000:
-            try:  # remembered for a resync from Label Studio (POST /sync)
-                store.set_project(project, hostname, token)
+            try:  # remembered for a resync from Label Studio (POST /sync); Label Studio calls /setup often
+                known = store.get_project(project)
+                if not known or (known["hostname"], known["access_token"]) != (hostname, token):
+                    store.set_project(project, hostname, token)
             except SQLAlchemyError as exc:
                 log.warning("cannot remember project %s's Label Studio address (%s)", project, exc)
         return jsonify(answer)
@@ -333,8 +335,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
                 outcome["training"] = retrainer.request("training requested from Label Studio")
             elif outcome["outcomes"].get("applied"):
                 retrainer.links_changed()
-        stored = any(outcome["outcomes"].values())
-        return jsonify(status="stored" if stored else "ignored", **outcome), 200
+        # accepted: every fact was weighed and committed (its outcome says whether it changed anything)
+        return jsonify(status="accepted" if outcome["outcomes"] else "ignored", **outcome), 200
 
     @app.post("/train")
     def train():
@@ -358,7 +360,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         if not known:
             raise PayloadError(f"project: {project} has not connected to this backend (no /setup seen with its "
                                "Label Studio address); run `clinlinker sync --url --token --project` instead")
-        report = resync_project(store, config, known["hostname"], known["access_token"], project)
+        # within gunicorn's worker timeout; a project too large for that is resynced with the CLI
+        report = resync_project(store, config, known["hostname"], known["access_token"], project, timeout=60)
         return jsonify(report)
 
     @app.get("/metrics")

@@ -125,3 +125,12 @@ def test_lower_precisions_stay_close_and_have_their_own_fingerprint(tiny_model_d
     cosine = np.sum(fast.encode(texts) * tiny_encoder.encode(texts), axis=1)
     assert np.all(cosine > 0.95)
     assert fast.fingerprint != tiny_encoder.fingerprint  # their embeddings must never share cache entries
+
+
+def test_int8_is_quiet(tiny_model_dir):
+    """torch 2.13's deprecation notices of torch.ao.quantization are handled at the one call that uses it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DenseEncoder(str(tiny_model_dir), precision="int8").encode(["tos"])

@@ -45,6 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("kb", help="knowledge bases: import a SNOMED CT RF2 release; statistics and coverage")
+    kb = p.add_subparsers(dest="kb_command", required=True, metavar="KB_COMMAND")
+    k = kb.add_parser("rf2", help="an unzipped RF2 release (Snapshot, or Full) -> gazetteer.tsv, hierarchy.tsv, "
+                                  "inactive.tsv, release.json")
+    k.add_argument("--release", required=True, metavar="DIR", help="the unzipped release (one or several editions: "
+                   "International + extension, merged)")
+    k.add_argument("--out", required=True, metavar="DIR")
+    k.add_argument("--language", default="es", help="description language (default: %(default)s)")
+    k.add_argument("--full", action="store_true", help="read the Full files (each component's latest row) even "
+                   "where Snapshot files exist")
+    k.add_argument("--language-refset", action="append", default=[], metavar="ID",
+                   help="language refset(s) deciding preferred and acceptable terms (default: every one found)")
+    k.add_argument("--descendants-of", action="append", default=[], metavar="SCTID",
+                   help="keep only these concepts and their descendants (repeatable; with --tag: either)")
+    k.add_argument("--tag", action="append", default=[], help="keep only concepts with this semantic tag "
+                   "(repeatable)")
+    k = kb.add_parser("umls", help="a UMLS release's META folder (MRCONSO.RRF, MRREL.RRF) -> the same files, for "
+                                   "SNOMED CT sources")
+    k.add_argument("--meta", required=True, metavar="DIR")
+    k.add_argument("--out", required=True, metavar="DIR")
+    k.add_argument("--language", default="es", help="string language (default: %(default)s)")
+    k.add_argument("--sab", action="append", default=[], help="UMLS source(s) of the strings (default: SCTSPA)")
+    k.add_argument("--descendants-of", action="append", default=[], metavar="SCTID")
+    k.add_argument("--tag", action="append", default=[])
+    k = kb.add_parser("stats", help="concepts, terms per concept, tags, hierarchy depth; with --links, how many "
+                                    "gold codes the knowledge base holds, per label")
+    k.add_argument("--gazetteer", action="append", required=True, metavar="TSV")
+    k.add_argument("--hierarchy", metavar="TSV")
+    k.add_argument("--links", action="append", default=[], metavar="TSV", help="linking TSV(s) whose codes to look "
+                   "up (repeatable)")
+    k.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+
     p = sub.add_parser("index", help="build an index directory from gazetteers")
     p.add_argument("--gazetteer", action="append", required=True, metavar="TSV",
                    help="gazetteer TSV (code language term semantic_tag mainterm); repeat to merge several")
@@ -495,6 +527,37 @@ def cmd_export(args) -> int:
     return 1 if problems and args.strict else 0
 
 
+def cmd_kb(args) -> int:
+    if args.kb_command in ("rf2", "umls"):
+        from clinlinker.rf2 import read_release, subset, write_release
+
+        if args.kb_command == "umls":
+            from clinlinker.umls import read_umls
+
+            release = read_umls(args.meta, language=args.language, sources=tuple(args.sab) or ("SCTSPA",))
+        else:
+            release = read_release(args.release, language=args.language, kind="full" if args.full else None,
+                                   language_refsets=tuple(args.language_refset))
+        if args.descendants_of or args.tag:
+            release = subset(release, descendants_of=tuple(args.descendants_of), tags=tuple(args.tag))
+        paths = write_release(release, args.out, language=args.language)
+        counts = release.info["counts"]
+        print(f"clinlinker kb {args.kb_command}: {release.info['release_type']} release of "
+              f"{release.info.get('release_date', '?')} ({len(release.info.get('modules', ()))} module(s)): "
+              f"{counts['concepts']} concepts, {counts['terms']} terms, "
+              f"{counts['is_a_edges']} is-a edges, {len(release.inactive)} inactive concepts with a replacement; "
+              f"{counts.get('no_terms_in_language', 0)} active concepts without a {args.language!r} term left out "
+              f"-> {paths['gazetteer']}, {paths['hierarchy']}", file=sys.stderr)
+        return 0
+    from clinlinker.kbstats import kb_stats, render_stats
+
+    stats = kb_stats(args.gazetteer, args.hierarchy, args.links)
+    print(render_stats(stats))
+    if args.json:
+        Path(args.json).write_text(json.dumps(stats, indent=2, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from backend.config import BackendConfig
     from backend.doctor import run_doctor
@@ -543,7 +606,7 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
-COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export}
 
 if __name__ == "__main__":

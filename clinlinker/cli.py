@@ -270,7 +270,7 @@ def cmd_index(args) -> int:
         raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
     hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None
     index = build_index(kb, encoder, index_type=args.index_type, hybrid=hybrid)
-    sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer]}
+    sources = {"gazetteers": [_source(p, file_sha256) for p in args.gazetteer]}
     if args.hierarchy:
         sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}
     out = save_index(index, args.out, sources=sources)
@@ -525,6 +525,21 @@ def cmd_export(args) -> int:
                                             for origin, n in sorted(agreement.origins.items(), key=lambda i: -i[1]))
     print(summary, file=sys.stderr)
     return 1 if problems and args.strict else 0
+
+
+def _source(path, file_sha256) -> dict:
+    """A gazetteer as the index manifest records it; one written by `clinlinker kb` brings its release's
+    description (release.json beside it: edition dates, modules, language refsets)."""
+    entry = {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+    release = Path(path).parent / "release.json"
+    if release.is_file():
+        try:
+            info = json.loads(release.read_text(encoding="utf-8"))
+            entry["release"] = {k: info.get(k) for k in ("release_type", "release_date", "modules", "language",
+                                                         "language_refsets", "sources", "subset") if k in info}
+        except ValueError:
+            log.warning("%s: unreadable, not recorded in the index manifest", release)
+    return entry
 
 
 def cmd_kb(args) -> int:

@@ -138,3 +138,17 @@ def test_kb_stats_and_coverage(tmp_path, capsys):
                                  "code_coverage": 0.5}
     assert labels["ENFERMEDAD"]["mention_coverage"] == 1.0 and labels["ENFERMEDAD"]["no_code"] == 1
     assert "SINTOMA" in capsys.readouterr().out
+
+
+def test_from_release_to_index_in_three_commands(tmp_path):
+    """The README's path: kb rf2, index, serve (the index records what release it was built from)."""
+    folder = write_fixture(tmp_path / "release")
+    assert main(["kb", "rf2", "--release", str(folder), "--out", str(tmp_path / "kb")]) == 0
+    assert main(["index", "--gazetteer", str(tmp_path / "kb" / "gazetteer.tsv"), "--hierarchy",
+                 str(tmp_path / "kb" / "hierarchy.tsv"), "--model", "char-ngrams", "--out", str(tmp_path / "ix")]) == 0
+    manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
+    [source] = manifest["sources"]["gazetteers"]
+    assert source["release"]["release_date"] == "20221031" and "450829007" in source["release"]["modules"]
+    from clinlinker.linker import Linker
+
+    assert Linker.from_directory(tmp_path / "ix").link(["pirexia"])[0][0].code == "386661006"

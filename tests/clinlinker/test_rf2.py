@@ -152,3 +152,11 @@ def test_from_release_to_index_in_three_commands(tmp_path):
     from clinlinker.linker import Linker
 
     assert Linker.from_directory(tmp_path / "ix").link(["pirexia"])[0][0].code == "386661006"
+
+
+def test_another_language_without_its_refset(tmp_path):
+    """English descriptions, no English language refset in the release: every active description counts, the
+    FSN without its tag is the preferred term."""
+    release = read_release(write_fixture(tmp_path / "release"), language="en", progress=False)
+    assert release.concepts["74400008"] == ("Appendicitis", "disorder", ["Appendicitis", "Appendicitis (disorder)"])
+    assert "12345009" not in release.concepts and release.info["counts"]["no_terms_in_language"] == 1

@@ -173,7 +173,9 @@ def read_release(folder, *, language: str = "es", kind: str | None = None,
     concepts = _latest(files["concept"], "concept", info, bar)
     active = {cid for cid, row in concepts.items() if row[2] == "1"}
     descriptions = _latest(descriptions_files + [p for p in files["description"] if p not in descriptions_files],
-                           "description", info, bar, keep=lambda f: f[4] in active)
+                           "description", info, bar,
+                           # other languages give only their FSN (the tag, where the language has no FSN)
+                           keep=lambda f: f[4] in active and (f[6] == FSN or f[5].lower().startswith(language)))
     refsets = _latest(files["language"], "language", info, bar)
     relationships = _latest(files["relationship"], "relationship", info, bar, keep=lambda f: f[7] == IS_A)
     associations = _latest(files["association"], "association", info, bar) if files["association"] else {}

@@ -11,6 +11,7 @@ import html
 import json
 import logging
 import os
+import re
 import threading
 import time
 
@@ -203,7 +204,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise PayloadError("project: expected Label Studio's project id")
         text = str(value).split(".", 1)[0].strip()
-        if not text or len(text) > 64:
+        if not re.fullmatch(r"[\w-]{1,64}", text):
             raise PayloadError("project: expected Label Studio's project id")
         return text
 
@@ -377,12 +378,14 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         doc = request.args.get("doc", "").strip()
         if not doc:
             raise PayloadError("doc: the taxonomy URL needs ?doc=$doc_id (see label_studio_config/)")
-        if len(doc) > 400:
-            raise PayloadError("doc: a document name of more than 400 characters")
+        if len(doc) > 400 or "\x00" in doc:
+            raise PayloadError("doc: a document name of more than 400 characters, or with a NUL character")
         metrics.taxonomy_requests.inc()
         # Label Studio fetches the list several times per task open: a short freshness and a validator let the
         # browser reuse one answer, and a changed list (new predictions for the document) gets a new ETag
         path = request.args.get("path")
+        if path and "\x00" in path:
+            raise PayloadError("path: a node with a NUL character")
         project = project_of(request.args.get("project") or None)
         response = jsonify(model.taxonomy(doc, path=path.strip() if path else None, project=project))
         response.add_etag()
@@ -438,10 +441,11 @@ def read_json_body(req) -> dict:
         raise PayloadError(f"request body must be a JSON object: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
-    if b"\\u" in raw or b"\\U" in raw:  # escapes may spell a lone surrogate, which no UTF-8 can carry
-        where = _surrogate(data, "")
-        if where is not None:
-            raise PayloadError(f"{where or 'body'}: text with an unpaired surrogate (\\ud800-\\udfff): not Unicode text")
+    if b"\\u" in raw or b"\\U" in raw:  # only an escape can spell a lone surrogate or a NUL inside JSON text
+        found = _unstorable(data, "")
+        if found is not None:
+            where, what = found
+            raise PayloadError(f"{where or 'body'}: {what}")
     return data
 
 
@@ -464,25 +468,28 @@ def _nesting(raw: bytes) -> int:
     return deepest
 
 
-def _surrogate(value, where: str) -> str | None:
-    """The path of the first text holding a lone surrogate, or None."""
+def _unstorable(value, where: str) -> tuple[str, str] | None:
+    """(path, what) of the first text no store can keep: a lone surrogate (not Unicode: no UTF-8 carries it) or a
+    NUL character (PostgreSQL's text refuses it); None when there is none."""
     if isinstance(value, str):
+        if "\x00" in value:
+            return where, "text with a NUL character (\\u0000), which no clinical text holds"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return where
+            return where, "text with an unpaired surrogate (\\ud800-\\udfff): not Unicode text"
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # the message itself must encode
-            here = f"{where}.{name}" if where else name
-            found = _surrogate(key, here) if isinstance(key, str) else None
-            found = found if found is not None else _surrogate(item, here)
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+            here = f"{where}.{name}" if where else name  # the message itself must be storable text
+            found = _unstorable(key, here) if isinstance(key, str) else None
+            found = found if found is not None else _unstorable(item, here)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _surrogate(item, f"{where}[{i}]")
+            found = _unstorable(item, f"{where}[{i}]")
             if found is not None:
                 return found
     return None

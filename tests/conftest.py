@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -92,8 +93,8 @@ def _quiet_logs(caplog):
 POSTGRES_URL = os.environ.get("CLINLINKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture
-def postgres_url():
+@contextlib.contextmanager
+def postgres_database():
     """A fresh database on the real local PostgreSQL, dropped afterwards. `.ci/run` makes sure one runs."""
     import uuid
 
@@ -109,10 +110,18 @@ def postgres_url():
         admin.dispose()
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not answering ({str(exc).splitlines()[0]}); start it "
                     "(`.ci/run` does) or set CLINLINKER_TEST_POSTGRES_URL")
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,12 +21,25 @@ NASTY = [None, True, False, 0, -1, 2 ** 70, 1.5, -0.0, "", " ", "\ud800", "a\udf
          [{"id": 1}], {"id": None}, "2026-13-45T99:99:99Z", float("inf")]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def app(request, tmp_path_factory):
+    """The suite runs on both stores of record: PostgreSQL refuses some text SQLite keeps (NUL characters)."""
+    database_url = None
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("fuzz_postgres")
     config = BackendConfig(data_dir=str(tmp_path_factory.mktemp("fuzz") / "var"), worker=False, max_tasks=50,
-                           max_spans=500, max_spans_per_task=200)
+                           max_spans=500, max_spans_per_task=200, database_url=database_url)
     model, info = load_model(config)
-    return create_app(config, model, info)
+    yield create_app(config, model, info)
+    info["store"].dispose()
+
+
+@pytest.fixture(scope="module")
+def fuzz_postgres():
+    from tests.conftest import postgres_database
+
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +178,11 @@ HAND_WRITTEN = [
     ("/setup", {"project": [3], "schema": "<View/>"}),
     ("/setup", {"project": "3.1", "schema": "<View><Labels name='x'"}),
     ("/setup", {"project": "3.1", "hostname": "\ud800", "access_token": "t" * 5000}),
+    ("/setup", {"project": "3.1", "hostname": "http://ls\u0000", "access_token": "t"}),
+    ("/sync", {"project": "\u0000"}),
+    ("/webhook", annotation_webhook(result=[{"id": "r\u0000", "type": "labels", "value": {"start": 0, "end": 3,
+                                                                                      "labels": ["SINTOMA"]}}])),
+    ("/predict", {"tasks": [task(doc="d\u0000")]}),
     ("/sync", {"project": "99"}),
     ("/sync", {}),
 ]
@@ -186,7 +204,8 @@ def test_a_refused_webhook_stores_nothing(app, client):
     assert store.counters() == before
 
 
-GET_QUERIES = ["/taxonomy", "/taxonomy?doc=", "/taxonomy?doc=%ED%A0%80", "/taxonomy?doc=d1&path=%ff",
+GET_QUERIES = ["/taxonomy", "/taxonomy?doc=", "/taxonomy?doc=%00", "/taxonomy?doc=d1&project=%00",
+               "/taxonomy?doc=d1&path=%00", "/taxonomy?doc=%ED%A0%80", "/taxonomy?doc=d1&path=%ff",
                "/taxonomy?doc=d1&path=nothing", "/taxonomy?doc=" + "x" * 5000, "/taxonomy?doc=d1&project=a.b.c",
                "/taxonomy?doc=d1&project=" + "9" * 100, "/search?q=%00", "/search?q=fiebre&k=abc",
                "/search?q=fiebre&k=-5", "/search?q=fiebre&label=NOPE", "/search?q=" + "a" * 5000,

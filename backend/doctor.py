@@ -148,7 +148,9 @@ def check_store(report: Report, database_url: str | None, data_dir: str) -> None
         facts = store.describe()
         store.dispose()
     except Exception as exc:  # noqa: BLE001
-        where = database_url.split("@")[-1] if database_url else data_dir
+        from clinlinker.cache import _redact
+
+        where = _redact(database_url) if database_url else data_dir
         report.fail("store", f"{where}: {_first_line(exc)}", "check CLINLINKER_DATABASE_URL (PostgreSQL reachable, "
                     "user and database exist) or CLINLINKER_DATA_DIR (writable)")
         return

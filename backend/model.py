@@ -184,13 +184,12 @@ class ClinLinkerModel:
             out.append(prediction)
             if nodes:
                 lists.setdefault(self._doc_key(task, cfg), []).extend(nodes)
-        if self.store is not None:
-            for doc, nodes in lists.items():
-                try:
-                    self.store.put_candidates(project or "", doc, nodes)
-                except Exception as exc:  # noqa: BLE001 - the coder still gets the pre-annotations
-                    log.error("cannot keep the candidate lists of %s (%s: %s): the picker will not list them",
-                              doc, type(exc).__name__, str(exc).splitlines()[0][:300])
+        if self.store is not None and lists:
+            try:  # one transaction for the whole request, however many documents it holds
+                self.store.put_candidate_lists(project or "", lists)
+            except Exception as exc:  # noqa: BLE001 - the coder still gets the pre-annotations
+                log.error("cannot keep the candidate lists of %s (%s: %s): the picker will not list them",
+                          ", ".join(list(lists)[:5]), type(exc).__name__, str(exc).splitlines()[0][:300])
         return out
 
     # --- spans --------------------------------------------------------------------------------

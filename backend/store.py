@@ -461,15 +461,22 @@ class Store:
     # --- candidate lists (the picker) -----------------------------------------------------------
 
     def put_candidates(self, project: str, doc: str, nodes: list[dict]) -> None:
+        self.put_candidate_lists(project, {doc: nodes})
+
+    def put_candidate_lists(self, project: str, lists: dict[str, list[dict]]) -> None:
+        """The candidate lists of a request's documents ({doc: mention nodes}), in one transaction."""
         now = time.time()
-        rows = {n["node"]: json.dumps(n, ensure_ascii=False, separators=(",", ":")) for n in nodes}
-        if not rows:
-            return
         with self._write() as conn:
-            conn.execute(delete(candidates_t).where(candidates_t.c.project == project, candidates_t.c.doc == doc,
-                                                    candidates_t.c.node.in_(list(rows))))
-            conn.execute(candidates_t.insert(), [{"project": project, "doc": doc, "node": node, "payload": payload,
-                                                  "stored": now} for node, payload in rows.items()])
+            for doc, nodes in lists.items():
+                rows = {n["node"]: json.dumps(n, ensure_ascii=False, separators=(",", ":")) for n in nodes}
+                if not rows:
+                    continue
+                conn.execute(delete(candidates_t).where(candidates_t.c.project == project,
+                                                        candidates_t.c.doc == doc,
+                                                        candidates_t.c.node.in_(list(rows))))
+                conn.execute(candidates_t.insert(), [{"project": project, "doc": doc, "node": node,
+                                                      "payload": payload, "stored": now}
+                                                     for node, payload in rows.items()])
 
     def get_candidates(self, project: str | None, doc: str) -> list[dict]:
         """A document's candidate lists: of one project, or (no project) the newest per mention of any."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clinlinker.errors import ClinlinkerError, InputFileError
+from clinlinker.tsv import decoded_lines
 
 IS_A = "116680003"
 FSN = "900000000000003001"
@@ -92,16 +93,14 @@ def _rows(path: Path, role: str, progress=None):
     """(line, fields) of one RF2 file after checking its header; a malformed row stops with file:line."""
     expected = COLUMNS[role]
     with path.open("rb") as handle:
-        header = handle.readline().decode("utf-8-sig").rstrip("\r\n").split("\t")
+        lines = decoded_lines(path, handle)
+        _, first = next(lines, (1, ""))
+        header = first.lstrip("\ufeff").split("\t")
         if tuple(header) != expected:
             raise InputFileError(path, 1, f"not an RF2 {role} file: header {header!r}, expected "
                                           f"{', '.join(expected)}")
         width = len(expected)
-        for number, raw in enumerate(handle, start=2):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise InputFileError(path, number, "not valid UTF-8") from None
+        for number, line in lines:
             if not line:
                 continue
             fields = line.split("\t")

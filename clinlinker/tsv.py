@@ -23,7 +23,7 @@ def read_tsv(path, required: Sequence[str]) -> tuple[list[str], Iterator[tuple[i
         handle = path.open("rb")
     except OSError as exc:
         raise InputFileError(path, None, f"cannot open: {exc.strerror or exc}") from None
-    lines = _decoded_lines(path, handle)
+    lines = decoded_lines(path, handle)
     try:
         lineno, header_line = next(lines)
     except StopIteration:
@@ -55,7 +55,9 @@ def read_tsv(path, required: Sequence[str]) -> tuple[list[str], Iterator[tuple[i
     return header, rows()
 
 
-def _decoded_lines(path: Path, handle) -> Iterator[tuple[int, str]]:
+def decoded_lines(path: Path, handle) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line end) of a file opened in binary; bytes that are not UTF-8 raise
+    InputFileError with the file, line and column (shared by the TSV, RF2 and UMLS readers)."""
     for number, raw in enumerate(handle, start=1):
         try:
             text = raw.decode("utf-8")

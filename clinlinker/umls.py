@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clinlinker.errors import ClinlinkerError, InputFileError
 from clinlinker.rf2 import Release
+from clinlinker.tsv import decoded_lines
 
 MRCONSO = ("CUI", "LAT", "TS", "LUI", "STT", "SUI", "ISPREF", "AUI", "SAUI", "SCUI", "SDUI", "SAB", "TTY", "CODE",
            "STR", "SRL", "SUPPRESS", "CVF")
@@ -28,11 +29,7 @@ _TAG = re.compile(r"\s\(([^()]+)\)\s*$")
 def _rrf(path: Path, columns: tuple[str, ...]):
     width = len(columns)
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise InputFileError(path, number, "not valid UTF-8") from None
+        for number, line in decoded_lines(path, handle):
             if not line:
                 continue
             fields = line.split("|")

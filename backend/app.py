@@ -20,6 +20,7 @@ from flask_cors import CORS
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from clinlinker.cache import _redact
 from clinlinker.errors import ClinlinkerError
 
 from backend.config import BackendConfig
@@ -55,7 +56,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     try:
         store = Store(config.database_url, config.data_path, candidates_ttl_days=config.candidates_ttl_days)
     except SQLAlchemyError as exc:
-        raise ClinlinkerError(f"cannot open the store of record ({_redacted(config.database_url) or config.data_path}"
+        raise ClinlinkerError(f"cannot open the store of record ({_redact(config.database_url or '') or config.data_path}"
                               f"): {str(exc).splitlines()[0][:300]}") from None
     log.info("store of record: %s at %s", store.kind, store.location)
 
@@ -127,17 +128,6 @@ def intake(store, config: BackendConfig, data: dict) -> dict:
     if not facts:
         store.count(f"webhook|{action}|received")
     return {"action": action, "outcomes": outcomes}
-
-
-def _redacted(url: str | None) -> str | None:
-    if not url:
-        return None
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unreadable URL is shown as its scheme only
-        return url.split(":", 1)[0] + ":…"
 
 
 def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | None = None,
@@ -416,6 +406,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
 
 MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escaped quotes included
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 def read_json_body(req) -> dict:
@@ -441,7 +433,7 @@ def read_json_body(req) -> dict:
         raise PayloadError(f"request body must be a JSON object: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
-    if b"\\u" in raw or b"\\U" in raw:  # only an escape can spell a lone surrogate or a NUL inside JSON text
+    if b"\\u" in raw:  # only an escape can spell a lone surrogate or a NUL inside JSON text
         found = _unstorable(data, "")
         if found is not None:
             where, what = found
@@ -451,12 +443,9 @@ def read_json_body(req) -> dict:
 
 def _nesting(raw: bytes) -> int:
     """How deep the JSON text nests arrays and objects (brackets inside strings not counted), stopping early."""
-    import re
-
     # Drop string contents first (escaped quotes included), then count the brackets left.
-    stripped = re.sub(rb'"(?:[^"\\\\]|\\\\.)*"', b'""', raw)
     depth = deepest = 0
-    for char in stripped.translate(None, delete=bytes(set(range(256)) - set(b"[]{}"))):
+    for char in _JSON_STRING.sub(b'""', raw).translate(None, delete=_NOT_BRACKETS):
         if char in (91, 123):
             depth += 1
             if depth > deepest:

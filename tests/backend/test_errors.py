@@ -92,3 +92,16 @@ def test_config_from_env_validates_numbers_and_auth():
         BackendConfig.from_env({"CLINLINKER_BASIC_AUTH_USER": "x"})
     assert BackendConfig.from_env({"CLINLINKER_CORS_ORIGINS": "http://a, http://b"}).cors_origins == \
         ("http://a", "http://b")
+
+
+def test_brackets_inside_texts_do_not_count_as_nesting(client):
+    """Only real arrays and objects count towards the depth limit: a text may hold quotes and brackets."""
+    import json
+
+    text = TEXT + ' Nota: "' + "[" * 80 + '" y \\"' + "{" * 80
+    body = json.dumps({"tasks": [task(text=text)]})
+    assert '\\"' in body  # the text's quotes travel escaped
+    reply = client.post("/predict", data=body, content_type="application/json")
+    assert reply.status_code == 200, reply.get_json()
+    deep = '{"tasks": ' + "[" * 70 + "]" * 70 + "}"
+    assert client.post("/predict", data=deep, content_type="application/json").status_code == 400

@@ -30,6 +30,15 @@ class Candidate:
                    semantic_tag=concept.semantic_tag, score=round(float(score), 6), rank=rank, evidence=evidence,
                    parents=kb.parent_terms(concept.code), via=via)
 
+    def at_rank(self, rank: int) -> "Candidate":
+        """The same candidate at another rank (a plain copy: cheaper than dataclasses.replace, which reruns
+        __init__; lists are re-ranked on every prediction)."""
+        if rank == self.rank:
+            return self
+        out = object.__new__(Candidate)
+        out.__dict__.update(self.__dict__, rank=rank)
+        return out
+
     def to_dict(self) -> dict:
         return {"code": self.code, "preferred_term": self.preferred_term, "matched_term": self.matched_term,
                 "semantic_tag": self.semantic_tag, "score": self.score, "rank": self.rank, "evidence": self.evidence,

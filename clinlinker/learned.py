@@ -20,7 +20,6 @@ index it serves (the embedding cache makes that cheap), so it can never mix two 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace as dc_replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -45,10 +44,11 @@ class LearnedTerms:
         self._row: dict = {}  # (folded wording, code) -> row of its vector (rows are never reused for another)
         self._terms: list[str] = []
         self._codes: list[str] = []
+        self._concepts = np.zeros(0, dtype=np.int64)  # row -> the knowledge base's number of its concept
         self._exact: dict = {}  # folded wording -> [(code, count, wording)], most accepted first
         self._by_key: dict = {}  # folded wording -> codes accepted for it
         # what searches read, swapped whole: (exact, codes, terms, alive mask, vector blocks, rows)
-        self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0)
+        self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0, self._concepts)
 
     def __len__(self) -> int:
         return int(self._state[3].sum())
@@ -58,8 +58,9 @@ class LearnedTerms:
         with self._lock:
             self.skipped = dict.fromkeys(self.skipped, 0)
             self._counts, self._wording, self._row, self._terms, self._codes = {}, {}, {}, [], []
+            self._concepts = np.zeros(0, dtype=np.int64)
             self._exact, self._by_key = {}, {}
-            self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0)
+            self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0, self._concepts)
         return self.apply((text, code, 1) for text, code in links)
 
     def apply(self, changes: Iterable[tuple[str, str, int]]) -> "LearnedTerms":
@@ -85,12 +86,15 @@ class LearnedTerms:
                 touched.add(pair)
             if not touched:
                 return self
-            exact, codes, terms, alive, blocks, rows = self._state
+            exact, codes, terms, alive, blocks, rows, _ = self._state
             fresh = [pair for pair in sorted(touched) if pair in self._counts and pair not in self._row]
             for pair in fresh:
                 self._row[pair] = len(self._terms)
                 self._terms.append(self._wording[pair])
                 self._codes.append(pair[1])
+            if fresh:
+                self._concepts = np.concatenate([self._concepts, np.fromiter(
+                    (self.kb.index_of(code) for _, code in fresh), dtype=np.int64, count=len(fresh))])
             alive = np.concatenate([alive, np.zeros(len(fresh), dtype=bool)]) if fresh else alive.copy()
             for pair in touched:
                 if pair in self._row:
@@ -108,7 +112,8 @@ class LearnedTerms:
                     self._exact[key] = entries
                 else:
                     self._exact.pop(key, None)
-            self._state = (self._exact, self._codes, self._terms, alive, tuple(blocks), len(self._terms))
+            self._state = (self._exact, self._codes, self._terms, alive, tuple(blocks), len(self._terms),
+                           self._concepts)
         return self
 
     def _entries(self, key: str) -> list[tuple[str, int, str]]:
@@ -127,29 +132,35 @@ class LearnedTerms:
         gazetteer term, then the index's own order. Only the most similar learned wordings are looked at: as many
         as it takes to find k concepts (no further one could enter the list).
         """
-        exact, codes, terms, alive, blocks, rows = self._state
+        exact, codes, terms, alive, blocks, rows, concepts = self._state
         if not rows or not alive.any():
             return [list(c) for c in found]
         similar = _similarities(self.encoder.encode(list(mentions)), blocks, alive) if blocks else None
         out = []
         for i, (mention, cands) in enumerate(zip(mentions, found)):
-            # (score, from the index?, index rank, matched wording): Candidates are built for the k kept only
-            best = {c.code: (c.score, c.evidence != "learned", c.rank, None) for c in cands}
-            index_rank = {c.code: c.rank for c in cands}
-            by_code = {c.code: c for c in cands}
-            accepted = exact.get(fold(mention), [])
-            firsts = [code for code, _, _ in accepted]
-            wording = {code: text for code, _, text in accepted}
+            wording = {code: text for code, _, text in exact.get(fold(mention), [])}
+            lifted = []
             if similar is not None:
                 rows_i, values_i = similar[i]
-                for j, value in _most_similar(rows_i, values_i, codes, k, skip=set(firsts), allowed=allowed,
-                                              kb=self.kb):
-                    score = round(min(1.0, float(value)), 6)
+                if len(cands) >= k:  # a full list: only a learned wording at least as similar as its last can enter
+                    enters = values_i >= min(c.score for c in cands) - 1e-6
+                    rows_i, values_i = rows_i[enters], values_i[enters]
+                skip = np.fromiter((self.kb.index_of(code) for code in wording), dtype=np.int64, count=len(wording))
+                lifted = _most_similar(rows_i, values_i, concepts, k, skip=skip, allowed=allowed)
+            if not wording and not lifted:
+                out.append(list(cands))
+                continue
+            # (score, from the index?, index rank, matched wording): Candidates are built for the k kept only
+            best = {c.code: (c.score, c.evidence != "learned", c.rank, None) for c in cands}
+            by_code = {c.code: c for c in cands}
+            if lifted:
+                for j, value in lifted:
+                    score = round(min(1.0, value), 6)
                     code = codes[j]
-                    if code not in best or best[code][0] <= score:
-                        best[code] = (score, False, index_rank.get(code, 0), terms[j])
-            order = firsts + sorted((c for c in best if c not in wording),
-                                    key=lambda c: (-best[c][0], best[c][1], index_rank.get(c, 0), c))
+                    if code not in best or best[code][0] <= score:  # a tie goes to the learned wording
+                        best[code] = (score, False, by_code[code].rank if code in by_code else 0, terms[j])
+            order = list(wording) + sorted((c for c in best if c not in wording),
+                                           key=lambda c: (-best[c][0], best[c][1], best[c][2], c))
             kept = []
             for rank, code in enumerate(order[:k], start=1):
                 if code in wording:
@@ -157,8 +168,7 @@ class LearnedTerms:
                 elif best[code][3] is not None:
                     kept.append(self._candidate(code, best[code][3], best[code][0], rank))
                 else:
-                    candidate = by_code[code]
-                    kept.append(candidate if candidate.rank == rank else dc_replace(candidate, rank=rank))
+                    kept.append(by_code[code].at_rank(rank))
             out.append(kept)
         return out
 
@@ -199,26 +209,33 @@ def _similarities(queries, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]
     return out
 
 
-def _most_similar(rows: np.ndarray, values: np.ndarray, codes: list[str], k: int, *, skip: set, allowed,
-                  kb) -> list[tuple[int, float]]:
-    """(row, similarity) of the learned wordings worth looking at for one mention, most similar first: enough of
-    them to hold k distinct allowed concepts (not in `skip`); a concept further down could not enter a list of k."""
-    if not rows.shape[0]:
+def _most_similar(rows: np.ndarray, values: np.ndarray, concepts: np.ndarray, k: int, *, skip: np.ndarray,
+                  allowed) -> list[tuple[int, float]]:
+    """(row, similarity) of the best learned wording of each of the k concepts most similar to one mention (and of
+    those tied with the k-th), most similar first, the older wording on ties: concepts in `skip` and outside
+    `allowed` (a mask over the knowledge base's concepts) left out. A concept further down could not enter a list
+    of k."""
+    keep = np.ones(rows.shape[0], dtype=bool)
+    if allowed is not None:
+        keep &= allowed[concepts[rows]]
+    if skip.shape[0]:
+        keep &= ~np.isin(concepts[rows], skip)
+    rows, values = rows[keep], values[keep]
+    n = rows.shape[0]
+    if not n:
         return []
-    take = min(rows.shape[0], max(8 * k, 64))
+    take = min(n, max(8 * k, 64))
     while True:
-        top = np.argpartition(-values, take - 1)[:take] if take < rows.shape[0] else np.arange(rows.shape[0])
+        top = np.argpartition(-values, take - 1)[:take] if take < n else np.arange(n)
         top = top[np.lexsort((rows[top], -values[top]))]  # most similar first, then the older wording
-        out, seen = [], set()
-        for t in top:
-            j = int(rows[t])
-            code = codes[j]
-            if code in skip or (allowed is not None and not allowed[kb.index_of(code)]):
-                continue
-            out.append((j, float(values[t])))
-            seen.add(code)
-            if len(seen) >= k:
-                return out
-        if take >= rows.shape[0]:
-            return out
-        take = min(rows.shape[0], take * 4)
+        _, first = np.unique(concepts[rows[top]], return_index=True)  # each concept's best wording
+        chosen = top[np.sort(first)]
+        if chosen.shape[0] >= k:
+            # the k-th concept's similarity; concepts tied with it are kept too (the final order breaks ties)
+            cutoff = values[chosen[k - 1]] - 1e-6
+            if take >= n or values[top[-1]] < cutoff:  # none left out could reach the cutoff
+                chosen = chosen[values[chosen] >= cutoff]
+                return list(zip(rows[chosen].tolist(), values[chosen].tolist()))
+        elif take >= n:
+            return list(zip(rows[chosen].tolist(), values[chosen].tolist()))
+        take = min(n, take * 4)

@@ -75,3 +75,76 @@ def test_learned_layer_follows_the_encoder_of_its_index(dense_index):
     assert learned.describe()["terms"] == 1
     [merged] = learned.merge(["fiebre alta"], dense_index.search(["fiebre alta"], 10), 10)
     assert merged[0].code == "386661006" and len(merged) == 10
+
+
+class _DenseOf:
+    """The lexical encoder's vectors as dense float64 arrays: the dense code path, with values that do not depend
+    on how wordings are batched (a transformer's do, in the last float32 digit)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, texts):
+        return self.encoder.encode(texts).toarray().astype("float64")
+
+
+def _reference_merge(learned_links, index, encoder, mentions, k, allowed):
+    """What merge must return, computed the slow way: every live learned wording scored against every mention."""
+    import numpy as np
+
+    from clinlinker.text import fold
+
+    counts, first_wording = {}, {}
+    for text, code, delta in learned_links:
+        key = (fold(" ".join(text.split())), code)
+        counts[key] = counts.get(key, 0) + delta
+        first_wording.setdefault(key, " ".join(text.split()))
+    live = [key for key, n in counts.items() if n > 0]
+    found = index.search(mentions, k, allowed=allowed)
+    out = []
+    for mention, cands in zip(mentions, found):
+        firsts = [code for code, _ in sorted(((code, counts[(key, code)]) for key, code in live if key == fold(mention)),
+                                             key=lambda e: (-e[1], e[0]))]
+        best = {c.code: (c.score, 1, c.rank) for c in cands}
+        index_rank = {c.code: c.rank for c in cands}
+        query = encoder.encode([mention])
+        for key, code in live:
+            if code in firsts or (allowed is not None and not allowed[index.kb.index_of(code)]):
+                continue
+            value = query @ encoder.encode([first_wording[(key, code)]]).T
+            value = float(value.toarray()[0, 0] if hasattr(value, "toarray") else value[0, 0])
+            score = round(min(1.0, value), 6)
+            if value > 0 and (code not in best or best[code][0] <= score):
+                best[code] = (score, 0, index_rank.get(code, 0))
+        rest = sorted((c for c in best if c not in firsts), key=lambda c: (-best[c][0], best[c][1], best[c][2], c))
+        out.append(([(code, 1.0) for code in firsts] + [(code, best[code][0]) for code in rest])[:k])
+    return out
+
+
+@pytest.mark.parametrize("vectors", ["sparse", "dense"])
+def test_merge_equals_scoring_every_learned_wording(vectors, lexical_index):
+    """The fast merge (only wordings that can enter a list of k looked at, vectors in blocks, removals masked)
+    gives what scoring every live learned wording against every mention gives, ties included."""
+    import random
+
+    import numpy as np
+
+    index = lexical_index
+    encoder = index.encoder if vectors == "sparse" else _DenseOf(index.encoder)
+    rng = random.Random(7)
+    codes = [c.code for c in index.kb.concepts]
+    words = "dolor fiebre tos seca abdominal torácico apendicectomía laparoscópica cefalea tensional disnea".split()
+    links = []
+    learned = LearnedTerms(index.kb, encoder)
+    for _ in range(20):  # several applies: several vector blocks (consolidated past 16), some links removed again
+        batch = [(" ".join(rng.sample(words, rng.randint(1, 3))), rng.choice(codes), 1) for _ in range(15)]
+        batch += [(text, code, -1) for text, code, delta in rng.sample(links, min(len(links), 3)) if delta > 0]
+        links += batch
+        learned.apply(batch)
+    mentions = [" ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(25)] + [links[0][0]]
+    allowed = np.array([rng.random() < 0.7 for _ in range(len(index.kb))])
+    for k, mask in ((5, None), (25, None), (10, allowed)):
+        merged = learned.merge(mentions, index.search(mentions, k, allowed=mask), k, allowed=mask)
+        expected = _reference_merge(links, index, encoder, mentions, k, mask)
+        assert [[(c.code, c.score) for c in cands] for cands in merged] == expected
+        assert all([c.rank for c in cands] == list(range(1, len(cands) + 1)) for cands in merged)

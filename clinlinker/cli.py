@@ -179,6 +179,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task-data field used as filename (default: doc_id)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a region is reported (no code, wrong mention)")
 
+    p = sub.add_parser("curate", help="gold-standard curation of a Label Studio project: agreement between "
+                                      "coders, the adjudicated gold standard, disagreements, the assistant's effect, "
+                                      "an HTML report")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="JSON", help="a full JSON export file (export type JSON)")
+    source.add_argument("--url", help="Label Studio URL to pull the project from (with --token and --project)")
+    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--project", type=_positive)
+    p.add_argument("--index", metavar="DIR", help="the index coders were served: its knowledge base checks the codes "
+                   "and gives the hierarchy (agreement within a concept's family), its candidate lists the ranks of "
+                   "accepted codes beyond top-1")
+    p.add_argument("--policy", default="majority", help="adjudication where no annotation is marked ground truth: "
+                   "majority (default), newest, or coder:EMAIL")
+    p.add_argument("--report", metavar="HTML", help="write the report a curation lead opens")
+    p.add_argument("--gold", metavar="TSV", help="write the adjudicated gold standard (linking TSV)")
+    p.add_argument("--disagreements", metavar="TSV", help="write every disagreement (task, span, each coder's code)")
+    p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    p.add_argument("--review-tab", action="store_true", help="with --url: add a Data Manager tab to the project "
+                   "that shows only the tasks in disagreement, for the adjudicator")
+    p.add_argument("--doc-field", default=os.environ.get("CLINLINKER_DOC_FIELD", "doc_id"))
+    p.add_argument("--text-field", default="text", help="task-data field of the text (default: text)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a problem is reported")
+
     p = sub.add_parser("sync", help="rebuild the backend's accepted links of a Label Studio project from its "
                                     "annotations (Label Studio holds the coders' work) and report what differed")
     p.add_argument("--url", required=True, help="Label Studio URL, e.g. http://localhost:8080")
@@ -603,6 +627,67 @@ def cmd_sync(args) -> int:
     return 0
 
 
+def cmd_curate(args) -> int:
+    from backend.curation import (adjudicate, assistant_effect, create_review_tab, fetch_users, read_curation,
+                                  report_html, write_disagreements)
+    from backend.export import fetch_export, read_export
+    from clinlinker.agreement import agreement
+    from clinlinker.links import write_links
+
+    users = {}
+    if args.url:
+        if not args.token or not args.project:
+            raise ClinlinkerError("--url needs --token (or $LABEL_STUDIO_API_KEY) and --project")
+        tasks = fetch_export(args.url, args.token, args.project)
+        users = fetch_users(args.url, args.token)
+    else:
+        if args.review_tab:
+            raise ClinlinkerError("--review-tab needs --url (the tab is made in the live project)")
+        tasks = read_export(args.input)
+    linker = None
+    if args.index:
+        from clinlinker.linker import Linker
+
+        linker = Linker.from_directory(args.index)
+    kb = linker.kb if linker is not None else None
+    curation = read_curation(tasks, doc_field=args.doc_field, text_field=args.text_field, users=users, kb=kb)
+    agree = agreement(curation.coded(), kb=kb)
+    gold = adjudicate(curation, args.policy)
+    effect = assistant_effect(curation, linker=linker, gold=gold["links"])
+    for problem in curation.problems:
+        print(f"clinlinker curate: {problem}", file=sys.stderr)
+    task_of_doc = {a.doc: a.task for a in curation.annotations}
+    if args.gold:
+        write_links(gold["links"], args.gold)
+    if args.disagreements:
+        write_disagreements(agree["disagreements"], task_of_doc, args.disagreements)
+    title = f"Curation report: project {args.project}" if args.url else f"Curation report: {Path(args.input).name}"
+    if args.report:
+        Path(args.report).write_text(report_html(title, curation, agree, effect, gold), encoding="utf-8")
+    if args.json:
+        figures = {"counts": curation.counts, "problems": [str(p) for p in curation.problems], "agreement": agree,
+                   "assistant": effect, "adjudication": {k: v for k, v in gold.items() if k != "links"}}
+        Path(args.json).write_text(json.dumps(figures, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    tab = None
+    if args.review_tab:
+        tasks_in_disagreement = {task_of_doc[d["doc"]] for d in agree["disagreements"]} | \
+            {u["task"] for u in gold["unresolved"]}
+        tab = create_review_tab(args.url, args.token, args.project, tasks_in_disagreement)
+    o = agree["overall"]
+    summary = (f"clinlinker curate: {curation.counts.get('annotations', 0)} annotations of "
+               f"{curation.counts.get('tasks', 0)} tasks by {len(agree['coded_documents'])} coder(s); "
+               f"{len(curation.problems)} problem(s)")
+    if o["code_compared"]:
+        summary += (f"; span F1 {o['span_f1']:.3f}, exact code agreement {o['code_exact']:.3f} "
+                    f"(family {o['code_family']:.3f}, kappa {o['code_kappa']}) on {o['code_compared']} shared spans")
+    summary += (f"; {len(agree['disagreements'])} disagreement(s); gold standard {len(gold['links'])} links "
+                f"({len(gold['unresolved'])} unresolved)")
+    if tab:
+        summary += f"; review tab with {tab['tasks']} task(s): {tab['url']}"
+    print(summary, file=sys.stderr)
+    return 1 if curation.problems and args.strict else 0
+
+
 def cmd_ls_project(args) -> int:
     from backend.ls_project import create_project
 
@@ -622,7 +707,7 @@ def cmd_ls_project(args) -> int:
 
 
 COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
-            "export": cmd_export}
+            "export": cmd_export, "curate": cmd_curate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,8 @@ a region without a code, a candidate ticked under another mention, a code that i
   hierarchy, Cohen's and Fleiss' kappa, every disagreement).
 - Adjudication: per task, the annotation Label Studio marks as ground truth; else a policy: `newest`, `coder:NAME`
   (that coder's annotation, else the newest, said so), or `majority` (per span, the label and code a strict majority of
-  the task's annotations gave; a span without one is left out and listed as unresolved).
+  the task's annotations gave; a span fewer than half of them marked is left out; any other span without a majority
+  coding is left out and listed as unresolved, for the adjudicator).
 - The assistant's effect: for each coded span that had a prediction, whether the coder kept the pre-selected top-1,
   where the accepted code sat in the candidate list (top 5, top 25, outside; from an index when given), the
   prediction's certainty, and the time spent (Label Studio's `lead_time` of the annotation, per span).
@@ -31,7 +32,7 @@ from clinlinker.errors import ClinlinkerError
 from clinlinker.links import Link
 
 from backend.export import Problem, annotation_links, auth_header, _get_json
-from backend.regions import code_of, group_regions
+from backend.regions import code_of, group_regions, result_problem
 
 POLICIES = ("newest", "majority", "coder:NAME")
 CERTAINTY_BANDS = ((0.0, 0.5, "low (< 0.5)"), (0.5, 0.8, "medium (0.5-0.8)"), (0.8, 1.01, "high (>= 0.8)"))
@@ -110,6 +111,9 @@ def read_curation(tasks, *, doc_field: str = "doc_id", text_field: str = "text",
         counts["tasks"] += 1
         counts["drafts"] += len(task.get("drafts") or [])
         data = task.get("data") if isinstance(task.get("data"), dict) else {}
+        if not isinstance(task.get("annotations", []), list):
+            problems.append(Problem(task.get("id"), None, "annotations: expected a list"))
+            continue
         text = data.get(text_field)
         if not isinstance(text, str) or not text:
             problems.append(Problem(task.get("id"), None, f"task has no text (data.{text_field}): its annotations "
@@ -126,11 +130,15 @@ def read_curation(tasks, *, doc_field: str = "doc_id", text_field: str = "text",
             if annotation.get("was_cancelled"):
                 counts["cancelled"] += 1
                 continue
+            where = f"annotation {annotation.get('id')}"
+            unreadable = result_problem(annotation.get("result"), "result")
+            if unreadable:
+                problems.append(Problem(task.get("id"), None, f"{where}: {unreadable}; not used"))
+                continue
             counts["annotations"] += 1
             counts["relations"] += sum(1 for item in annotation.get("result") or []
                                        if isinstance(item, dict) and item.get("type") == "relation")
             links, found = annotation_links(task, annotation, doc_field=doc_field)
-            where = f"annotation {annotation.get('id')}"
             problems.extend(Problem(p.task, p.region, f"{where}: {p.message}") for p in found)
             if kb is not None:
                 kept = []

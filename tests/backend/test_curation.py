@@ -180,3 +180,17 @@ def test_report_escapes_what_coders_wrote(curation):
     page = report_html("t", curation, agreement(curation.coded()), assistant_effect(curation),
                        adjudicate(curation))
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_unreadable_annotations_are_reported_not_guessed():
+    tasks = fx.export()[:1]
+    tasks[0]["annotations"][0]["result"] = "not a list"
+    tasks[0]["annotations"][1]["result"][0]["value"]["start"] = "13"
+    tasks.append({"id": 77, "annotations": "oops", "data": {"text": "x"}})
+    tasks.append("not a task")
+    curation = read_curation(tasks)
+    problems = [str(p) for p in curation.problems]
+    assert problems == ["task 1: annotation 101: result: expected a list of result items, got str; not used",
+                        "task 1: annotation 102: result[0].value.start: expected an integer offset; not used",
+                        "task 77: annotations: expected a list", "task #3: not a task object"]
+    assert curation.annotations == [] and curation.counts["cancelled"] == 1

@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 from flask_cors import CORS
@@ -60,9 +61,21 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
                               f"): {str(exc).splitlines()[0][:300]}") from None
     log.info("store of record: %s at %s", store.kind, store.location)
 
+    # the re-ranker: the setting, else the one the configured index records (a fine-tuned index the backend
+    # publishes later keeps it: retraining changes the first stage only)
+    reranker = config.reranker
+    if not reranker and config.index_dir:
+        from clinlinker.index import MANIFEST
+
+        try:
+            reranker = json.loads((Path(config.index_dir) / MANIFEST).read_text(encoding="utf-8")).get("reranker")
+        except (OSError, ValueError):
+            reranker = None  # load_index below says what is wrong with the index
+
     def load_linker(directory):
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
-                                     cache=cache, top_k=config.top_k, routing=routing)
+                                     cache=cache, top_k=config.top_k, routing=routing, reranker=reranker,
+                                     rerank_depth=config.rerank_depth)
 
     index_dir = config.index_dir
     if config.index_dir is None:

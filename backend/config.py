@@ -24,6 +24,8 @@ class BackendConfig:
     top_k: int = 25  # CLINLINKER_TOP_K
     labels: tuple[str, ...] = DEFAULT_LABELS  # CLINLINKER_LABELS: span labels that get codes
     routing: str | None = None  # CLINLINKER_ROUTING: label routing TOML (unset: built-in; "none": whole KB)
+    reranker: str | None = None  # CLINLINKER_RERANKER: cross-encoder id or path ("none": off; unset: the index's)
+    rerank_depth: int | None = None  # CLINLINKER_RERANK_DEPTH: first-stage candidates it re-orders (unset: index's)
     mentions_field: str = "mentions"  # CLINLINKER_MENTIONS_FIELD: task-data field listing spans
     doc_field: str = "doc_id"  # CLINLINKER_DOC_FIELD: task-data field naming the document
     auth_user: str | None = None  # CLINLINKER_BASIC_AUTH_USER
@@ -82,6 +84,8 @@ class BackendConfig:
             top_k=number("CLINLINKER_TOP_K", 25),
             labels=items("CLINLINKER_LABELS", DEFAULT_LABELS),
             routing=text("CLINLINKER_ROUTING"),
+            reranker=text("CLINLINKER_RERANKER"),
+            rerank_depth=number("CLINLINKER_RERANK_DEPTH", None),
             mentions_field=text("CLINLINKER_MENTIONS_FIELD", "mentions"),
             doc_field=text("CLINLINKER_DOC_FIELD", "doc_id"),
             auth_user=text("CLINLINKER_BASIC_AUTH_USER"),

@@ -62,9 +62,10 @@ def model_version_of(linker: Linker, top_k: int) -> str:
     manifest = getattr(linker.index, "manifest", {}) or {}
     routing = linker.routing
     parts = sorted((label, part.tags, part.roots, part.untagged) for label, part in routing.parts.items())
+    reranker = linker.reranker.describe() if getattr(linker, "reranker", None) is not None else None
     digest = hashlib.sha256(repr((manifest.get("fingerprint"), manifest.get("created"), manifest.get("terms"),
-                                  top_k, parts, routing.inherit, routing.untagged)).encode()).hexdigest()[:10]
-    return f"clinlinker-{linker.index.engine}-{digest}"
+                                  top_k, parts, routing.inherit, routing.untagged, reranker)).encode()).hexdigest()[:10]
+    return f"clinlinker-{linker.index.engine}{'-reranked' if reranker else ''}-{digest}"
 
 
 CURRENT_INDEX = "current_index"  # store meta key: the fine-tuned index every process should serve

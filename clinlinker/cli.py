@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default, the reference); bf16/int8 are faster and shift rankings slightly "
                         "(docs/benchmarks.md)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--reranker", metavar="MODEL", help="a cross-encoder (hub id or path, e.g. from "
+                   "`clinlinker train-reranker`) that re-orders the first stage's candidates; recorded in the manifest "
+                   "and loaded with the index")
+    p.add_argument("--rerank-depth", type=_positive, default=50, help="first-stage candidates the re-ranker reads "
+                   "(default 50)")
+    p.add_argument("--rerank-term", default="matched", choices=["matched", "preferred", "both"],
+                   help="which term of a candidate the re-ranker reads (default: the one the first stage matched)")
 
     p = sub.add_parser("train", help="fine-tune a bi-encoder (SapBERT-style) on gazetteer synonyms, hierarchy "
                                      "and accepted links")
@@ -120,6 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-synonym-pairs", type=_positive, default=8, help="per concept")
     p.add_argument("--max-hierarchy-pairs", type=int, default=4, help="per concept (0: no hierarchy positives)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+
+    p = sub.add_parser("train-reranker", help="train a cross-encoder re-ranker from accepted links, with hard "
+                                              "negatives from an index's own candidate lists")
+    p.add_argument("--index", required=True, metavar="DIR", help="the first stage whose lists it will re-order")
+    p.add_argument("--links", action="append", required=True, metavar="TSV", help="accepted links (linking TSV); "
+                   "repeatable")
+    p.add_argument("--model", required=True, help="base model: a sequence-classification or cross-encoder "
+                   "checkpoint, or any encoder (a fresh one-logit head is added), by hub id or path")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--negatives", type=_positive, default=7, help="hard negatives per link: the first wrong "
+                   "candidates of its list (default 7)")
+    p.add_argument("--depth", type=_positive, default=25, help="list depth the negatives are taken from (default 25)")
+    p.add_argument("--term", default="matched", choices=["matched", "preferred", "both"])
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=_positive)
+    p.add_argument("--max-seconds", type=float)
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-length", type=_positive, default=48)
+    p.add_argument("--routing", default=os.environ.get("CLINLINKER_ROUTING"), metavar="TOML")
     p.add_argument("--device")
 
     p = sub.add_parser("retrain", help="fine-tune a dense index's model on its concepts, hierarchy and accepted "
@@ -261,6 +289,11 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
                    help="cache mention embeddings in Redis (default: $REDIS_URL; unset: in-process cache)")
     p.add_argument("--batch-size", type=_positive, default=32, help="texts per batch (default 32: fastest on 2-core CPUs, bench/encoding.py)")
     p.add_argument("--device")
+    p.add_argument("--reranker", default=os.environ.get("CLINLINKER_RERANKER"), metavar="MODEL",
+                   help="a cross-encoder that re-orders the first stage's candidates; 'none': off (default: "
+                        "$CLINLINKER_RERANKER, else the one the index records)")
+    p.add_argument("--rerank-depth", type=_positive, help="first-stage candidates the re-ranker reads (default: "
+                   "the index's, else 50)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,9 +330,16 @@ def cmd_index(args) -> int:
     sources = {"gazetteers": [_source(p, file_sha256) for p in args.gazetteer]}
     if args.hierarchy:
         sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}
-    out = save_index(index, args.out, sources=sources)
+    reranker = None
+    if args.reranker:  # loaded now: a model that cannot load is refused before the index is written
+        from clinlinker.reranker import CrossEncoderReranker
+
+        reranker = CrossEncoderReranker(args.reranker, depth=args.rerank_depth, term=args.rerank_term,
+                                        device=args.device).describe()
+    out = save_index(index, args.out, sources=sources, reranker=reranker)
     print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
-          f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}")
+          f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}"
+          + (f"; re-ranked by {args.reranker} (depth {args.rerank_depth})" if reranker else ""))
     return 0
 
 
@@ -326,6 +366,28 @@ def cmd_train(args) -> int:
           f"({manifest['pair_counts']}); loss on a fixed sample {manifest['loss_before']:.4f} -> "
           f"{manifest['loss_after']:.4f}. "
           f"Index with: clinlinker index --model {args.out} --pooling {args.pooling} ...")
+    return 0
+
+
+def cmd_train_reranker(args) -> int:
+    from clinlinker.linker import Linker
+    from clinlinker.links import read_links
+    from clinlinker.reranker import reranker_examples, train_cross_encoder
+    from clinlinker.routing import routing_from_setting
+
+    linker = Linker.from_directory(args.index, routing=routing_from_setting(args.routing), reranker=None,
+                                   device=args.device)
+    links = [link for path in args.links for link in read_links(path) if link.is_clean]
+    lists = linker.link([link.span for link in links], args.depth, labels=[link.label for link in links])
+    examples = reranker_examples(links, lists, linker.kb, negatives=args.negatives, term=args.term)
+    print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from {len(links)} links",
+          file=sys.stderr)
+    record = train_cross_encoder(examples, args.model, args.out, epochs=args.epochs, max_steps=args.max_steps,
+                                 max_seconds=args.max_seconds, batch_size=args.batch_size, lr=args.lr,
+                                 max_length=args.max_length, device=args.device)
+    print(f"re-ranker written to {args.out}: {record['steps']} steps ({record['epochs']} epochs) in "
+          f"{record['seconds']} s, loss {record['loss_first_50']} -> {record['loss_last_50']}; use it with "
+          f"`clinlinker index --reranker {args.out}` or --reranker / CLINLINKER_RERANKER")
     return 0
 
 
@@ -357,7 +419,8 @@ def _linker(args):
     routing = routing_from_setting(args.routing)
     cache = make_cache(args.redis_url)
     linker = Linker.from_directory(args.index, model=args.model, cache=cache, batch_size=args.batch_size,
-                                   device=args.device, routing=routing)
+                                   device=args.device, routing=routing, reranker=args.reranker or ...,
+                                   rerank_depth=args.rerank_depth)
     if args.learn:
         linker.learn([(link.span, link.code) for path in args.learn for link in read_links(path)])
     for label, count in linker.describe()["routing"]["concepts_per_label"].items():
@@ -707,7 +770,7 @@ def cmd_ls_project(args) -> int:
 
 
 COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
-            "export": cmd_export, "curate": cmd_curate}
+            "export": cmd_export, "curate": cmd_curate, "train-reranker": cmd_train_reranker}
 
 if __name__ == "__main__":
     sys.exit(main())

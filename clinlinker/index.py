@@ -272,13 +272,14 @@ def build_index(kb: KnowledgeBase, encoder=None, *, index_type: str = "flat", hy
     return index
 
 
-def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
+def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | None = None) -> Path:
     """Write the index directory atomically: a half-written directory is never left under `out_dir`.
 
-    `sources` describes the input files (path, sha256, rows) for the manifest.
+    `sources` describes the input files (path, sha256, rows) for the manifest; `reranker` the second stage loaded
+    with the index (a CrossEncoderReranker's describe()).
     """
     if index.engine == "hybrid":
-        return _save_hybrid(index, Path(out_dir), sources)
+        return _save_hybrid(index, Path(out_dir), sources, reranker)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ClinlinkerError(f"{out} exists and is not a directory")
@@ -311,6 +312,7 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
             "hierarchy_edges": len(kb.hierarchy_edges()),
             "load_report": vars(kb.report).copy() if kb.report else {},
             "sources": sources or {},
+            **({"reranker": reranker} if reranker else {}),
             "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": _versions(),
@@ -332,7 +334,7 @@ def save_index(index, out_dir, *, sources: dict | None = None) -> Path:
     return out
 
 
-def _save_hybrid(index, out: Path, sources) -> Path:
+def _save_hybrid(index, out: Path, sources, reranker=None) -> Path:
     """A hybrid index is a directory holding a dense and a lexical index, and a manifest saying how to fuse."""
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
         raise ClinlinkerError(f"{out} is a non-empty directory that is not a clinlinker index; "
@@ -343,7 +345,8 @@ def _save_hybrid(index, out: Path, sources) -> Path:
     save_index(index.lexical, out / "lexical", sources=sources)
     manifest = {"format_version": FORMAT_VERSION, "engine": "hybrid", "method": index.method,
                 "weight": index.weight, "depth": index.depth, "parts": ["dense", "lexical"],
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions()}
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions(),
+                **({"reranker": reranker} if reranker else {})}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     index.manifest = {**index.dense.manifest, **manifest}
     return out

@@ -25,10 +25,11 @@ class Linker:
     """
 
     def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None, routing: LabelRouting | None = None,
-                 hierarchy_fill: bool = True):
+                 hierarchy_fill: bool = True, reranker=None):
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         self.index = index
+        self.reranker = reranker  # a CrossEncoderReranker: re-orders the first stage's `depth` candidates
         self.top_k = top_k
         self.learned = learned  # a LearnedTerms layer (accepted wordings), searched beside the index
         self.routing = routing or NO_ROUTING
@@ -47,12 +48,35 @@ class Linker:
     @classmethod
     def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
                        cache=None, top_k: int = DEFAULT_TOP_K, routing: LabelRouting | None = None,
-                       **kwargs) -> "Linker":
+                       reranker=..., rerank_depth: int | None = None, **kwargs) -> "Linker":
+        """reranker: a cross-encoder's hub id or path (or a manifest's record of one); None or "none": no
+        re-ranking; default: the one the index manifest records (`clinlinker index --reranker`), if any.
+        rerank_depth: the first-stage candidates it reads (N >= k)."""
         if cache is None and redis_url:
             from clinlinker.cache import RedisCache
 
             cache = RedisCache(redis_url)
-        return cls(load_index(directory, model=model, cache=cache, **kwargs), top_k=top_k, routing=routing)
+        index = load_index(directory, model=model, cache=cache, **kwargs)
+        if reranker is ...:
+            spec = dict((getattr(index, "manifest", None) or {}).get("reranker") or {})
+        elif isinstance(reranker, dict):  # a manifest's record
+            spec = dict(reranker)
+        else:
+            spec = {"model": reranker} if reranker and reranker != "none" else {}
+        stage = None
+        if spec.get("model"):
+            from clinlinker.reranker import CrossEncoderReranker
+
+            stage = CrossEncoderReranker(spec["model"], depth=rerank_depth or spec.get("depth") or 50,
+                                         term=spec.get("term", "matched"), max_length=spec.get("max_length", 64),
+                                         device=kwargs.get("device"))
+            if spec.get("fingerprint") and spec["fingerprint"] != stage.fingerprint:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "the re-ranker %s is not the model the index %s recorded (fingerprint %s, now %s)", spec["model"],
+                    directory, spec["fingerprint"][:12], stage.fingerprint[:12])
+        return cls(index, top_k=top_k, routing=routing, reranker=stage)
 
     @property
     def kb(self):
@@ -88,12 +112,15 @@ class Linker:
             return []
         unique = list(dict.fromkeys(cleaned))
         found: dict = {}
+        depth = max(k, self.reranker.depth) if self.reranker is not None else k  # what the first stage retrieves
         for label in dict.fromkeys(label for _, label in unique):
             group = [text for text, lab in unique if lab == label]
             allowed = self.allowed(label)
-            results = self.index.search(group, k, allowed=allowed)
+            results = self.index.search(group, depth, allowed=allowed)
             if learned is not None and len(learned):
-                results = learned.merge(group, results, k, allowed=allowed)
+                results = learned.merge(group, results, depth, allowed=allowed)
+            if self.reranker is not None:
+                results = self.reranker.rerank(group, results, k)
             if self.hierarchy_fill and self.kb.has_hierarchy:
                 results = [self._fill(cands, k, allowed) for cands in results]
             found.update(((text, label), cands) for text, cands in zip(group, results))
@@ -127,4 +154,6 @@ class Linker:
                            "concepts_per_label": {label: int(mask.sum()) for label, mask in self._masks.items()}}}
         if self.learned is not None:
             out["learned"] = self.learned.describe()
+        if self.reranker is not None:
+            out["reranker"] = self.reranker.describe()
         return out

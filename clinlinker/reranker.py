@@ -1,0 +1,244 @@
+"""A second stage: a cross-encoder reads the mention and each retrieved candidate's term together and re-orders the
+first stage's list (the seed's authors and xMEN pair their bi-encoder with one).
+
+The first stage (lexical, dense or hybrid, per label) retrieves N candidates (`depth`, N >= k); the cross-encoder
+scores every (mention, term) pair and the best k are kept. Any Hugging Face sequence-classification checkpoint loads
+(by hub id or local path): one output (a relevance logit, as sentence-transformers' cross-encoders have) or two (the
+second class is "relevant"). A candidate's score becomes the cross-encoder's probability that it is the concept
+meant (a sigmoid of the logit), so that the certainty of a list keeps its meaning; what a coder already accepted for
+this exact wording (learned, score 1.0) stays first: the coders' decision is not re-ranked.
+
+Which term of a candidate is read (`term`): the one the first stage matched, its preferred term, or both (the better
+of the two scores).
+
+    >>> reranker = CrossEncoderReranker("models/reranker")
+    >>> reranker.rerank(["apendicectomía lap."], linker.link(["apendicectomía lap."], 50), 25)[0][0].code
+    '6025007'
+
+`train_cross_encoder` fine-tunes one from (mention, term, 0/1) examples; `reranker_examples` makes them from accepted
+links with hard negatives: the candidates the first stage itself ranks above or near the right one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from clinlinker.candidates import Candidate
+from clinlinker.errors import ClinlinkerError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+TERMS = ("matched", "preferred", "both")
+TRAINING_FILE = "clinlinker_reranker.json"
+
+
+class CrossEncoderReranker:
+    def __init__(self, model: str, *, depth: int = 50, term: str = "matched", max_length: int = 64,
+                 batch_size: int = 64, device: str | None = None):
+        if term not in TERMS:
+            raise ValueError(f"term must be one of {TERMS}, got {term!r}")
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from clinlinker.encoders import _hub_reachable, _load_hint, _looks_local, _offline
+
+        self.name = str(model)
+        self.depth = depth
+        self.term = term
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        unreachable = not _looks_local(self.name) and not _offline() and not _hub_reachable()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name, local_files_only=unreachable)
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.name, local_files_only=unreachable)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ModelLoadError(_load_hint(self.name, exc, unreachable=unreachable)) from None
+        self.model.eval().to(self.device)
+        self.num_labels = int(self.model.config.num_labels)
+        if self.num_labels not in (1, 2):
+            raise ModelLoadError(f"{self.name}: a re-ranker needs 1 output (a relevance logit) or 2 (irrelevant, "
+                                 f"relevant); this model has {self.num_labels}")
+        digest = hashlib.sha256(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(memoryview(tensor.detach().cpu().contiguous().float().numpy()).cast("B"))
+        self.fingerprint = digest.hexdigest()
+        log.info("cross-encoder re-ranker %s (depth %d, %s term) on %s", self.name, depth, term, self.device)
+
+    def describe(self) -> dict:
+        return {"model": self.name, "depth": self.depth, "term": self.term, "max_length": self.max_length,
+                "fingerprint": self.fingerprint}
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """The probability that each (mention, term) pair names the same concept."""
+        import torch
+
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # less padding
+        out = np.zeros(len(pairs), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                batch = self.tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk], padding=True,
+                                       truncation=True, max_length=self.max_length, return_tensors="pt")
+                logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
+                logit = logits[:, 0] if self.num_labels == 1 else logits[:, 1] - logits[:, 0]
+                out[chunk] = torch.sigmoid(logit).cpu().numpy()
+        return out
+
+    def rerank(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int) -> list[list[Candidate]]:
+        """Each mention's first-stage candidates re-ordered by the cross-encoder; the best k kept."""
+        pairs, owners = [], []
+        for i, (mention, cands) in enumerate(zip(mentions, found)):
+            for j, c in enumerate(cands[:self.depth]):
+                if _accepted(c):
+                    continue
+                terms = {"matched": [c.matched_term], "preferred": [c.preferred_term],
+                         "both": list(dict.fromkeys([c.matched_term, c.preferred_term]))}[self.term]
+                for term in terms:
+                    pairs.append((mention, term))
+                    owners.append((i, j))
+        scores = self.score(pairs)
+        best: dict = {}
+        for (i, j), s in zip(owners, scores):
+            best[(i, j)] = max(best.get((i, j), 0.0), float(s))
+        out = []
+        for i, cands in enumerate(found):
+            head = [c for c in cands[:self.depth] if _accepted(c)]
+            rest = sorted((j for j, c in enumerate(cands[:self.depth]) if not _accepted(c)),
+                          key=lambda j: (-round(best[(i, j)], 6), j))
+            ranked = head + [replace(cands[j], score=round(best[(i, j)], 6)) for j in rest]
+            out.append([c.at_rank(rank) for rank, c in enumerate(ranked[:k], start=1)])
+        return out
+
+
+def _accepted(c: Candidate) -> bool:
+    """A wording coders accepted before for this very concept: their decision, kept first."""
+    return c.evidence == "learned" and c.score >= 1.0
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+
+def reranker_examples(links: Sequence, lists: Sequence[list[Candidate]], kb, *, negatives: int = 7,
+                      term: str = "matched", seed: int = 0) -> list[tuple[str, str, float]]:
+    """(mention, term, label) examples from accepted links and the first stage's candidate lists for them (same
+    order): the right concept's terms are positives (the matched term when the first stage found it, its preferred
+    term, a synonym); the first `negatives` wrong candidates of the list are hard negatives."""
+    rng = random.Random(seed)
+    out = []
+    for link, cands in zip(links, lists):
+        code = link.code
+        if code not in kb:
+            continue
+        concept = kb[code]
+        found = next((c for c in cands if c.code == code), None)
+        positives = {concept.preferred_term}
+        if found is not None:
+            positives.add(found.matched_term)
+        synonyms = [t for t in concept.synonyms if t not in positives]
+        if synonyms:
+            positives.add(rng.choice(synonyms))
+        if term == "preferred":
+            positives = {concept.preferred_term}
+        out += [(link.span, t, 1.0) for t in sorted(positives)]
+        wrong = [c for c in cands if c.code != code][:negatives]
+        for c in wrong:
+            out.append((link.span, c.preferred_term if term == "preferred" else c.matched_term, 0.0))
+    rng.shuffle(out)
+    return out
+
+
+def train_cross_encoder(examples: Sequence[tuple[str, str, float]], base: str, out_dir, *, epochs: float = 1.0,
+                        max_steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
+                        lr: float = 3e-5, warmup_ratio: float = 0.1, max_length: int = 64, seed: int = 0,
+                        device: str | None = None, threads: int | None = None) -> dict:
+    """Fine-tune a sequence-classification model (one logit, binary cross-entropy) on the examples and write it,
+    with its tokenizer and a record of the run, to out_dir."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not examples:
+        raise ClinlinkerError("no training examples (no accepted link has its code in the knowledge base)")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{base}: cannot load as a sequence-classification model ({exc})") from None
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(dev).train()
+    per_epoch = math.ceil(len(examples) / batch_size)
+    steps = max(1, int(per_epoch * epochs))
+    if max_steps:
+        steps = min(steps, max_steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = int(steps * warmup_ratio)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    started, losses, step = time.monotonic(), [], 0
+    while step < steps:
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            if step >= steps or (max_seconds and time.monotonic() - started > max_seconds):
+                break
+            chunk = [examples[i] for i in order[start:start + batch_size]]
+            batch = tokenizer([m for m, _, _ in chunk], [t for _, t, _ in chunk], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt").to(dev)
+            labels = torch.tensor([y for _, _, y in chunk], dtype=torch.float32, device=dev)
+            loss = loss_fn(model(**batch).logits[:, 0], labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            step += 1
+            if step % 50 == 0:
+                log.info("re-ranker step %d/%d, loss %.4f (last 50), %.0f s", step, steps,
+                         sum(losses[-50:]) / len(losses[-50:]), time.monotonic() - started)
+        else:
+            continue
+        break
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    record = {"base": str(base), "examples": len(examples), "positives": int(sum(y for _, _, y in examples)),
+              "steps": step, "epochs": round(step * batch_size / len(examples), 3),
+              "loss_first_50": round(sum(losses[:50]) / max(1, len(losses[:50])), 4),
+              "loss_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+              "seconds": round(time.monotonic() - started, 1),
+              "hyperparameters": {"batch_size": batch_size, "lr": lr, "warmup_ratio": warmup_ratio,
+                                  "max_length": max_length, "seed": seed}}
+    (out_dir / TRAINING_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
+
+
+def iter_chunks(items: Iterable, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,142 @@
+"""The cross-encoder re-ranker: the order it gives, what it must not touch, its training, and the commands that
+build, record and use it (a tiny RoBERTa with a one-logit head, built locally)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clinlinker.cli import main
+from clinlinker.linker import Linker
+from clinlinker.reranker import CrossEncoderReranker, reranker_examples, train_cross_encoder
+
+MENTIONS = ["dolor abdominal agudo", "apendicectomía por laparoscopia", "fiebre alta", "tos seca persistente"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory, tiny_model_dir):
+    """The tiny RoBERTa with a fixed one-logit classification head (saved, so every load scores the same)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-cross-encoder")
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(out)
+    return out
+
+
+def test_rerank_orders_the_first_stage_candidates_by_the_cross_encoder(tiny_cross_encoder, lexical_index):
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder), depth=8)
+    found = lexical_index.search(MENTIONS, 12)
+    out = reranker.rerank(MENTIONS, found, 5)
+    for mention, first, reranked in zip(MENTIONS, found, out):
+        pool = first[:8]  # the depth: candidates below it are never read
+        scores = reranker.score([(mention, c.matched_term) for c in pool])
+        order = sorted(range(len(pool)), key=lambda j: (-round(float(scores[j]), 6), j))[:5]
+        assert [c.code for c in reranked] == [pool[j].code for j in order]
+        assert [c.score for c in reranked] == [round(float(scores[j]), 6) for j in order]
+        assert [c.rank for c in reranked] == list(range(1, len(reranked) + 1))
+        assert all(0.0 <= c.score <= 1.0 for c in reranked)
+    preferred = CrossEncoderReranker(str(tiny_cross_encoder), depth=8, term="preferred")
+    [again] = preferred.rerank(MENTIONS[:1], found[:1], 8)
+    scores = preferred.score([(MENTIONS[0], c.preferred_term) for c in found[0][:8]])
+    assert sorted(c.score for c in again) == sorted(round(float(s), 6) for s in scores)
+
+
+def test_a_wording_coders_accepted_stays_first(tiny_cross_encoder, lexical_index):
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder), depth=10)
+    linker = Linker(lexical_index, reranker=reranker)
+    mention = "molestias al tragar"
+    target = linker.link([mention], 10)[0][-1].code
+    linker.learn([(mention, target)])
+    top = linker.link([mention], 10)[0]
+    assert top[0].code == target and top[0].evidence == "learned" and top[0].score == 1.0
+    assert len(top) == 10 and len({c.code for c in top}) == 10
+    assert linker.describe()["reranker"]["depth"] == 10
+
+
+def test_examples_take_hard_negatives_from_the_first_stage(demo_kb, lexical_index):
+    from clinlinker.links import Link
+
+    link = Link("d", "T1", "SINTOMA", 0, 6, "dolor agudo", "22253000", "EXACT")
+    [cands] = lexical_index.search([link.span], 25)
+    examples = reranker_examples([link], [cands], demo_kb, negatives=3)
+    positives = {t for _, t, y in examples if y == 1.0}
+    negatives = [t for _, t, y in examples if y == 0.0]
+    assert demo_kb["22253000"].preferred_term in positives
+    assert sorted(negatives) == sorted([c.matched_term for c in cands if c.code != "22253000"][:3])  # shuffled
+    outside = Link("d", "T2", "SINTOMA", 0, 3, "xyz", "999999999", "EXACT")
+    assert reranker_examples([outside], [cands], demo_kb) == []  # a code outside the knowledge base teaches nothing
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_model(tiny_cross_encoder, demo_kb, tmp_path):
+    import random
+
+    rng = random.Random(0)
+    concepts = [c for c in demo_kb.concepts if c.synonyms]
+    examples = []
+    for c in concepts:
+        examples.append((c.preferred_term, c.synonyms[0], 1.0))
+        examples.append((c.preferred_term, rng.choice([o for o in concepts if o is not c]).preferred_term, 0.0))
+    record = train_cross_encoder(examples, str(tiny_cross_encoder), tmp_path / "ce", epochs=40, batch_size=16, lr=1e-3)
+    assert record["steps"] > 100 and record["loss_last_50"] < record["loss_first_50"]
+    assert json.loads((tmp_path / "ce" / "clinlinker_reranker.json").read_text())["examples"] == len(examples)
+    trained = CrossEncoderReranker(str(tmp_path / "ce"))
+    scores = trained.score([(m, t) for m, t, _ in examples])
+    labels = np.array([y for _, _, y in examples])
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()  # it learned something of the task
+
+
+def test_train_reranker_then_index_records_it_and_link_uses_it(tiny_cross_encoder, demo_gazetteer, demo_hierarchy,
+                                                                 tmp_path, capsys):
+    from tests.conftest import FIXTURES
+
+    model = tmp_path / "reranker"
+    assert main(["train-reranker", "--index", str(_lexical_dir(demo_gazetteer, demo_hierarchy, tmp_path)),
+                 "--links", str(FIXTURES / "corpus" / "links.tsv"), "--model", str(tiny_cross_encoder),
+                 "--out", str(model), "--max-steps", "5"]) == 0
+    assert "re-ranker written to" in capsys.readouterr().out
+    ix = tmp_path / "ix-reranked"
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
+                 "char-ngrams", "--reranker", str(model), "--rerank-depth", "12", "--out", str(ix)]) == 0
+    manifest = json.loads((ix / "manifest.json").read_text())
+    assert manifest["reranker"]["model"] == str(model) and manifest["reranker"]["depth"] == 12
+    capsys.readouterr()
+    assert main(["link", "--index", str(ix), "--format", "json", "--top-k", "5", "fiebre alta"]) == 0
+    reranked = json.loads(capsys.readouterr().out)
+    assert main(["link", "--index", str(ix), "--format", "json", "--top-k", "5", "--reranker", "none",
+                 "fiebre alta"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    expected = CrossEncoderReranker(str(model), depth=12).rerank(
+        ["fiebre alta"], Linker.from_directory(ix, reranker=None).link(["fiebre alta"], 12), 5)[0]
+    assert [c["code"] for c in reranked[0]["candidates"]] == [c.code for c in expected]
+    assert [c["score"] for c in plain[0]["candidates"]] != [c["score"] for c in reranked[0]["candidates"]]
+
+    from backend.model import model_version_of
+
+    with_it, without = Linker.from_directory(ix), Linker.from_directory(ix, reranker="none")
+    assert with_it.reranker is not None and without.reranker is None
+    assert "-reranked-" in model_version_of(with_it, 25) and model_version_of(without, 25) != model_version_of(
+        with_it, 25)
+
+
+def test_a_model_that_is_not_a_classifier_of_one_or_two_outputs_is_refused(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from clinlinker.errors import ModelLoadError
+
+    AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=5).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="5"):
+        CrossEncoderReranker(str(tmp_path))
+    with pytest.raises(ModelLoadError):
+        CrossEncoderReranker(str(tmp_path / "missing"))
+
+
+def _lexical_dir(gazetteer, hierarchy, tmp_path):
+    out = tmp_path / "ix"
+    assert main(["index", "--gazetteer", str(gazetteer), "--hierarchy", str(hierarchy), "--model", "char-ngrams",
+                 "--out", str(out)]) == 0
+    return out

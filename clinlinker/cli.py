@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=_positive, default=25)
     p.add_argument("--max-synonym-pairs", type=_positive, default=8, help="per concept")
     p.add_argument("--max-hierarchy-pairs", type=int, default=4, help="per concept (0: no hierarchy positives)")
+    p.add_argument("--hard-negatives", type=int, default=0, metavar="N",
+                   help="put with each anchor the terms of the first N wrong concepts an index lists for it, as "
+                        "negatives in its batch (default 0: in-batch negatives only)")
+    p.add_argument("--hard-negatives-index", metavar="DIR", help="the index that mines them (default: a lexical "
+                   "index of the same gazetteers, built on the fly; give a dense index of the base model to mine "
+                   "the model's own confusions)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
 
@@ -357,6 +363,15 @@ def cmd_train(args) -> int:
                             warmup_ratio=args.warmup_ratio, link_repeats=args.link_repeats,
                             max_seconds=args.max_seconds)
     pairs = build_pairs(kb, links=links, use_hierarchy=args.max_hierarchy_pairs > 0, config=config)
+    if args.hard_negatives > 0:
+        from clinlinker.index import build_index, load_index
+        from clinlinker.training import mine_hard_negatives
+
+        miner = load_index(args.hard_negatives_index) if args.hard_negatives_index else build_index(kb)
+        if [c.code for c in miner.kb.concepts] != [c.code for c in kb.concepts]:
+            raise ClinlinkerError(f"--hard-negatives-index {args.hard_negatives_index}: built from other gazetteers "
+                                  "than --gazetteer (its concepts differ)")
+        mine_hard_negatives(pairs, miner, args.hard_negatives)
     sources = {"gazetteers": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.gazetteer],
                "links": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.links]}
     if args.hierarchy:

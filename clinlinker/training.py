@@ -70,6 +70,9 @@ class Pairs:
     counts: dict = field(default_factory=lambda: {"synonym": 0, "hierarchy": 0, "link": 0,
                                                   "skipped_no_code": 0, "skipped_composite": 0,
                                                   "skipped_unknown_code": 0})
+    # anchor text -> [(text, concept label)] of concepts an index confuses with the anchor's: put in the anchor's
+    # batch, the miner sees them as negatives (mine_hard_negatives)
+    hard: dict = field(default_factory=dict)
 
     def add(self, anchor: str, positive: str, label: int, kind: str) -> None:
         self.anchors.append(anchor)
@@ -112,6 +115,32 @@ def build_pairs(kb: KnowledgeBase, *, links: Sequence = (), use_hierarchy: bool 
             concept = kb[link.code]
             for _ in range(max(1, config.link_repeats)):
                 pairs.add(" ".join(link.span.split()), concept.preferred_term, kb.index_of(link.code), "link")
+    return pairs
+
+
+def mine_hard_negatives(pairs: Pairs, index, n: int, *, batch: int = 256) -> Pairs:
+    """For each distinct anchor, the terms of the first n wrong concepts an index (its own search) lists for it:
+    the concepts the model confuses, or a lexical index's look-alikes. Put in the anchor's batch, they become the
+    negatives the miner finds (the seed's recipe: hard negatives from the retrieval itself)."""
+    kb = index.kb
+    label_of = {concept.code: i for i, concept in enumerate(kb.concepts)}
+    anchors = {}
+    for anchor, label in zip(pairs.anchors, pairs.labels):
+        anchors.setdefault(anchor, set()).add(label)
+    texts = list(anchors)
+    concepts = kb.concepts
+    for start in range(0, len(texts), batch):
+        chunk = texts[start:start + batch]
+        for anchor, cands in zip(chunk, index.search(chunk, n + 8)):
+            own = set(anchors[anchor])
+            for label in list(own):  # its parents and grandparents are positives (hierarchy pairs), never negatives
+                code = concepts[label].code
+                own |= {label_of[c] for c in kb.parents(code) + kb.grandparents(code) + kb.children(code)
+                        if c in label_of}
+            picked = [(c.matched_term, label_of[c.code]) for c in cands if label_of.get(c.code) not in own][:n]
+            if picked:
+                pairs.hard[anchor] = picked
+    pairs.counts["hard_negatives"] = sum(len(v) for v in pairs.hard.values())
     return pairs
 
 
@@ -203,7 +232,12 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
                 break
             rows = order[start:start + config.batch_size]
             texts = [pairs.anchors[i] for i in rows] + [pairs.positives[i] for i in rows]
-            labels = torch.as_tensor(np.concatenate([labels_all[rows], labels_all[rows]]), device=device)
+            batch_labels = [labels_all[rows], labels_all[rows]]
+            if pairs.hard:
+                negatives = [h for i in rows for h in pairs.hard.get(pairs.anchors[i], ())]
+                texts += [text for text, _ in negatives]
+                batch_labels.append(np.asarray([label for _, label in negatives], dtype=labels_all.dtype))
+            labels = torch.as_tensor(np.concatenate(batch_labels), device=device)
             embeddings = embed(texts)
             hard = miner(embeddings, labels)
             loss = loss_fn(embeddings, labels, hard)

@@ -125,3 +125,20 @@ def test_retrain_cli_fine_tunes_an_index_and_refuses_a_lexical_one(demo_gazettee
                  "--out", str(tmp_path / "lex")]) == 0
     assert main(["retrain", "--index", str(tmp_path / "lex"), "--out", str(tmp_path / "no")]) == 2
     assert "no model to fine-tune" in capsys.readouterr().err
+
+
+def test_hard_negatives_are_other_concepts_the_index_confuses(demo_kb, lexical_index, tiny_model_dir, tmp_path):
+    from clinlinker.training import mine_hard_negatives
+
+    config = TrainingConfig(max_steps=3, batch_size=8, max_length=16, max_synonym_pairs=2, max_hierarchy_pairs=1)
+    pairs = mine_hard_negatives(build_pairs(demo_kb, config=config), lexical_index, 2)
+    assert pairs.hard and pairs.counts["hard_negatives"] == sum(len(v) for v in pairs.hard.values())
+    concepts = demo_kb.concepts
+    for anchor, negatives in pairs.hard.items():
+        own = {label for a, label in zip(pairs.anchors, pairs.labels) if a == anchor}
+        related = {demo_kb.index_of(c) for label in own for c in demo_kb.parents(concepts[label].code)
+                   + demo_kb.children(concepts[label].code)}
+        assert len(negatives) <= 2 and all(label not in own | related for _, label in negatives)
+        assert all(text in concepts[label].terms for text, label in negatives)
+    manifest = train(str(tiny_model_dir), pairs, tmp_path / "m", config, show_progress=False)
+    assert manifest["steps"] == 3 and manifest["pair_counts"]["hard_negatives"] > 0

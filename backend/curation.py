@@ -27,14 +27,13 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from clinlinker.agreement import Coded, Coding, agreement
+from clinlinker.agreement import Coded, Coding
 from clinlinker.errors import ClinlinkerError
 from clinlinker.links import Link
 
 from backend.export import Problem, annotation_links, auth_header, _get_json
 from backend.regions import code_of, group_regions, result_problem
 
-POLICIES = ("newest", "majority", "coder:NAME")
 CERTAINTY_BANDS = ((0.0, 0.5, "low (< 0.5)"), (0.5, 0.8, "medium (0.5-0.8)"), (0.8, 1.01, "high (>= 0.8)"))
 RANK_BANDS = ("top-1", "top 2-5", "top 6-25", "outside the list", "not compared")
 
@@ -182,18 +181,18 @@ def adjudicate(curation: Curation, policy: str = "majority") -> dict:
     for a in curation.annotations:
         by_task[a.task].append(a)
     rows, decisions, unresolved = [], [], []
-    for task, annotations in by_task.items():
-        newest = max(annotations, key=lambda a: (a.updated_at or a.created_at, str(a.id)))
-        truth = [a for a in annotations if a.ground_truth]
+    for task, given in by_task.items():
+        newest = max(given, key=lambda a: (a.updated_at or a.created_at, str(a.id)))
+        truth = [a for a in given if a.ground_truth]
         chosen, source = None, None
         if truth:
             chosen = max(truth, key=lambda a: (a.updated_at or a.created_at, str(a.id)))
             source = "ground truth" + (f" (newest of {len(truth)} marked)" if len(truth) > 1 else "")
-        elif policy == "newest" or len(annotations) == 1:
-            chosen, source = newest, "newest" if len(annotations) > 1 else "only annotation"
+        elif policy == "newest" or len(given) == 1:
+            chosen, source = newest, "newest" if len(given) > 1 else "only annotation"
         elif policy.startswith("coder:"):
             name = policy.split(":", 1)[1]
-            mine = [a for a in annotations if a.coder == name]
+            mine = [a for a in given if a.coder == name]
             chosen = max(mine, key=lambda a: (a.updated_at or a.created_at, str(a.id))) if mine else newest
             source = f"coder {name}" if mine else f"newest (no annotation by {name})"
         if chosen is not None:
@@ -203,22 +202,22 @@ def adjudicate(curation: Curation, policy: str = "majority") -> dict:
         else:  # majority, per span
             votes: dict = defaultdict(Counter)
             spans: dict = {}
-            for a in annotations:
+            for a in given:
                 for l in a.links:
                     votes[(l["start"], l["end"])][(l["label"], l["code"], l["semantic_rel"])] += 1
                     spans[(l["start"], l["end"])] = l
             links = []
             for offsets in sorted(votes):
                 (label, code, rel), n = votes[offsets].most_common(1)[0]
-                if 2 * n > len(annotations):
+                if 2 * n > len(given):
                     links.append({**spans[offsets], "label": label, "code": code, "semantic_rel": rel})
-                elif 2 * sum(votes[offsets].values()) >= len(annotations):  # a span for half or more: undecided
-                    unresolved.append({"task": task, "doc": annotations[0].doc, "start": offsets[0],
+                elif 2 * sum(votes[offsets].values()) >= len(given):  # a span for half or more: undecided
+                    unresolved.append({"task": task, "doc": given[0].doc, "start": offsets[0],
                                        "end": offsets[1], "span": spans[offsets]["span"],
                                        "codings": {a.coder: next((f"{l['label']} {l['code']}" for l in a.links
                                                                   if (l["start"], l["end"]) == offsets), None)
-                                                   for a in annotations}})
-            decisions.append({"task": task, "doc": annotations[0].doc, "source": f"majority of {len(annotations)}",
+                                                   for a in given}})
+            decisions.append({"task": task, "doc": given[0].doc, "source": f"majority of {len(given)}",
                               "annotation": None, "coder": None})
         for mark, l in enumerate(sorted(links, key=lambda l: (l["start"], l["end"])), start=1):
             rows.append(Link(l["filename"], f"T{mark}", l["label"], l["start"], l["end"], l["span"], l["code"],

@@ -29,7 +29,7 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -232,13 +232,3 @@ def train_cross_encoder(examples: Sequence[tuple[str, str, float]], base: str, o
     (out_dir / TRAINING_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
 
-
-def iter_chunks(items: Iterable, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -3,7 +3,7 @@ score it on dev (docs/quality.md), and time /predict with it.
 
     python bench/rerank.py lists --index DIR --name lexical         # first-stage lists (per label) of fit/tune/dev
     python bench/rerank.py train --name lexical --out DIR [--max-steps N] [--negatives 7]
-    python bench/rerank.py eval --name lexical --reranker DIR       # term on tune; dev at N = 25, 50, 100
+    python bench/rerank.py eval --name lexical --reranker DIR       # term on tune; dev at N = 25, 50
     python bench/rerank.py latency --index DIR --reranker DIR       # 15-span case, without and with (N = 25/50/100)
 
 The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
@@ -68,7 +68,7 @@ def _load(name: str):
 
 
 def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs: float, batch_size: int, lr: float,
-          term: str, max_seconds: float | None) -> None:
+          term: str, max_seconds: float | None, bf16: bool = False) -> None:
     from clinlinker.reranker import reranker_examples, train_cross_encoder
 
     kb, cands = _load(name)
@@ -78,7 +78,7 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
         examples += reranker_examples(gold, cands[f"{corpus}_fit"], kb, negatives=negatives, term=term)
     print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from the fit part", flush=True)
     record = train_cross_encoder(examples, minilm(), out, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                                 lr=lr, max_length=48, max_seconds=max_seconds)
+                                 lr=lr, max_length=48, max_seconds=max_seconds, bf16=bf16)
     print(json.dumps(record))
 
 
@@ -87,7 +87,8 @@ def _score(reranked: dict, kb_codes: set, part: str) -> dict:
     return quality.score(as_codes, kb_codes, part)
 
 
-def evaluate(name: str, reranker_dir: str, depths=(25, 50, 100), terms=("matched", "preferred", "both")) -> None:
+def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "preferred", "both"),
+             precision: str = "fp32") -> None:
     from clinlinker.reranker import CrossEncoderReranker
 
     kb, cands = _load(name)
@@ -99,7 +100,7 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50, 100), terms=("matched
     quality._print(f"{name}", results["first_stage"]["dev"])
 
     def run(term, depth, part):
-        reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term)
+        reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term, precision=precision)
         out, seconds = {}, 0.0
         for corpus in quality.CORPORA:
             gold = quality._gold(corpus, part)
@@ -126,7 +127,8 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50, 100), terms=("matched
         quality._print(f"+rerank N={depth}", report)
     record = json.loads((Path(reranker_dir) / "clinlinker_reranker.json").read_text())
     results["training"] = record
-    save(f"rerank-{name}.json", {"first_stage": name, "reranker": str(reranker_dir), **results})
+    save(f"rerank-{name}-{precision}.json", {"first_stage": name, "reranker": str(reranker_dir), "precision": precision,
+                                             **results})
 
 
 def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
@@ -151,10 +153,11 @@ def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
         return round(statistics.median(times), 1), round(sorted(times)[int(0.95 * len(times))], 1)
 
     figures["first stage"] = p50(lambda case: linker.link(case, 25, labels=labels))
-    for depth in (25, 50, 100):
-        reranker = CrossEncoderReranker(reranker_dir, depth=depth)
-        figures[f"rerank N={depth}"] = p50(lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels),
-                                                                         25))
+    for precision in ("fp32", "bf16"):
+        for depth in (25, 50, 100):
+            reranker = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision)
+            figures[f"rerank N={depth} {precision}"] = p50(
+                lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels), 25))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     for name, (median, p95) in figures.items():
         print(f"{name:16s} p50 {median:7.1f} ms  p95 {p95:7.1f} ms   (15 spans, {cpu}, {os.cpu_count()} cores)")
@@ -178,9 +181,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--term", default="matched")
+    p.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (CPUs with AVX-512 BF16)")
     p = sub.add_parser("eval")
     p.add_argument("--name", required=True)
     p.add_argument("--reranker", required=True)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--depths", default="25,50")
+    p.add_argument("--terms", default="matched,preferred,both")
     p = sub.add_parser("latency")
     p.add_argument("--index", required=True)
     p.add_argument("--reranker", required=True)
@@ -192,9 +199,11 @@ def main() -> None:
         lists(args.index, args.name)
     elif args.command == "train":
         train(args.name, args.out, negatives=args.negatives, max_steps=args.max_steps, epochs=args.epochs,
-              batch_size=args.batch_size, lr=args.lr, term=args.term, max_seconds=args.max_seconds)
+              batch_size=args.batch_size, lr=args.lr, term=args.term, max_seconds=args.max_seconds,
+              bf16=args.bf16)
     elif args.command == "eval":
-        evaluate(args.name, args.reranker)
+        evaluate(args.name, args.reranker, depths=tuple(int(d) for d in args.depths.split(",")),
+                 terms=tuple(args.terms.split(",")), precision=args.precision)
     else:
         latency(args.index, args.reranker)
 

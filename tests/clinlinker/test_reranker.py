@@ -140,3 +140,13 @@ def _lexical_dir(gazetteer, hierarchy, tmp_path):
     assert main(["index", "--gazetteer", str(gazetteer), "--hierarchy", str(hierarchy), "--model", "char-ngrams",
                  "--out", str(out)]) == 0
     return out
+
+
+def test_bf16_scores_stay_close_to_fp32(tiny_cross_encoder):
+    pairs = [(m, t) for m in MENTIONS for t in ("dolor", "fiebre", "apendicectomía laparoscópica")]
+    fp32 = CrossEncoderReranker(str(tiny_cross_encoder)).score(pairs)
+    bf16 = CrossEncoderReranker(str(tiny_cross_encoder), precision="bf16")
+    assert bf16.describe()["precision"] == "bf16"
+    assert np.abs(bf16.score(pairs) - fp32).max() < 0.02
+    with pytest.raises(ValueError):
+        CrossEncoderReranker(str(tiny_cross_encoder), precision="int4")

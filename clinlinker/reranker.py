@@ -107,9 +107,10 @@ class CrossEncoderReranker:
 
     def rerank(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int) -> list[list[Candidate]]:
         """Each mention's first-stage candidates re-ordered by the cross-encoder; the best k kept."""
+        depth = max(self.depth, k)  # never fewer candidates than asked for
         pairs, owners = [], []
         for i, (mention, cands) in enumerate(zip(mentions, found)):
-            for j, c in enumerate(cands[:self.depth]):
+            for j, c in enumerate(cands[:depth]):
                 if _accepted(c):
                     continue
                 terms = {"matched": [c.matched_term], "preferred": [c.preferred_term],
@@ -123,8 +124,8 @@ class CrossEncoderReranker:
             best[(i, j)] = max(best.get((i, j), 0.0), float(s))
         out = []
         for i, cands in enumerate(found):
-            head = [c for c in cands[:self.depth] if _accepted(c)]
-            rest = sorted((j for j, c in enumerate(cands[:self.depth]) if not _accepted(c)),
+            head = [c for c in cands[:depth] if _accepted(c)]
+            rest = sorted((j for j, c in enumerate(cands[:depth]) if not _accepted(c)),
                           key=lambda j: (-round(best[(i, j)], 6), j))
             ranked = head + [replace(cands[j], score=round(best[(i, j)], 6)) for j in rest]
             out.append([c.at_rank(rank) for rank, c in enumerate(ranked[:k], start=1)])

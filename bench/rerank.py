@@ -3,7 +3,7 @@ score it on dev (docs/quality.md), and time /predict with it.
 
     python bench/rerank.py lists --index DIR --name lexical         # first-stage lists (per label) of fit/tune/dev
     python bench/rerank.py train --name lexical --out DIR [--max-steps N] [--negatives 7]
-    python bench/rerank.py eval --name lexical --reranker DIR       # term on tune; dev at N = 25, 50
+    python bench/rerank.py eval --name lexical --reranker DIR       # term and weight on tune; dev at N = 25, 50
     python bench/rerank.py latency --index DIR --reranker DIR       # 15-span case, without and with (N = 25/50/100)
 
 The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
@@ -87,48 +87,57 @@ def _score(reranked: dict, kb_codes: set, part: str) -> dict:
     return quality.score(as_codes, kb_codes, part)
 
 
-def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "preferred", "both"),
-             precision: str = "fp32") -> None:
+def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "preferred"),
+             weights=(0.25, 0.5, 0.75, 1.0), precision: str = "bf16") -> None:
+    """Term and weight chosen on tune (N = 25); dev scored at each N with them, in `precision` and in fp32."""
     from clinlinker.reranker import CrossEncoderReranker
 
     kb, cands = _load(name)
     kb_codes = {c.code for c in kb.concepts}
-    base = {f"{c}_{p}": cands[f"{c}_{p}"] for c in quality.CORPORA for p in ("tune", "dev")}
-    results = {"first_stage": {"tune": _score({k.rsplit("_", 1)[0] + "_tune": v for k, v in base.items()
-                                               if k.endswith("_tune")}, kb_codes, "tune"),
-                               "dev": _score({k: v for k, v in base.items() if k.endswith("_dev")}, kb_codes, "dev")}}
-    quality._print(f"{name}", results["first_stage"]["dev"])
-
-    def run(term, depth, part):
-        reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term, precision=precision)
-        out, seconds = {}, 0.0
-        for corpus in quality.CORPORA:
-            gold = quality._gold(corpus, part)
-            started = time.perf_counter()
-            out[f"{corpus}_{part}"] = reranker.rerank([l.span for l in gold], cands[f"{corpus}_{part}"], 25)
-            seconds += time.perf_counter() - started
-        return _score(out, kb_codes, part), seconds
+    results = {"first_stage": {part: _score({f"{c}_{part}": cands[f"{c}_{part}"] for c in quality.CORPORA},
+                                            kb_codes, part) for part in ("tune", "dev")}}
+    quality._print(name, results["first_stage"]["dev"])
 
     def objective(report):  # mean over corpora of top-1 + top-25 (all mentions), as the hybrid was tuned
         return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
 
+    def run(reranker, part, depth):
+        seconds, probs = 0.0, {}
+        for corpus in quality.CORPORA:
+            gold = quality._gold(corpus, part)
+            started = time.perf_counter()
+            mentions = [l.span for l in gold]
+            probs[corpus] = reranker.probabilities(mentions, cands[f"{corpus}_{part}"], 25)
+            seconds += time.perf_counter() - started
+        return probs, seconds
+
+    def ranked(reranker, part, probs):
+        return {f"{c}_{part}": reranker.rerank([l.span for l in quality._gold(c, part)], cands[f"{c}_{part}"], 25,
+                                                probabilities=probs[c]) for c in quality.CORPORA}
+
     tune = {}
     for term in terms:
-        report, _ = run(term, 25, "tune")
-        tune[term] = {"objective": round(objective(report), 5), "report": report}
-        print(f"tune, term {term}: objective {tune[term]['objective']}", flush=True)
-    best = max(tune, key=lambda t: tune[t]["objective"])
-    results["tune_terms"] = {t: v["objective"] for t, v in tune.items()}
-    results["term"] = best
+        reranker = CrossEncoderReranker(reranker_dir, depth=25, term=term, precision=precision)
+        probs, _ = run(reranker, "tune", 25)
+        for weight in weights:
+            reranker.weight = weight
+            tune[(term, weight)] = round(objective(_score(ranked(reranker, "tune", probs), kb_codes, "tune")), 5)
+            print(f"tune: term {term}, weight {weight}: objective {tune[(term, weight)]}", flush=True)
+    term, weight = max(tune, key=tune.get)
+    results["tune"] = {f"{t} {w}": v for (t, w), v in tune.items()}
+    results["first_stage_tune_objective"] = round(objective(results["first_stage"]["tune"]), 5)
+    results["term"], results["weight"] = term, weight
     results["dev"] = {}
-    for depth in depths:
-        report, seconds = run(best, depth, "dev")
-        results["dev"][str(depth)] = {"report": report, "seconds": round(seconds, 1)}
-        quality._print(f"+rerank N={depth}", report)
-    record = json.loads((Path(reranker_dir) / "clinlinker_reranker.json").read_text())
-    results["training"] = record
-    save(f"rerank-{name}-{precision}.json", {"first_stage": name, "reranker": str(reranker_dir), "precision": precision,
-                                             **results})
+    for prec in dict.fromkeys((precision, "fp32")):
+        for depth in depths if prec == precision else depths[:1]:
+            reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term, precision=prec, weight=weight)
+            probs, seconds = run(reranker, "dev", depth)
+            report = _score(ranked(reranker, "dev", probs), kb_codes, "dev")
+            results["dev"][f"N={depth} {prec}"] = {"report": report, "seconds": round(seconds, 1)}
+            quality._print(f"+rr N={depth} {prec}", report)
+    results["training"] = json.loads((Path(reranker_dir) / "clinlinker_reranker.json").read_text())
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    save(f"rerank-{name}.json", {"first_stage": name, "reranker": str(reranker_dir), "cpu": cpu, **results})
 
 
 def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
@@ -185,9 +194,11 @@ def main() -> None:
     p = sub.add_parser("eval")
     p.add_argument("--name", required=True)
     p.add_argument("--reranker", required=True)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="for tuning and dev (dev is "
+                   "scored in fp32 too)")
     p.add_argument("--depths", default="25,50")
-    p.add_argument("--terms", default="matched,preferred,both")
+    p.add_argument("--terms", default="matched,preferred")
+    p.add_argument("--weights", default="0.25,0.5,0.75,1.0")
     p = sub.add_parser("latency")
     p.add_argument("--index", required=True)
     p.add_argument("--reranker", required=True)
@@ -203,7 +214,8 @@ def main() -> None:
               bf16=args.bf16)
     elif args.command == "eval":
         evaluate(args.name, args.reranker, depths=tuple(int(d) for d in args.depths.split(",")),
-                 terms=tuple(args.terms.split(",")), precision=args.precision)
+                 terms=tuple(args.terms.split(",")), weights=tuple(float(w) for w in args.weights.split(",")),
+                 precision=args.precision)
     else:
         latency(args.index, args.reranker)
 

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 50)")
     p.add_argument("--rerank-term", default="matched", choices=["matched", "preferred", "both"],
                    help="which term of a candidate the re-ranker reads (default: the one the first stage matched)")
+    p.add_argument("--rerank-weight", type=float, default=1.0, help="the cross-encoder's share of a candidate's "
+                   "score, the rest the first stage's similarity (default 1.0: the cross-encoder alone)")
     p.add_argument("--rerank-precision", default="fp32", choices=["fp32", "bf16"],
                    help="the re-ranker's precision (bf16: faster where the CPU has AVX-512 BF16; bench/rerank.py)")
 
@@ -343,7 +345,8 @@ def cmd_index(args) -> int:
         from clinlinker.reranker import CrossEncoderReranker
 
         reranker = CrossEncoderReranker(args.reranker, depth=args.rerank_depth, term=args.rerank_term,
-                                        device=args.device, precision=args.rerank_precision).describe()
+                                        device=args.device, precision=args.rerank_precision,
+                                        weight=args.rerank_weight).describe()
     out = save_index(index, args.out, sources=sources, reranker=reranker)
     print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
           f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}"

@@ -5,7 +5,9 @@ The first stage (lexical, dense or hybrid, per label) retrieves N candidates (`d
 scores every (mention, term) pair and the best k are kept. Any Hugging Face sequence-classification checkpoint loads
 (by hub id or local path): one output (a relevance logit, as sentence-transformers' cross-encoders have) or two (the
 second class is "relevant"). A candidate's score becomes the cross-encoder's probability that it is the concept
-meant (a sigmoid of the logit), so that the certainty of a list keeps its meaning; what a coder already accepted for
+meant (a sigmoid of the logit), or with `weight` < 1 that probability fused with the first stage's similarity
+(weight x probability + (1 - weight) x similarity, the weight chosen on a tune split), so that the certainty of a list
+keeps its meaning; what a coder already accepted for
 this exact wording (learned, score 1.0) stays first: the coders' decision is not re-ranked.
 
 Which term of a candidate is read (`term`): the one the first stage matched, its preferred term, or both (the better
@@ -44,9 +46,12 @@ TRAINING_FILE = "clinlinker_reranker.json"
 
 class CrossEncoderReranker:
     def __init__(self, model: str, *, depth: int = 50, term: str = "matched", max_length: int = 64,
-                 batch_size: int = 64, device: str | None = None, precision: str = "fp32"):
+                 batch_size: int = 64, device: str | None = None, precision: str = "fp32", weight: float = 1.0):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        self.weight = weight  # the cross-encoder's share of a candidate's score; the rest is the first stage's
         if term not in TERMS:
             raise ValueError(f"term must be one of {TERMS}, got {term!r}")
         if depth < 1:
@@ -85,7 +90,7 @@ class CrossEncoderReranker:
 
     def describe(self) -> dict:
         return {"model": self.name, "depth": self.depth, "term": self.term, "max_length": self.max_length,
-                "precision": self.precision, "fingerprint": self.fingerprint}
+                "precision": self.precision, "weight": self.weight, "fingerprint": self.fingerprint}
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The probability that each (mention, term) pair names the same concept."""
@@ -105,9 +110,10 @@ class CrossEncoderReranker:
                 out[chunk] = torch.sigmoid(logit).cpu().numpy()
         return out
 
-    def rerank(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int) -> list[list[Candidate]]:
-        """Each mention's first-stage candidates re-ordered by the cross-encoder; the best k kept."""
-        depth = max(self.depth, k)  # never fewer candidates than asked for
+    def probabilities(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int = 0) -> list[dict]:
+        """Per mention, {position in its list: the cross-encoder's probability} for the first max(depth, k)
+        candidates (coders' accepted wordings left out: they are not re-ranked)."""
+        depth = max(self.depth, k)
         pairs, owners = [], []
         for i, (mention, cands) in enumerate(zip(mentions, found)):
             for j, c in enumerate(cands[:depth]):
@@ -118,16 +124,24 @@ class CrossEncoderReranker:
                 for term in terms:
                     pairs.append((mention, term))
                     owners.append((i, j))
-        scores = self.score(pairs)
-        best: dict = {}
-        for (i, j), s in zip(owners, scores):
-            best[(i, j)] = max(best.get((i, j), 0.0), float(s))
+        out: list[dict] = [{} for _ in found]
+        for (i, j), p in zip(owners, self.score(pairs)):
+            out[i][j] = max(out[i].get(j, 0.0), float(p))
+        return out
+
+    def rerank(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int,
+               probabilities: list[dict] | None = None) -> list[list[Candidate]]:
+        """Each mention's first-stage candidates re-ordered by the cross-encoder (fused with the first stage's
+        similarity when weight < 1); the best k kept. probabilities: what `probabilities` gave, to reuse."""
+        depth = max(self.depth, k)  # never fewer candidates than asked for
+        probabilities = probabilities if probabilities is not None else self.probabilities(mentions, found, k)
         out = []
-        for i, cands in enumerate(found):
+        for cands, probs in zip(found, probabilities):
+            scores = {j: self.weight * p + (1.0 - self.weight) * max(0.0, min(1.0, cands[j].score))
+                      for j, p in probs.items()}
             head = [c for c in cands[:depth] if _accepted(c)]
-            rest = sorted((j for j, c in enumerate(cands[:depth]) if not _accepted(c)),
-                          key=lambda j: (-round(best[(i, j)], 6), j))
-            ranked = head + [replace(cands[j], score=round(best[(i, j)], 6)) for j in rest]
+            rest = sorted(scores, key=lambda j: (-round(scores[j], 6), j))
+            ranked = head + [replace(cands[j], score=round(scores[j], 6)) for j in rest]
             out.append([c.at_rank(rank) for rank, c in enumerate(ranked[:k], start=1)])
         return out
 

@@ -150,3 +150,17 @@ def test_bf16_scores_stay_close_to_fp32(tiny_cross_encoder):
     assert np.abs(bf16.score(pairs) - fp32).max() < 0.02
     with pytest.raises(ValueError):
         CrossEncoderReranker(str(tiny_cross_encoder), precision="int4")
+
+
+def test_weight_fuses_the_cross_encoder_with_the_first_stage(tiny_cross_encoder, lexical_index):
+    found = lexical_index.search(MENTIONS, 10)
+    fused = CrossEncoderReranker(str(tiny_cross_encoder), depth=10, weight=0.25)
+    probabilities = fused.probabilities(MENTIONS, found)
+    for cands, probs, out in zip(found, probabilities, fused.rerank(MENTIONS, found, 10, probabilities=probabilities)):
+        expected = {cands[j].code: round(0.25 * p + 0.75 * cands[j].score, 6) for j, p in probs.items()}
+        assert {c.code: c.score for c in out} == expected
+        assert [c.score for c in out] == sorted(expected.values(), reverse=True)
+    first_only = CrossEncoderReranker(str(tiny_cross_encoder), depth=10, weight=0.0)
+    assert [[c.code for c in l] for l in first_only.rerank(MENTIONS, found, 10)] == [[c.code for c in l] for l in found]
+    with pytest.raises(ValueError):
+        CrossEncoderReranker(str(tiny_cross_encoder), weight=1.5)

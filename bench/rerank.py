@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -68,7 +69,7 @@ def _load(name: str):
 
 
 def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs: float, batch_size: int, lr: float,
-          term: str, max_seconds: float | None, bf16: bool = False) -> None:
+          term: str, max_seconds: float | None, bf16: bool = False, synonyms: int = 0) -> None:
     from clinlinker.reranker import reranker_examples, train_cross_encoder
 
     kb, cands = _load(name)
@@ -76,6 +77,13 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
     for corpus in quality.CORPORA:
         gold = quality._gold(corpus, "fit")
         examples += reranker_examples(gold, cands[f"{corpus}_fit"], kb, negatives=negatives, term=term)
+    if synonyms:
+        from clinlinker.index import load_index
+        from clinlinker.reranker import synonym_examples
+
+        index_dir = json.loads((LISTS / f"{name}.json").read_text())["index"]
+        examples += synonym_examples(kb, load_index(index_dir), synonyms, negatives=3)
+        random.Random(0).shuffle(examples)
     print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from the fit part", flush=True)
     record = train_cross_encoder(examples, minilm(), out, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                                  lr=lr, max_length=48, max_seconds=max_seconds, bf16=bf16)
@@ -83,7 +91,7 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
 
 
 def _score(reranked: dict, kb_codes: set, part: str) -> dict:
-    as_codes = {key: [[c.code, c.score] for c in row] for key, row in reranked.items()}
+    as_codes = {key: [[[c.code, c.score] for c in cands] for cands in rows] for key, rows in reranked.items()}
     return quality.score(as_codes, kb_codes, part)
 
 
@@ -191,6 +199,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--term", default="matched")
     p.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (CPUs with AVX-512 BF16)")
+    p.add_argument("--synonyms", type=int, default=0, help="also this many gazetteer concepts' synonym examples")
     p = sub.add_parser("eval")
     p.add_argument("--name", required=True)
     p.add_argument("--reranker", required=True)
@@ -211,7 +220,7 @@ def main() -> None:
     elif args.command == "train":
         train(args.name, args.out, negatives=args.negatives, max_steps=args.max_steps, epochs=args.epochs,
               batch_size=args.batch_size, lr=args.lr, term=args.term, max_seconds=args.max_seconds,
-              bf16=args.bf16)
+              bf16=args.bf16, synonyms=args.synonyms)
     elif args.command == "eval":
         evaluate(args.name, args.reranker, depths=tuple(int(d) for d in args.depths.split(",")),
                  terms=tuple(args.terms.split(",")), weights=tuple(float(w) for w in args.weights.split(",")),

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "candidates of its list (default 7)")
     p.add_argument("--depth", type=_positive, default=25, help="list depth the negatives are taken from (default 25)")
     p.add_argument("--term", default="matched", choices=["matched", "preferred", "both"])
+    p.add_argument("--synonyms", type=int, default=0, metavar="N", help="also N gazetteer concepts' synonyms as "
+                   "positives, with the index's look-alikes as negatives (default 0)")
+    p.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (CPUs with AVX-512 BF16)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=_positive)
     p.add_argument("--max-seconds", type=float)
@@ -400,11 +403,18 @@ def cmd_train_reranker(args) -> int:
     links = [link for path in args.links for link in read_links(path) if link.is_clean]
     lists = linker.link([link.span for link in links], args.depth, labels=[link.label for link in links])
     examples = reranker_examples(links, lists, linker.kb, negatives=args.negatives, term=args.term)
+    if args.synonyms:
+        import random
+
+        from clinlinker.reranker import synonym_examples
+
+        examples += synonym_examples(linker.kb, linker.index, args.synonyms)
+        random.Random(0).shuffle(examples)
     print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from {len(links)} links",
           file=sys.stderr)
     record = train_cross_encoder(examples, args.model, args.out, epochs=args.epochs, max_steps=args.max_steps,
                                  max_seconds=args.max_seconds, batch_size=args.batch_size, lr=args.lr,
-                                 max_length=args.max_length, device=args.device)
+                                 max_length=args.max_length, device=args.device, bf16=args.bf16)
     print(f"re-ranker written to {args.out}: {record['steps']} steps ({record['epochs']} epochs) in "
           f"{record['seconds']} s, loss {record['loss_first_50']} -> {record['loss_last_50']}; use it with "
           f"`clinlinker index --reranker {args.out}` or --reranker / CLINLINKER_RERANKER")

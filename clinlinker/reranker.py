@@ -182,6 +182,24 @@ def reranker_examples(links: Sequence, lists: Sequence[list[Candidate]], kb, *, 
     return out
 
 
+def synonym_examples(kb, index, n: int, *, negatives: int = 3, seed: int = 0) -> list[tuple[str, str, float]]:
+    """(term, term, label) examples from the gazetteer itself, for concepts with synonyms: a synonym is a positive of
+    a term, the first wrong concepts an index lists for the term are hard negatives (n concepts, sampled). They
+    teach the vocabulary of the knowledge base beyond the few accepted links."""
+    rng = random.Random(seed)
+    concepts = [c for c in kb.concepts if len(c.terms) > 1]
+    concepts = rng.sample(concepts, min(n, len(concepts)))
+    anchors = [rng.choice(c.terms) for c in concepts]
+    out = []
+    for start in range(0, len(anchors), 256):
+        chunk = anchors[start:start + 256]
+        for concept, anchor, cands in zip(concepts[start:start + 256], chunk, index.search(chunk, negatives + 8)):
+            out.append((anchor, rng.choice([t for t in concept.terms if t != anchor]), 1.0))
+            out += [(anchor, c.matched_term, 0.0) for c in cands if c.code != concept.code][:negatives]
+    rng.shuffle(out)
+    return out
+
+
 def train_cross_encoder(examples: Sequence[tuple[str, str, float]], base: str, out_dir, *, epochs: float = 1.0,
                         max_steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
                         lr: float = 3e-5, warmup_ratio: float = 0.1, max_length: int = 64, seed: int = 0,

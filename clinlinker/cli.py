@@ -347,7 +347,9 @@ def cmd_index(args) -> int:
     if args.reranker:  # loaded now: a model that cannot load is refused before the index is written
         from clinlinker.reranker import CrossEncoderReranker
 
-        reranker = CrossEncoderReranker(args.reranker, depth=args.rerank_depth, term=args.rerank_term,
+        name = str(Path(args.reranker).resolve()) if Path(args.reranker).is_dir() else args.reranker  # a local
+        # directory is recorded by its absolute path: the index loads from anywhere
+        reranker = CrossEncoderReranker(name, depth=args.rerank_depth, term=args.rerank_term,
                                         device=args.device, precision=args.rerank_precision,
                                         weight=args.rerank_weight).describe()
     out = save_index(index, args.out, sources=sources, reranker=reranker)

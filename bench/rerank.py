@@ -145,7 +145,8 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "p
             quality._print(f"+rr N={depth} {prec}", report)
     results["training"] = json.loads((Path(reranker_dir) / "clinlinker_reranker.json").read_text())
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    save(f"rerank-{name}.json", {"first_stage": name, "reranker": str(reranker_dir), "cpu": cpu, **results})
+    save(f"rerank-{name}-{Path(reranker_dir).name}.json", {"first_stage": name, "reranker": str(reranker_dir),
+                                                           "cpu": cpu, **results})
 
 
 def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:

@@ -366,6 +366,16 @@ def _table(rows: list[dict], columns: list[str] | None = None) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _counts_table(key: str, groups: dict, day: bool = False) -> str:
+    """Rank-band counts per group: a band no span of a group fell in is 0, not blank."""
+    bands = [b for b in (*RANK_BANDS, "not top-1") if any(f.get(b) for f in groups.values())]
+    rows = []
+    for name, f in groups.items():
+        row = {key: name[0], "day": name[1]} if day else {key: name}
+        rows.append({**row, "spans": f["spans"], **{b: f.get(b, 0) for b in bands}})
+    return _table(rows, [key, *(["day"] if day else []), "spans", *bands])
+
+
 FIGURE_COLUMNS = ["documents", "spans_a", "spans_b", "span_f1", "span_label_f1", "label_agreement", "label_kappa",
                   "code_compared", "code_exact", "code_family", "code_kappa"]
 
@@ -415,9 +425,9 @@ def report_html(title: str, curation: Curation, agree: dict, effect: dict, adjud
               "<h2>What the assistant is worth</h2>",
               f"<p>{effect['spans']} coded spans; candidate ranks from {html.escape(effect['ranks_from'])}.</p>",
               "<h3>Where the accepted code was, per coder</h3>",
-              _table([{"coder": c, **f} for c, f in effect["by_coder"].items()]),
+              _counts_table("coder", effect["by_coder"]),
               "<h3>Per label</h3>",
-              _table([{"label": c, **f} for c, f in effect["by_label"].items()])]
+              _counts_table("label", effect["by_label"])]
     coders = list(effect["by_coder"])
     if coders:
         bands = [b for b in (*RANK_BANDS, "not top-1") if any(effect["by_coder"][c].get(b) for c in coders)]
@@ -431,7 +441,8 @@ def report_html(title: str, curation: Curation, agree: dict, effect: dict, adjud
             ax.set_ylabel("share of coded spans")
             ax.legend(fontsize=8, loc="lower right")
         parts.append(_plot(draw_ranks))
-    parts += ["<h3>Over time (per coder and day)</h3>", _table(effect["by_day"]),
+    parts += ["<h3>Over time (per coder and day)</h3>",
+              _counts_table("coder", {(r["coder"], r["day"]): r for r in effect["by_day"]}, day=True),
               "<h3>Overriding the pre-selected top-1, by its certainty</h3>",
               "<p>A coder who keeps confident top-1s that the gold standard rejects may be trusting the assistant too "
               "much (automation bias); overrides of uncertain ones are expected.</p>",

@@ -45,7 +45,7 @@ class DenseEncoder:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         self.name = str(model)
         self.pooling = pooling
@@ -54,14 +54,8 @@ class DenseEncoder:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # a hub id on a machine that cannot reach the hub: read the local cache only, at once (the hub client would
-        # otherwise retry for about a minute before failing)
-        unreachable = not _looks_local(self.name) and not _offline() and not _hub_reachable()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name, local_files_only=unreachable)
-            self.model = _load_model(AutoModel, self.name, local_files_only=unreachable)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise ModelLoadError(_load_hint(self.name, exc, unreachable=unreachable)) from None
+        self.tokenizer, self.model = load_pretrained(
+            self.name, lambda name, local: _load_model(AutoModel, name, local_files_only=local))
         self.tokenizer.padding_side = "right"  # masked pooling and RoBERTa position ids assume it
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
@@ -130,6 +124,20 @@ class DenseEncoder:
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
                 out[rows] = pooled.cpu().numpy()
         return out
+
+
+def load_pretrained(name: str, load_model):
+    """(tokenizer, model) of a hub id or local directory; `load_model(name, local_files_only)` loads the model.
+    A hub id on a machine that cannot reach the hub is read from the local cache only, at once (the hub client
+    would otherwise retry for about a minute before failing); a failure is a ModelLoadError saying what to do."""
+    from transformers import AutoTokenizer
+
+    unreachable = not _looks_local(name) and not _offline() and not _hub_reachable()
+    try:
+        return (AutoTokenizer.from_pretrained(name, local_files_only=unreachable),
+                load_model(name, unreachable))
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ModelLoadError(_load_hint(name, exc, unreachable=unreachable)) from None
 
 
 def _load_model(auto_model, name: str, local_files_only: bool = False):

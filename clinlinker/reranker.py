@@ -57,9 +57,9 @@ class CrossEncoderReranker:
         if depth < 1:
             raise ValueError("depth must be at least 1")
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        from clinlinker.encoders import _hub_reachable, _load_hint, _looks_local, _offline
+        from clinlinker.encoders import load_pretrained
 
         self.name = str(model)
         self.depth = depth
@@ -67,12 +67,9 @@ class CrossEncoderReranker:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        unreachable = not _looks_local(self.name) and not _offline() and not _hub_reachable()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name, local_files_only=unreachable)
-            self.model = AutoModelForSequenceClassification.from_pretrained(self.name, local_files_only=unreachable)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise ModelLoadError(_load_hint(self.name, exc, unreachable=unreachable)) from None
+        self.tokenizer, self.model = load_pretrained(
+            self.name, lambda name, local: AutoModelForSequenceClassification.from_pretrained(
+                name, local_files_only=local))
         self.model.eval().to(self.device)
         self.num_labels = int(self.model.config.num_labels)
         if self.num_labels not in (1, 2):

@@ -14,7 +14,6 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 from flask_cors import CORS
@@ -65,11 +64,11 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     # publishes later keeps it: retraining changes the first stage only)
     reranker = config.reranker
     if not reranker and config.index_dir:
-        from clinlinker.index import MANIFEST
+        from clinlinker.index import read_manifest
 
         try:
-            reranker = json.loads((Path(config.index_dir) / MANIFEST).read_text(encoding="utf-8")).get("reranker")
-        except (OSError, ValueError):
+            reranker = read_manifest(config.index_dir).get("reranker")
+        except ClinlinkerError:
             reranker = None  # load_index below says what is wrong with the index
 
     def load_linker(directory):

@@ -31,7 +31,7 @@ from clinlinker.agreement import Coded, Coding
 from clinlinker.errors import ClinlinkerError
 from clinlinker.links import Link
 
-from backend.export import Problem, annotation_links, auth_header, _get_json
+from backend.export import Problem, _filename, _get_json, annotation_links, auth_header
 from backend.regions import code_of, group_regions, result_problem
 
 CERTAINTY_BANDS = ((0.0, 0.5, "low (< 0.5)"), (0.5, 0.8, "medium (0.5-0.8)"), (0.8, 1.01, "high (>= 0.8)"))
@@ -154,7 +154,7 @@ def read_curation(tasks, *, doc_field: str = "doc_id", text_field: str = "text",
             origins = {l["origin"] for l in links}
             lead = annotation.get("lead_time")
             annotations.append(Annotation(
-                task=task.get("id"), doc=links[0]["filename"] if links else _doc(task, doc_field),
+                task=task.get("id"), doc=links[0]["filename"] if links else _filename(task, doc_field),
                 id=annotation.get("id"), coder=_coder(annotation.get("completed_by"), users),
                 ground_truth=bool(annotation.get("ground_truth")),
                 created_at=str(annotation.get("created_at") or ""), updated_at=str(annotation.get("updated_at") or ""),
@@ -162,12 +162,6 @@ def read_curation(tasks, *, doc_field: str = "doc_id", text_field: str = "text",
                 from_prediction=parent is not None or bool(origins & {"prediction", "prediction-changed"}),
                 links=links, predicted=_prediction_regions(prediction) if prediction else {}))
     return Curation(annotations, problems, dict(counts), texts)
-
-
-def _doc(task: dict, doc_field: str) -> str:
-    value = (task.get("data") or {}).get(doc_field)
-    name = str(value) if value not in (None, "") else f"task-{task.get('id')}"
-    return name[:-4] if name.endswith(".txt") else name
 
 
 # --- adjudication -------------------------------------------------------------------------------------------------

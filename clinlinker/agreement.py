@@ -131,9 +131,7 @@ def _by_offsets(codings: Iterable[Coding]) -> dict:
 def agreement(coded: Sequence[Coded], kb=None) -> dict:
     """Agreement figures: overall, per coder pair, per label (pairwise, pooled over the documents both coded),
     Fleiss' kappa over codes where 3+ coders coded a document, and every disagreement."""
-    by_doc: dict = defaultdict(dict)
-    for c in coded:
-        by_doc[c.doc][c.coder] = _by_offsets(c.codings)
+    by_doc = _by_doc(coded)
     overall, pairs, labels = _Tally(), defaultdict(_Tally), defaultdict(_Tally)
     fleiss_items: dict = defaultdict(list)
     for doc, coders in by_doc.items():
@@ -179,16 +177,25 @@ def agreement(coded: Sequence[Coded], kb=None) -> dict:
         "pairs": [{"a": a, "b": b, **t.figures()} for (a, b), t in sorted(pairs.items())],
         "labels": {label: t.figures() for label, t in sorted(labels.items())},
         "fleiss_code_kappa": fleiss,
-        "disagreements": disagreements(coded),
+        "disagreements": _disagreements(by_doc),
     }
 
 
 def disagreements(coded: Sequence[Coded]) -> list[dict]:
     """Every span (by offsets) of a document coded by 2+ coders where they differ: a coder did not mark it, or gave
     another label or code. One row per span: its document, offsets, text, kind, and each coder's label and code."""
+    return _disagreements(_by_doc(coded))
+
+
+def _by_doc(coded: Sequence[Coded]) -> dict:
+    """doc -> coder -> (start, end) -> Coding."""
     by_doc: dict = defaultdict(dict)
     for c in coded:
         by_doc[c.doc][c.coder] = _by_offsets(c.codings)
+    return by_doc
+
+
+def _disagreements(by_doc: dict) -> list[dict]:
     out = []
     for doc in sorted(by_doc):
         coders = by_doc[doc]

@@ -209,12 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive, default=120, help="gunicorn worker timeout in seconds")
 
     p = sub.add_parser("export", help="Label Studio JSON export -> linking TSV (accepted links)")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", metavar="JSON", help="a full JSON export file (export type JSON)")
-    source.add_argument("--url", help="Label Studio URL to pull the export from (with --token and --project)")
-    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
-                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
-    p.add_argument("--project", type=_positive)
+    _add_export_source(p, "the export")
     p.add_argument("--out", metavar="TSV", help="output file (default: stdout)")
     p.add_argument("--doc-field", default=os.environ.get("CLINLINKER_DOC_FIELD", "doc_id"),
                    help="task-data field used as filename (default: doc_id)")
@@ -223,12 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curate", help="gold-standard curation of a Label Studio project: agreement between "
                                       "coders, the adjudicated gold standard, disagreements, the assistant's effect, "
                                       "an HTML report")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", metavar="JSON", help="a full JSON export file (export type JSON)")
-    source.add_argument("--url", help="Label Studio URL to pull the project from (with --token and --project)")
-    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
-                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
-    p.add_argument("--project", type=_positive)
+    _add_export_source(p, "the project")
     p.add_argument("--index", metavar="DIR", help="the index coders were served: its knowledge base checks the codes "
                    "and gives the hierarchy (agreement within a concept's family), its candidate lists the ranks of "
                    "accepted codes beyond top-1")
@@ -287,6 +277,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="all", help="all, diseases, symptoms, procedures, or an XML file")
     p.add_argument("--limit", type=_positive, help="import only the first N documents")
     return parser
+
+
+def _add_export_source(p: argparse.ArgumentParser, what: str) -> None:
+    """A Label Studio full JSON export: a file, or pulled from the server (read by _export_tasks)."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="JSON", help="a full JSON export file (export type JSON)")
+    source.add_argument("--url", help=f"Label Studio URL to pull {what} from (with --token and --project)")
+    p.add_argument("--token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                   help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--project", type=_positive)
+
+
+def _export_tasks(args) -> list:
+    from backend.export import fetch_export, read_export
+
+    if args.url:
+        if not args.token or not args.project:
+            raise ClinlinkerError("--url needs --token (or $LABEL_STUDIO_API_KEY) and --project")
+        return fetch_export(args.url, args.token, args.project)
+    return read_export(args.input)
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -620,15 +630,10 @@ def _check_exposure(host: str, env) -> None:
 
 def cmd_export(args) -> int:
     # The only commands that know Label Studio's JSON: they live in the backend package.
-    from backend.export import export_tasks, fetch_export, read_export
+    from backend.export import export_tasks
     from clinlinker.links import write_links
 
-    if args.url:
-        if not args.token or not args.project:
-            raise ClinlinkerError("--url needs --token (or $LABEL_STUDIO_API_KEY) and --project")
-        tasks = fetch_export(args.url, args.token, args.project)
-    else:
-        tasks = read_export(args.input)
+    tasks = _export_tasks(args)
     links, problems, agreement = export_tasks(tasks, doc_field=args.doc_field)
     write_links(links, args.out)
     for problem in problems:
@@ -725,20 +730,13 @@ def cmd_sync(args) -> int:
 def cmd_curate(args) -> int:
     from backend.curation import (adjudicate, assistant_effect, create_review_tab, fetch_users, read_curation,
                                   report_html, write_disagreements)
-    from backend.export import fetch_export, read_export
     from clinlinker.agreement import agreement
     from clinlinker.links import write_links
 
-    users = {}
-    if args.url:
-        if not args.token or not args.project:
-            raise ClinlinkerError("--url needs --token (or $LABEL_STUDIO_API_KEY) and --project")
-        tasks = fetch_export(args.url, args.token, args.project)
-        users = fetch_users(args.url, args.token)
-    else:
-        if args.review_tab:
-            raise ClinlinkerError("--review-tab needs --url (the tab is made in the live project)")
-        tasks = read_export(args.input)
+    if args.review_tab and not args.url:
+        raise ClinlinkerError("--review-tab needs --url (the tab is made in the live project)")
+    tasks = _export_tasks(args)
+    users = fetch_users(args.url, args.token) if args.url else {}
     linker = None
     if args.index:
         from clinlinker.linker import Linker

@@ -60,21 +60,26 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
                               f"): {str(exc).splitlines()[0][:300]}") from None
     log.info("store of record: %s at %s", store.kind, store.location)
 
-    # the re-ranker: the setting, else the one the configured index records (a fine-tuned index the backend
-    # publishes later keeps it: retraining changes the first stage only)
-    reranker = config.reranker
-    if not reranker and config.index_dir:
+    # the re-ranker: the setting, else the one the index records (a fine-tuned index the backend publishes records
+    # its retrained re-ranker, or the configured index's), else the configured index's
+    def reranker_of(directory):
+        if config.reranker:
+            return config.reranker
         from clinlinker.index import read_manifest
 
-        try:
-            reranker = read_manifest(config.index_dir).get("reranker")
-        except ClinlinkerError:
-            reranker = None  # load_index below says what is wrong with the index
+        for candidate in dict.fromkeys((directory, config.index_dir)):
+            try:
+                record = read_manifest(candidate).get("reranker") if candidate else None
+            except ClinlinkerError:
+                record = None  # load_index below says what is wrong with the index
+            if record:
+                return record
+        return None
 
     def load_linker(directory):
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
-                                     cache=cache, top_k=config.top_k, routing=routing, reranker=reranker,
-                                     rerank_depth=config.rerank_depth)
+                                     cache=cache, top_k=config.top_k, routing=routing,
+                                     reranker=reranker_of(directory), rerank_depth=config.rerank_depth)
 
     index_dir = config.index_dir
     if config.index_dir is None:

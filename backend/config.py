@@ -48,6 +48,7 @@ class BackendConfig:
     train_timeout: float = 7200.0  # CLINLINKER_TRAIN_TIMEOUT: the whole job (training + re-encoding) is killed after
     train_threads: int = 1  # CLINLINKER_TRAIN_THREADS: CPU threads of the training process (serving keeps the rest)
     train_lr: float = 2e-5  # CLINLINKER_TRAIN_LR
+    train_reranker: bool = True  # CLINLINKER_TRAIN_RERANKER=0: background training leaves the index's re-ranker as is
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +109,7 @@ class BackendConfig:
             train_timeout=number("CLINLINKER_TRAIN_TIMEOUT", 7200.0, float),
             train_threads=number("CLINLINKER_TRAIN_THREADS", 1),
             train_lr=number("CLINLINKER_TRAIN_LR", 2e-5, float, minimum=0),
+            train_reranker=text("CLINLINKER_TRAIN_RERANKER", "1").lower() not in ("0", "false", "no"),
         )
         if bool(config.auth_user) != bool(config.auth_password):
             raise ClinlinkerError("set both CLINLINKER_BASIC_AUTH_USER and CLINLINKER_BASIC_AUTH_PASSWORD, or neither")

@@ -2,7 +2,9 @@
 
 One job at a time per data directory (a file lock): it writes the accepted links to a TSV and runs
 `clinlinker retrain` in a child process (its own CPU threads, `nice`d, killed after CLINLINKER_TRAIN_TIMEOUT),
-which fine-tunes the serving index's model and re-encodes the index into CLINLINKER_DATA_DIR/models/<id>/.
+which fine-tunes the serving index's model and re-encodes the index into CLINLINKER_DATA_DIR/models/<id>/; when
+the index records a re-ranker, that is trained further too (hard negatives from the new first stage; a lexical
+index with a re-ranker gets only that), unless CLINLINKER_TRAIN_RERANKER=0 or CLINLINKER_RERANKER names one.
 Only a finished index is published (store meta `current_index`); every backend process then loads it in the
 background and swaps it in whole (model_version changes). A failed, killed or interrupted job leaves the old
 model serving and says why in the log and in /health ("training").
@@ -58,9 +60,22 @@ class Retrainer:
         serving = self.model.serving
         if serving.index_dir is None:
             return "the demo gazetteer is served on the lexical engine: there is no model to fine-tune"
-        if serving.linker.index.engine == "lexical":
+        if serving.linker.index.engine == "lexical" and not self._trains_reranker():
             return "a lexical (char-ngrams) index has no model to fine-tune; the learned terms still apply"
         return None
+
+    def _trains_reranker(self) -> bool:
+        """The serving index's recorded re-ranker is trained further (CLINLINKER_TRAIN_RERANKER, on by default).
+        A re-ranker given by CLINLINKER_RERANKER is the operator's pick: it is not replaced."""
+        from clinlinker.index import read_manifest
+
+        serving = self.model.serving
+        if not self.config.train_reranker or self.config.reranker or serving.index_dir is None:
+            return False
+        try:
+            return bool(read_manifest(serving.index_dir).get("reranker"))
+        except Exception:  # noqa: BLE001 - an unreadable manifest: the job itself will say so
+            return False
 
     # --- triggers -----------------------------------------------------------------------------
 
@@ -118,6 +133,10 @@ class Retrainer:
                    "--links", str(tsv), "--out", str(out), "--max-steps", str(self.config.train_max_steps),
                    "--max-seconds", str(self.config.train_max_seconds), "--threads", str(self.config.train_threads),
                    "--lr", str(self.config.train_lr)]
+            if not self._trains_reranker():
+                cmd.append("--no-reranker")
+            if self.config.routing:
+                cmd += ["--routing", self.config.routing]
             with open(out / "train.log", "w") as logfile:
                 self._proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT,
                                               preexec_fn=lambda: os.nice(10))

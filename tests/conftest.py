@@ -42,6 +42,20 @@ def tiny_model_dir(tmp_path_factory, demo_kb) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory, tiny_model_dir):
+    """The tiny RoBERTa with a fixed one-logit classification head (saved, so every load scores the same)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-cross-encoder")
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir):
     from clinlinker.encoders import DenseEncoder
 

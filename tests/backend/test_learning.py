@@ -219,6 +219,36 @@ def test_failed_training_leaves_the_old_model_serving(tmp_path, tiny_dense_index
     assert a.ranked()[0] == before
 
 
+def test_training_request_trains_the_re_ranker_of_a_lexical_index_and_serves_it(tmp_path, demo_kb,
+                                                                                tiny_cross_encoder):
+    from clinlinker.reranker import CrossEncoderReranker
+
+    record = CrossEncoderReranker(str(tiny_cross_encoder), depth=10).describe()
+    index_dir = save_index(build_index(demo_kb), tmp_path / "ix", reranker=record)
+    config = BackendConfig(index_dir=str(index_dir), data_dir=str(tmp_path / "var"), worker=False,
+                           train_max_steps=3, train_lr=1e-3)
+    a = Backend(config)
+    old = a.health()["model_version"]
+    assert "-reranked-" in old
+    before, _ = a.ranked()
+    a.send(annotation_event(leaf(a, before[2])))
+    assert a.client.post("/train", json={}).status_code == 200  # not 409: the re-ranker has weights to train
+    a.info["retrainer"].wait(300)
+    health = a.health()
+    assert health["training"]["status"] == "done", health["training"]
+    assert health["model_version"] != old and "-reranked-" in health["model_version"]
+    served = a.model.linker.reranker
+    assert served.name.endswith("/reranker") and served.name != str(tiny_cross_encoder)
+    assert served.fingerprint != record["fingerprint"] and served.depth == 10
+    assert a.ranked()[1]["results"][0]["model_version"] == health["model_version"]
+    restarted = Backend(config)  # a restart serves the retrained re-ranker again
+    assert restarted.health()["model_version"] == health["model_version"]
+    assert restarted.model.linker.reranker.name == served.name
+    pinned = Backend(BackendConfig(index_dir=str(index_dir), data_dir=str(tmp_path / "var2"), worker=False,
+                                   reranker=str(tiny_cross_encoder)))
+    assert pinned.client.post("/train", json={}).status_code == 409  # CLINLINKER_RERANKER is the operator's pick
+
+
 def test_lexical_engine_says_training_is_unavailable(tmp_path):
     a = Backend(BackendConfig(data_dir=str(tmp_path / "var"), worker=False))
     reply = a.client.post("/train", json={})

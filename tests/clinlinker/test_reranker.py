@@ -13,20 +13,6 @@ from clinlinker.reranker import CrossEncoderReranker, reranker_examples, train_c
 MENTIONS = ["dolor abdominal agudo", "apendicectomía por laparoscopia", "fiebre alta", "tos seca persistente"]
 
 
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory, tiny_model_dir):
-    """The tiny RoBERTa with a fixed one-logit classification head (saved, so every load scores the same)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("tiny-cross-encoder")
-    torch.manual_seed(1)
-    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(out)
-    return out
-
-
 def test_rerank_orders_the_first_stage_candidates_by_the_cross_encoder(tiny_cross_encoder, lexical_index):
     reranker = CrossEncoderReranker(str(tiny_cross_encoder), depth=8)
     found = lexical_index.search(MENTIONS, 12)
@@ -164,3 +150,42 @@ def test_weight_fuses_the_cross_encoder_with_the_first_stage(tiny_cross_encoder,
     assert [[c.code for c in l] for l in first_only.rerank(MENTIONS, found, 10)] == [[c.code for c in l] for l in found]
     with pytest.raises(ValueError):
         CrossEncoderReranker(str(tiny_cross_encoder), weight=1.5)
+
+
+def _weights(directory):
+    from safetensors.numpy import load_file
+
+    return load_file(str(next(directory.glob("*.safetensors"))))
+
+
+def test_retrain_trains_the_recorded_reranker_further_and_records_the_new_one(tiny_cross_encoder, demo_gazetteer,
+                                                                              demo_hierarchy, tiny_model_dir,
+                                                                              tmp_path, capsys):
+    from clinlinker.index import read_manifest
+    from tests.conftest import FIXTURES
+
+    links = str(FIXTURES / "corpus" / "links.tsv")
+    for engine in ("char-ngrams", str(tiny_model_dir)):
+        ix = tmp_path / f"ix-{len(engine)}"
+        assert main(["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
+                     engine, "--reranker", str(tiny_cross_encoder), "--rerank-depth", "12", "--rerank-weight", "0.5",
+                     "--out", str(ix)]) == 0
+        out = tmp_path / f"new-{len(engine)}"
+        assert main(["retrain", "--index", str(ix), "--links", links, "--out", str(out), "--max-steps", "4",
+                     "--lr", "1e-3", "--threads", "1"]) == 0
+        assert "re-ranker trained further: 4 steps" in capsys.readouterr().out
+        old, new = read_manifest(ix), read_manifest(out / "index")
+        record = new["reranker"]
+        assert record["model"] == str((out / "reranker").resolve())
+        assert record["fingerprint"] != old["reranker"]["fingerprint"]
+        assert (record["depth"], record["weight"], record["term"]) == (12, 0.5, "matched")  # the settings carry over
+        before, after = _weights(tiny_cross_encoder), _weights(out / "reranker")
+        assert any(not np.array_equal(before[name], after[name]) for name in before)  # from its weights, changed
+        assert (new["fingerprint"] == old["fingerprint"]) == (engine == "char-ngrams")  # lexical: first stage kept
+        linker = Linker.from_directory(out / "index")
+        assert linker.reranker is not None and linker.reranker.name == record["model"]
+        assert len(linker.link(["fiebre alta"], 5)[0]) == 5
+    # --no-reranker on a lexical index leaves nothing to train: refused, as before
+    assert main(["retrain", "--index", str(tmp_path / "ix-11"), "--links", links, "--out", str(tmp_path / "no"),
+                 "--no-reranker"]) == 2
+    assert "no model to fine-tune" in capsys.readouterr().err

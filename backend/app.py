@@ -79,7 +79,8 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     def load_linker(directory):
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
                                      cache=cache, top_k=config.top_k, routing=routing,
-                                     reranker=reranker_of(directory), rerank_depth=config.rerank_depth)
+                                     reranker=reranker_of(directory), rerank_depth=config.rerank_depth,
+                                     runtime=config.runtime)
 
     index_dir = config.index_dir
     if config.index_dir is None:

@@ -26,6 +26,7 @@ class BackendConfig:
     routing: str | None = None  # CLINLINKER_ROUTING: label routing TOML (unset: built-in; "none": whole KB)
     reranker: str | None = None  # CLINLINKER_RERANKER: cross-encoder id or path ("none": off; unset: the index's)
     rerank_depth: int | None = None  # CLINLINKER_RERANK_DEPTH: first-stage candidates it re-orders (unset: index's)
+    runtime: str | None = None  # CLINLINKER_RUNTIME: the dense encoder's runtime, torch (unset) or onnx
     mentions_field: str = "mentions"  # CLINLINKER_MENTIONS_FIELD: task-data field listing spans
     doc_field: str = "doc_id"  # CLINLINKER_DOC_FIELD: task-data field naming the document
     auth_user: str | None = None  # CLINLINKER_BASIC_AUTH_USER
@@ -87,6 +88,7 @@ class BackendConfig:
             routing=text("CLINLINKER_ROUTING"),
             reranker=text("CLINLINKER_RERANKER"),
             rerank_depth=number("CLINLINKER_RERANK_DEPTH", None),
+            runtime=text("CLINLINKER_RUNTIME"),
             mentions_field=text("CLINLINKER_MENTIONS_FIELD", "mentions"),
             doc_field=text("CLINLINKER_DOC_FIELD", "doc_id"),
             auth_user=text("CLINLINKER_BASIC_AUTH_USER"),
@@ -111,6 +113,8 @@ class BackendConfig:
             train_lr=number("CLINLINKER_TRAIN_LR", 2e-5, float, minimum=0),
             train_reranker=text("CLINLINKER_TRAIN_RERANKER", "1").lower() not in ("0", "false", "no"),
         )
+        if config.runtime not in (None, "torch", "onnx"):
+            raise ClinlinkerError(f"CLINLINKER_RUNTIME={config.runtime!r}: expected torch or onnx")
         if bool(config.auth_user) != bool(config.auth_password):
             raise ClinlinkerError("set both CLINLINKER_BASIC_AUTH_USER and CLINLINKER_BASIC_AUTH_PASSWORD, or neither")
         return config

@@ -167,22 +167,14 @@ class ClinLinkerModel:
         if total > self.config.max_spans:
             raise TooMuchWork(f"tasks: {total} spans in one request, more than the {self.config.max_spans} allowed "
                               "(CLINLINKER_MAX_SPANS): select fewer tasks per «Retrieve predictions»")
-        mentions = [span.text for spans in per_task for span in spans]
-        labels = [span.label for spans in per_task for span in spans]
-        serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
-        if not mentions:  # e.g. Label Studio's interactive call per coded region after each Submit: answer at once
-            return [{"model_version": serving.model_version, "score": 0.0, "result": []} for _ in tasks]
+        if not any(per_task):  # e.g. Label Studio's interactive call per coded region after each Submit: answer at once
+            return [{"model_version": self.serving.model_version, "score": 0.0, "result": []} for _ in tasks]
         self.follow()
-        serving = self.serving
+        serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
         self.sync_learned(serving)
-        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels,
-                                         learned=self.learned_for(project, serving))
-        out, position, lists = [], 0, {}
-        for task, spans in zip(tasks, per_task):
-            task_candidates = candidates[position:position + len(spans)]
-            position += len(spans)
-            prediction, nodes = self._prediction(task, spans, task_candidates, cfg, serving.model_version)
-            out.append(prediction)
+        answered = self._answer(tasks, per_task, cfg, serving, self.learned_for(project, serving))
+        lists = {}
+        for task, (_, nodes) in zip(tasks, answered):
             if nodes:
                 lists.setdefault(self._doc_key(task, cfg), []).extend(nodes)
         if self.store is not None and lists:
@@ -191,6 +183,30 @@ class ClinLinkerModel:
             except Exception as exc:  # noqa: BLE001 - the coder still gets the pre-annotations
                 log.error("cannot keep the candidate lists of %s (%s: %s): the picker will not list them",
                           ", ".join(list(lists)[:5]), type(exc).__name__, str(exc).splitlines()[0][:300])
+        return [prediction for prediction, _ in answered]
+
+    def predict_offline(self, tasks: list, cfg: LabelConfig, where: str = "tasks") -> list[tuple[dict, list]]:
+        """What predict() answers for `tasks` (no project: no learned terms), with each task's spans and candidate
+        lists: [(prediction, nodes)] in order. Bulk pre-annotation (backend/annotate.py) calls this, so that its
+        output is the backend's own. No request limits apply; bad tasks raise PayloadError naming `where`[i]."""
+        per_task = []
+        for i, task in enumerate(tasks):
+            try:
+                per_task.append(self._spans(i, task, None, cfg))
+            except PayloadError as exc:
+                raise PayloadError(str(exc).replace("tasks[", f"{where}[", 1)) from None
+        return self._answer(tasks, per_task, cfg, self.serving, None)
+
+    def _answer(self, tasks, per_task, cfg, serving, learned) -> list[tuple[dict, list]]:
+        mentions = [span.text for spans in per_task for span in spans]
+        labels = [span.label for spans in per_task for span in spans]
+        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels, learned=learned) \
+            if mentions else []
+        out, position = [], 0
+        for task, spans in zip(tasks, per_task):
+            task_candidates = candidates[position:position + len(spans)]
+            position += len(spans)
+            out.append(self._prediction(task, spans, task_candidates, cfg, serving.model_version))
         return out
 
     # --- spans --------------------------------------------------------------------------------

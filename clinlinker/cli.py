@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default, the reference); bf16/int8 are faster and shift rankings slightly "
                         "(docs/benchmarks.md)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default=os.environ.get("CLINLINKER_RUNTIME") or "torch",
+                   help="encode the gazetteer with torch (default) or ONNX Runtime (fp32; exported once, kept beside "
+                        "the model; the index is the same either way)")
     p.add_argument("--reranker", metavar="MODEL", help="a cross-encoder (hub id or path, e.g. from "
                    "`clinlinker train-reranker`) that re-orders the first stage's candidates; recorded in the manifest "
                    "and loaded with the index")
@@ -201,6 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gold linking TSV (filename mark label off0 off1 span code semantic_rel); repeatable")
     p.add_argument("--k", type=_ks, default=[1, 5, 10, 25], help="comma-separated k values (default 1,5,10,25)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT ('-' for stdout)")
+    _add_runtime_options(p)
+
+    p = sub.add_parser("annotate", help="bulk pre-annotation: Label Studio tasks with predictions (what /predict "
+                                        "answers), a linking TSV of the top-1s and a JSONL of the top-k, for a corpus; "
+                                        "resumable, locally or on a Ray cluster")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="Label Studio tasks (.json array or .jsonl), or a "
+                   "linking/spans TSV (filename label off0 off1 [mark span ...]) with --texts")
+    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/tasks.json (import into Label Studio), "
+                   "DIR/links.tsv, DIR/candidates.jsonl, DIR/summary.json")
+    p.add_argument("--texts", metavar="DIR", help="the documents of a TSV input (DIR/<filename>.txt)")
+    p.add_argument("--index", default=os.environ.get("CLINLINKER_INDEX"), metavar="DIR",
+                   help="index directory (default: $CLINLINKER_INDEX; unset: the demo gazetteer)")
+    p.add_argument("--label-config", metavar="XML", help="the project's labeling config (default: the backend's "
+                   "default, label_studio_config/coding_all.xml's control names)")
+    p.add_argument("--work", metavar="DIR", help="work directory, what a resumed run continues from (default: "
+                   "OUT/work)")
+    p.add_argument("--restart", action="store_true", help="start the work directory over")
+    p.add_argument("--shard-size", type=_positive, default=200, help="tasks per shard (default 200)")
+    p.add_argument("--chunk-size", type=_positive, default=20000, help="distinct mentions per encoding chunk")
+    p.add_argument("--top-k", type=_positive, default=int(os.environ.get("CLINLINKER_TOP_K", "25")))
+    p.add_argument("--ray", action="store_true", help="run on Ray (a local one-machine cluster unless --ray-address "
+                   "or $RAY_ADDRESS names one; setting RAY_ADDRESS implies --ray)")
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster to join (e.g. 10.0.0.5:6379)")
+    p.add_argument("--workers", type=_positive, default=1, help="Ray actors, each loading the model once (default 1)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="e.g. 1 for GPU actors")
+    p.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's)")
     _add_runtime_options(p)
 
     p = sub.add_parser("serve", help="run the Label Studio ML backend (gunicorn)")
@@ -320,6 +350,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
                    help="cache mention embeddings in Redis (default: $REDIS_URL; unset: in-process cache)")
     p.add_argument("--batch-size", type=_positive, default=32, help="texts per batch (default 32: fastest on 2-core CPUs, bench/encoding.py)")
     p.add_argument("--device")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default=os.environ.get("CLINLINKER_RUNTIME") or None,
+                   help="the dense encoder's runtime: torch (default) or onnx (ONNX Runtime, the model exported once "
+                        "and kept beside it; faster on CPUs; env CLINLINKER_RUNTIME)")
     p.add_argument("--reranker", default=os.environ.get("CLINLINKER_RERANKER"), metavar="MODEL",
                    help="a cross-encoder that re-orders the first stage's candidates; 'none': off (default: "
                         "$CLINLINKER_RERANKER, else the one the index records)")
@@ -353,7 +386,7 @@ def cmd_index(args) -> int:
 
         encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
                                batch_size=args.batch_size, device=args.device, show_progress=None,
-                               precision=args.precision)
+                               precision=args.precision, runtime=args.runtime)
     if args.hybrid and encoder is None:
         raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
     hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None
@@ -481,7 +514,7 @@ def _linker(args):
     routing = routing_from_setting(args.routing)
     cache = make_cache(args.redis_url)
     linker = Linker.from_directory(args.index, model=args.model, cache=cache, batch_size=args.batch_size,
-                                   device=args.device, routing=routing, reranker=args.reranker or ...,
+                                   device=args.device, routing=routing, runtime=args.runtime, reranker=args.reranker or ...,
                                    rerank_depth=args.rerank_depth)
     if args.learn:
         linker.learn([(link.span, link.code) for path in args.learn for link in read_links(path)])
@@ -819,7 +852,37 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
-COMMANDS = {"ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+def cmd_annotate(args) -> int:
+    from backend.annotate import AnnotateSettings, annotate
+
+    if args.learn:
+        raise ClinlinkerError("--learn is not supported by annotate (bulk output must equal /predict without a "
+                              "project's learned terms)")
+    label_config = None
+    if args.label_config:
+        try:
+            label_config = Path(args.label_config).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ClinlinkerError(f"--label-config {args.label_config}: {exc.strerror or exc}") from None
+    labels = tuple(x.strip() for x in os.environ.get("CLINLINKER_LABELS", "").split(",") if x.strip())
+    settings = AnnotateSettings(index=args.index, model=args.model, label_config=label_config, top_k=args.top_k,
+                                routing=args.routing, reranker=args.reranker, redis_url=args.redis_url,
+                                runtime=getattr(args, "runtime", None), batch_size=args.batch_size,
+                                device=args.device, threads=args.threads,
+                                **({"labels": labels} if labels else {}))
+    summary = annotate(args.inputs, args.out, settings, work_dir=args.work, texts=args.texts,
+                       shard_size=args.shard_size, chunk_size=args.chunk_size, restart=args.restart,
+                       ray_address=args.ray_address, use_ray=args.ray, workers=args.workers,
+                       gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                       show_progress=sys.stderr.isatty())
+    print(f"{summary['tasks']} tasks, {summary['spans']} spans ({summary['distinct_mentions']} distinct mentions) "
+          f"pre-annotated by {summary['model_version']} in {summary['seconds']} s"
+          f"{' on Ray' if summary['ray'] else ''}: {args.out}/tasks.json (import into Label Studio), "
+          f"{args.out}/links.tsv (top-1), {args.out}/candidates.jsonl (top-{args.top_k})")
+    return 0
+
+
+COMMANDS = {"annotate": cmd_annotate, "ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export, "curate": cmd_curate, "train-reranker": cmd_train_reranker}
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ POOLINGS = ("cls", "mean")
 # fp32 is the reference. bf16 and int8 (dynamic, CPU) are faster but move rankings a little:
 # bench/encoding.py measures by how much; see docs/benchmarks.md before switching.
 PRECISIONS = ("fp32", "bf16", "int8")
+# torch (default) or onnx: the same fp32 model exported once to ONNX and run by ONNX Runtime (clinlinker/onnx.py),
+# faster on CPUs (docs/benchmarks.md); rankings equal to torch's within float tolerance
+RUNTIMES = ("torch", "onnx")
 PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a gazetteer)
 
 
@@ -37,13 +40,17 @@ class DenseEncoder:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str = "cls", max_length: int = 64,
                  batch_size: int = 32, device: str | None = None, show_progress: bool | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", runtime: str = "torch"):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if max_length < 2:
             raise ValueError("max_length must be at least 2")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        if runtime == "onnx" and precision != "fp32":
+            raise ValueError(f"the onnx runtime runs fp32 models only, not {precision} (use --runtime torch)")
         import torch
         from transformers import AutoModel
 
@@ -66,12 +73,20 @@ class DenseEncoder:
             if self.device.type != "cpu":
                 raise ValueError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
             self.model = _quantize_int8(self.model)
-        log.info("dense encoder %s (%s pooling, max_length %d, %s) on %s, fingerprint %s",
-                 self.name, pooling, max_length, precision, self.device, self.fingerprint[:12])
+        self.runtime = runtime
+        self._session = None
+        if runtime == "onnx":
+            from clinlinker.onnx_runtime import onnx_session
+
+            self._session = onnx_session(self)
+            self.model = None  # the ONNX Runtime session answers from now on; the torch weights are freed
+        log.info("dense encoder %s (%s pooling, max_length %d, %s, %s) on %s, fingerprint %s",
+                 self.name, pooling, max_length, precision, runtime, self.device, self.fingerprint[:12])
 
     def describe(self) -> dict:
         return {"engine": "dense", "model": self.name, "pooling": self.pooling, "precision": self.precision,
-                "max_length": self.max_length, "dim": self.dim, "fingerprint": self.fingerprint}
+                "max_length": self.max_length, "dim": self.dim, "fingerprint": self.fingerprint,
+                "runtime": self.runtime}
 
     def _fingerprint(self) -> str:
         """Hash of what determines an embedding: config, weights, tokenizer vocabulary, pooling, max_length."""
@@ -112,6 +127,16 @@ class DenseEncoder:
         if progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc="encoding", unit="batch", total=len(batches))
+        if self._session is not None:
+            for start in batches:
+                rows = order[start:start + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, padding=True,
+                                           return_tensors="np")
+                pooled = self._session.run(None, {"input_ids": batch["input_ids"].astype(np.int64),
+                                                  "attention_mask": batch["attention_mask"].astype(np.int64)})[0]
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                out[rows] = pooled / np.maximum(norms, 1e-12)  # as torch's normalize (eps 1e-12)
+            return out
         with torch.inference_mode():
             for start in batches:
                 rows = order[start:start + self.batch_size]

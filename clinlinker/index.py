@@ -418,12 +418,13 @@ def _read_kb(directory: Path, manifest: dict) -> KnowledgeBase:
 
 
 def load_index(directory, *, encoder=None, model: str | None = None, cache=None, device: str | None = None,
-               batch_size: int = 32):
+               batch_size: int = 32, runtime: str | None = None):
     """Load an index directory and the encoder it needs.
 
     encoder: an already loaded encoder to use (checked against the manifest);
     model: a model id or path to load instead of the manifest's (checked too);
-    cache: an embedding cache (LRUCache / RedisCache) wrapped around a dense encoder.
+    cache: an embedding cache (LRUCache / RedisCache) wrapped around a dense encoder;
+    runtime: the dense encoder's runtime, torch or onnx (default: torch; clinlinker/onnx_runtime.py).
     """
     directory = Path(directory)
     start = time.perf_counter()
@@ -433,7 +434,7 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
         from clinlinker.hybrid import HybridIndex
 
         dense = load_index(directory / "dense", encoder=encoder, model=model, cache=cache, device=device,
-                           batch_size=batch_size)
+                           batch_size=batch_size, runtime=runtime)
         # the lexical half shares the dense half's concept table: read it once
         lexical = LexicalIndex.load_data(directory / "lexical", read_manifest(directory / "lexical"), dense.kb)
         index = HybridIndex(dense, lexical, method=manifest.get("method", "interpolate"),
@@ -459,7 +460,7 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
 
             encoder = DenseEncoder(model or model_source(manifest), pooling=manifest["pooling"],
                                    max_length=manifest["max_length"], device=device, batch_size=batch_size,
-                                   precision=manifest.get("precision") or "fp32")
+                                   precision=manifest.get("precision") or "fp32", runtime=runtime or "torch")
         if encoder.fingerprint != manifest.get("fingerprint"):
             raise IndexMismatchError(
                 f"{directory} was built with model {manifest['model']!r} (pooling {manifest['pooling']}, "

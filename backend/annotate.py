@@ -450,8 +450,12 @@ class _RayWorker:
             started = time.perf_counter()
             count = self.worker.run(str(kind), int(i))
             done.append((count, time.perf_counter() - started))
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
         return {"kind": batch["kind"], "item": batch["item"], "count": np.array([d[0] for d in done]),
-                "seconds": np.array([d[1] for d in done])}
+                "seconds": np.array([d[1] for d in done]), "node": np.array([node] * len(done)),
+                "pid": np.array([os.getpid()] * len(done))}
 
 
 # --- the run --------------------------------------------------------------------------------------------------------
@@ -507,7 +511,7 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
                      identity=identity, progress=bar)
         if bar is not None:
             bar.close()
-    dense_needed = None
+    dense_needed, ray_used = None, None
     if local is not None:
         local.plan = plan
         dense_needed = local.dense is not None
@@ -518,8 +522,8 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
             _run_local(local, items_encode, plan, "encoding", show_progress)
         _run_local(local, items_link, plan, "linking", show_progress)
     else:
-        model_version = _run_ray(settings, work, plan, items_encode, items_link, ray_address, workers,
-                                 gpus_per_worker, cpus_per_worker, show_progress)
+        ray_used = _run_ray(settings, work, plan, items_encode, items_link, ray_address, workers,
+                            gpus_per_worker, cpus_per_worker, show_progress)
     versions = {work.done(i).read_text() for i in range(plan["shards"])}
     if len(versions) > 1:
         raise ClinlinkerError(f"{work.root}: its shards were answered by different model versions "
@@ -528,7 +532,7 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
     assemble(work, plan, out)
     summary = {"tasks": plan["tasks"], "spans": plan["spans"], "distinct_mentions": plan["distinct_mentions"],
                "shards": plan["shards"], "model_version": model_version, "out": str(out),
-               "seconds": round(time.perf_counter() - started, 2), "ray": use_ray}
+               "seconds": round(time.perf_counter() - started, 2), "ray": use_ray, "ray_used": ray_used}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -576,7 +580,7 @@ def _run_local(worker: Worker, items, plan, desc: str, show_progress: bool) -> N
 
 
 def _run_ray(settings, work: Work, plan, items_encode, items_link, address, workers, gpus, cpus,
-             show_progress) -> str | None:
+             show_progress) -> dict:
     """Steps 2 and 3 on Ray Data: each a dataset of work items mapped by an actor pool of `workers` actors."""
     try:
         import ray
@@ -586,25 +590,31 @@ def _run_ray(settings, work: Work, plan, items_encode, items_link, address, work
     if not ray.is_initialized():
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, configure_logging=False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines, not the user's business
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.verbose_stats_logs = False
     # a plain settings dict: the actors rebuild AnnotateSettings (no clinlinker object crosses the wire)
     args = {"settings": asdict(settings), "work_dir": str(work.root.resolve()), "plan": plan}
     dense = settings.index is not None and _index_engine(settings.index) != "lexical"
+    used = {"nodes": set(), "actors": {}}
     for desc, items in (("encoding", items_encode if dense else []), ("linking", items_link)):
         if not items:
             continue
         data = ray.data.from_items([{"kind": k, "item": i} for k, i in items], override_num_blocks=len(items))
-        mapped = data.map_batches(_RayWorker, fn_constructor_kwargs=args, batch_size=1, concurrency=workers,
-                                  num_cpus=cpus, num_gpus=gpus or None, batch_format="numpy")
+        mapped = data.map_batches(_RayWorker, fn_constructor_kwargs=args, batch_size=1,
+                                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
+                                  num_gpus=gpus or None, batch_format="numpy")
         bar = _bar(show_progress, f"{desc} (ray, {workers} workers)", "item", len(items))
-        for _ in mapped.iter_rows():
+        actors = used["actors"].setdefault(desc, set())
+        for row in mapped.iter_rows():
+            used["nodes"].add(str(row["node"]))
+            actors.add((str(row["node"]), int(row["pid"])))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
-    return None
+    return {"nodes": len(used["nodes"]), "actors": {step: len(a) for step, a in used["actors"].items()}}
 
 
 def _index_engine(index_dir: str) -> str | None:

@@ -38,6 +38,18 @@ DEMO_BANNER = ("\n" + "!" * 78 + "\n!! NO GAZETTEER CONFIGURED: serving the DEMO
                "!! gazetteer (`clinlinker index ... --out DIR`) and set CLINLINKER_INDEX=DIR.\n" + "!" * 78)
 
 
+def _encoder_facts(model, describe: dict, info: dict) -> dict:
+    """The precision and runtime the encoder runs in, why (the index's record), and what this hardware runs fast."""
+    if "hardware" not in info:
+        from clinlinker.precision import detect
+
+        info["hardware"] = detect()
+    manifest = getattr(model.linker.index, "manifest", None) or {}
+    return {"precision": describe.get("precision"), "runtime": describe.get("runtime"),
+            "precision_choice": {k: v for k, v in (manifest.get("precision_choice") or {}).items() if k != "hardware"}
+            or None, "hardware": info["hardware"]}
+
+
 def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     """Load the index, the encoder and the store once, at process start."""
     from clinlinker.cache import make_cache
@@ -281,7 +293,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
                     "limits": {"max_tasks": config.max_tasks, "max_spans": config.max_spans,
                                "max_spans_per_task": config.max_spans_per_task, "max_body_mb": config.max_body_mb}},
             accepted_links=facts.get("accepted_links"), learned_terms=learned, training=_training(info),
-            routing=describe.get("routing"))
+            routing=describe.get("routing"), encoder=_encoder_facts(model, describe, info))
 
     @app.post("/setup")
     def setup():

@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hybrid-weight", type=float, default=0.5, help="weight of the dense side (default 0.5)")
     p.add_argument("--max-length", type=_positive, default=64, help="tokens per text (default 64)")
     p.add_argument("--batch-size", type=_positive, default=32, help="texts per batch (default 32: fastest on 2-core CPUs, bench/encoding.py)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
-                   help="fp32 (default, the reference); bf16/int8 are faster and shift rankings slightly "
-                        "(docs/benchmarks.md)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="auto (default): the fastest precision this hardware runs fast that `clinlinker precision` "
+                        "found within 0.2 points of fp32's accuracy for this model, else fp32 (the reference); "
+                        "bf16/int8 force one (docs/benchmarks.md)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--runtime", choices=["torch", "onnx"], default=os.environ.get("CLINLINKER_RUNTIME") or "torch",
                    help="encode the gazetteer with torch (default) or ONNX Runtime (fp32; exported once, kept beside "
@@ -205,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_ks, default=[1, 5, 10, 25], help="comma-separated k values (default 1,5,10,25)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT ('-' for stdout)")
     _add_runtime_options(p)
+
+    p = sub.add_parser("precision", help="judge the faster precisions by accuracy: encode the knowledge base and gold "
+                                         "mentions at fp32 and at bf16, keep bf16 for this model only if top-1 and "
+                                         "top-25 stay within 0.2 points on every gold file (used by index "
+                                         "--precision auto)")
+    p.add_argument("--index", required=True, metavar="DIR", help="an fp32 dense or hybrid index")
+    p.add_argument("--gold", action="append", required=True, metavar="TSV", help="gold linking TSV, one per corpus; "
+                   "repeatable")
+    p.add_argument("--precisions", default="bf16", help="comma-separated (default bf16)")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--device")
+    p.add_argument("--detect", action="store_true", help="only say what this hardware runs fast, and stop")
 
     p = sub.add_parser("annotate", help="bulk pre-annotation: Label Studio tasks with predictions (what /predict "
                                         "answers), a linking TSV of the top-1s and a JSONL of the top-k, for a corpus; "
@@ -384,9 +397,22 @@ def cmd_index(args) -> int:
     else:
         from clinlinker.encoders import DenseEncoder
 
+        precision, why = args.precision, None
+        if precision == "auto":
+            from clinlinker.precision import choose, detect
+
+            hardware = detect()
+            probe = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length, device=args.device)
+            precision, why = choose(args.model, probe.fingerprint, hardware)
+            del probe
+            log.warning("precision %s", why)
+            if precision != "fp32" and args.runtime == "onnx":
+                precision, why = "fp32", f"fp32: the onnx runtime runs fp32 only (auto would have chosen {precision})"
         encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
                                batch_size=args.batch_size, device=args.device, show_progress=None,
-                               precision=args.precision, runtime=args.runtime)
+                               precision=precision, runtime=args.runtime)
+        if why:
+            encoder.precision_choice = {"chosen": precision, "why": why, "hardware": hardware}
     if args.hybrid and encoder is None:
         raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
     hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None
@@ -852,6 +878,31 @@ def cmd_ls_project(args) -> int:
     return 0
 
 
+def cmd_precision(args) -> int:
+    from clinlinker.precision import check, detect
+
+    hardware = detect()
+    print(f"hardware: {hardware['cpu']} ({', '.join(hardware['cpu_flags']) or 'no AVX2/AVX-512'}), torch CPU "
+          f"capability {hardware['torch_cpu_capability']}, GPU {hardware['gpu']['name'] if hardware['gpu'] else 'none'}"
+          f"; fast here: {', '.join(hardware['fast_precisions']) or 'fp32 only'}")
+    if args.detect:
+        return 0
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    bad = [p for p in precisions if p not in ("bf16", "int8")]
+    if bad:
+        raise ClinlinkerError(f"--precisions: {', '.join(bad)} unknown (bf16, int8)")
+    record = check(args.index, args.gold, precisions=precisions, batch_size=args.batch_size, device=args.device)
+    for name, rows in record["accuracy"].items():
+        for path, acc in rows.items():
+            print(f"{name:5s} {Path(path).name:30s} n={acc['n']:6d} top-1 {acc['top1']:.4f} top-25 {acc['top25']:.4f}")
+    for precision, verdict in record["precisions"].items():
+        print(f"{precision}: {'PASSED' if verdict['passed'] else 'FAILED'} (worst {verdict['worst']}; tolerance "
+              f"{record['tolerance'] * 100:.1f} points)")
+    print(f"verdict written to {record['written']}: `clinlinker index --precision auto` uses it on hardware that runs "
+          "it fast")
+    return 0
+
+
 def cmd_annotate(args) -> int:
     from backend.annotate import AnnotateSettings, annotate
 
@@ -882,7 +933,7 @@ def cmd_annotate(args) -> int:
     return 0
 
 
-COMMANDS = {"annotate": cmd_annotate, "ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
+COMMANDS = {"precision": cmd_precision, "annotate": cmd_annotate, "ls-project": cmd_ls_project, "sync": cmd_sync, "doctor": cmd_doctor, "kb": cmd_kb, "train": cmd_train, "retrain": cmd_retrain, "index": cmd_index, "link": cmd_link, "evaluate": cmd_evaluate, "serve": cmd_serve,
             "export": cmd_export, "curate": cmd_curate, "train-reranker": cmd_train_reranker}
 
 if __name__ == "__main__":

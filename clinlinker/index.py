@@ -305,6 +305,8 @@ def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | 
             "pooling": getattr(index.encoder, "pooling", None),
             "max_length": getattr(index.encoder, "max_length", None),
             "precision": getattr(index.encoder, "precision", None),
+            **({"precision_choice": index.encoder.precision_choice}
+               if getattr(index.encoder, "precision_choice", None) else {}),
             "dim": getattr(index.encoder, "dim", None),
             "encoder": index.encoder.params if index.engine == "lexical" else {},
             "concepts": len(kb),

@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=["torch", "onnx"], default=os.environ.get("CLINLINKER_RUNTIME") or "torch",
                    help="encode the gazetteer with torch (default) or ONNX Runtime (fp32; exported once, kept beside "
                         "the model; the index is the same either way)")
+    p.add_argument("--ray", action="store_true", help="encode the gazetteer in shards on a Ray cluster (a local one "
+                   "unless --ray-address or $RAY_ADDRESS names one); the same index directory as a local build")
+    p.add_argument("--ray-address", metavar="HOST:PORT")
+    p.add_argument("--workers", type=_positive, default=1, help="Ray actors, each loading the model once")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--ray-shard-size", type=_positive, default=8192, help="terms per Ray task (default 8192)")
     p.add_argument("--reranker", metavar="MODEL", help="a cross-encoder (hub id or path, e.g. from "
                    "`clinlinker train-reranker`) that re-orders the first stage's candidates; recorded in the manifest "
                    "and loaded with the index")
@@ -413,6 +419,11 @@ def cmd_index(args) -> int:
                                precision=precision, runtime=args.runtime)
         if why:
             encoder.precision_choice = {"chosen": precision, "why": why, "hardware": hardware}
+        if args.ray or args.ray_address or os.environ.get("RAY_ADDRESS"):
+            from clinlinker.ray_encoding import RayEncoder
+
+            encoder = RayEncoder(encoder, address=args.ray_address, workers=args.workers,
+                                 gpus_per_worker=args.gpus_per_worker, shard_size=args.ray_shard_size)
     if args.hybrid and encoder is None:
         raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
     hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None

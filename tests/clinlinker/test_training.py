@@ -142,3 +142,21 @@ def test_hard_negatives_are_other_concepts_the_index_confuses(demo_kb, lexical_i
         assert all(text in concepts[label].terms for text, label in negatives)
     manifest = train(str(tiny_model_dir), pairs, tmp_path / "m", config, show_progress=False)
     assert manifest["steps"] == 3 and manifest["pair_counts"]["hard_negatives"] > 0
+
+
+def test_bf16_autocast_trains_in_bfloat16_and_keeps_fp32_weights(demo_kb, tiny_model_dir, tmp_path):
+    from safetensors.numpy import load_file
+
+    config = dict(max_steps=4, batch_size=16, max_length=16, pooling="mean", lr=1e-3)
+    pairs = build_pairs(demo_kb, config=TrainingConfig(**config))
+    plain = train(str(tiny_model_dir), pairs, tmp_path / "fp32", TrainingConfig(**config), show_progress=False)
+    fast = train(str(tiny_model_dir), pairs, tmp_path / "bf16", TrainingConfig(**config, bf16=True),
+                 show_progress=False)
+    assert fast["hyperparameters"]["bf16"] is True and np.isfinite(fast["losses"]).all()
+    np.testing.assert_allclose(fast["losses"], plain["losses"], rtol=0.05)  # the same batches, close losses
+    weights = load_file(str(next((tmp_path / "bf16").glob("*.safetensors"))))
+    reference = load_file(str(next((tmp_path / "fp32").glob("*.safetensors"))))
+    assert {str(w.dtype) for w in weights.values()} == {"float32"}  # saved as fp32, loadable anywhere
+    gaps = [float(np.abs(weights[name] - reference[name]).max()) for name in reference]
+    assert max(gaps) > 0  # gradients computed in bfloat16 moved the weights otherwise ...
+    assert max(gaps) < 0.05  # ... by little

@@ -122,6 +122,9 @@ def export(encoder, directory: Path) -> None:
     sample = encoder.tokenizer(PROBES[:2], padding=True, truncation=True, max_length=encoder.max_length,
                                return_tensors="pt")
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max(encoder.max_length, 8))
+    quiet = logging.getLogger("torch.onnx")  # its registry logs every op it skips (torchvision's): not the user's
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter prints its
             warnings.simplefilter("ignore")  # progress and warns of its own internals: nothing the user can act on
@@ -134,6 +137,8 @@ def export(encoder, directory: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelLoadError(f"cannot export {encoder.name!r} to ONNX ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:300]}); use --runtime torch") from None
+    finally:
+        quiet.setLevel(level)
     probe = encoder.tokenizer(PROBES, padding=True, truncation=True, max_length=encoder.max_length,
                               return_tensors="pt")
     with torch.inference_mode():

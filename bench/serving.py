@@ -7,7 +7,7 @@ architecture, so its speed) over the MedProcNER gazetteer; the index vectors are
 (search costs the same; encoding 82k terms on 2 cores would take a quarter of an hour). `lexical` = the
 char-ngrams engine over the same gazetteer.
 
-    python bench/backend.py --engine dense --redis-url redis://127.0.0.1:6379/13
+    python bench/serving.py --engine dense --redis-url redis://127.0.0.1:6379/13
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ A run works in a work directory, in four steps, each resumable:
    texts), checked task by task, and written as shards of --shard-size tasks; every distinct mention string of the
    whole corpus is listed once, in chunks (`plan.json` is written last: a run interrupted here starts over);
 2. encode (dense engines): each chunk of distinct mentions is encoded once (through the embedding cache when one
-   is configured) and saved as `vectors/chunk-N.npy`;
+   is configured) and saved as `vectors/chunk-N.npy` (on Ray, the chunks are handed out before the shards, to one
+   pool of actors);
 3. link: each shard is answered by the backend's own prediction code, its vectors read from the chunks, and its
    three outputs renamed into place when complete;
 4. assemble: the shards' outputs are concatenated, in corpus order, into OUT/tasks.json, OUT/links.tsv and
@@ -15,8 +16,8 @@ A run works in a work directory, in four steps, each resumable:
 
 An interrupted run continues from its last finished chunk or shard; memory holds one shard and the table of
 distinct mention strings, whatever the corpus size. Steps 2 and 3 run in this process, or on a Ray cluster
-(`--ray`, or RAY_ADDRESS set): Ray Data maps the chunks, then the shards, over a pool of actors that each load the
-model and the index once; every actor writes into the work directory, which must be visible to all nodes (one
+(`--ray`, or RAY_ADDRESS set): Ray Data maps the chunks, then the shards, over one pool of actors that each load
+the model and the index once; every actor writes into the work directory, which must be visible to all nodes (one
 machine, or a shared filesystem). The outputs are the same either way: the same code answers every shard.
 """
 
@@ -381,9 +382,20 @@ class Worker:
         os.replace(tmp, target)
         return len(texts)
 
-    def _use_vectors(self) -> None:
+    def _use_vectors(self, wait: float = 0.0) -> None:
+        """The encoded chunks, as the dense index's encoder. On Ray, encode and link items share one pool of actors
+        and the encode items are handed out first: a chunk still missing here is being encoded by another actor;
+        after `wait` seconds this actor encodes it itself (the same file, written atomically: no deadlock, at worst
+        some work twice)."""
         if self.dense is None or self._vectors is not None:
             return
+        deadline = time.monotonic() + wait
+        missing = [i for i in range(self.plan["chunks"]) if not self.work.vectors(i).exists()]
+        while missing and time.monotonic() < deadline:
+            time.sleep(0.2)
+            missing = [i for i in missing if not self.work.vectors(i).exists()]
+        for i in missing:
+            self.encode(i)
         lookup, chunks = {}, []
         for i in range(self.plan["chunks"]):
             for row, text in enumerate(_read_lines(self.work.chunk(i))):
@@ -392,11 +404,11 @@ class Worker:
         self._vectors = PrecomputedEncoder(self.encoder, lookup, chunks)
         self.dense.encoder = self._vectors
 
-    def link(self, i: int) -> int:
+    def link(self, i: int, wait: float = 0.0) -> int:
         """Step 3 for shard i: predictions, top-1 links and top-k lists, renamed into place when complete."""
         if self.work.done(i).exists():
             return 0
-        self._use_vectors()
+        self._use_vectors(wait)
         rows = _read_lines(self.work.shard(i))
         tasks = [row["task"] for row in rows]
         answered = []
@@ -427,8 +439,8 @@ class Worker:
         self.work.done(i).write_text(self.model_version)
         return len(tasks)
 
-    def run(self, kind: str, i: int) -> int:
-        return self.encode(i) if kind == "encode" else self.link(i)
+    def run(self, kind: str, i: int, wait: float = 0.0) -> int:
+        return self.encode(i) if kind == "encode" else self.link(i, wait)
 
 
 def _filename(task: dict, n: int, doc_field: str) -> str:
@@ -448,7 +460,7 @@ class _RayWorker:
         done = []
         for kind, i in zip(batch["kind"], batch["item"]):
             started = time.perf_counter()
-            count = self.worker.run(str(kind), int(i))
+            count = self.worker.run(str(kind), int(i), wait=120.0)
             done.append((count, time.perf_counter() - started))
         import ray
 
@@ -581,7 +593,8 @@ def _run_local(worker: Worker, items, plan, desc: str, show_progress: bool) -> N
 
 def _run_ray(settings, work: Work, plan, items_encode, items_link, address, workers, gpus, cpus,
              show_progress) -> dict:
-    """Steps 2 and 3 on Ray Data: each a dataset of work items mapped by an actor pool of `workers` actors."""
+    """Steps 2 and 3 on Ray Data: one dataset of work items, the chunks to encode first, then the shards, mapped by
+    one pool of `workers` actors (each loads the model once for both steps)."""
     try:
         import ray
     except ImportError:
@@ -598,23 +611,23 @@ def _run_ray(settings, work: Work, plan, items_encode, items_link, address, work
     args = {"settings": asdict(settings), "work_dir": str(work.root.resolve()), "plan": plan}
     dense = settings.index is not None and _index_engine(settings.index) != "lexical"
     used = {"nodes": set(), "actors": {}}
-    for desc, items in (("encoding", items_encode if dense else []), ("linking", items_link)):
-        if not items:
-            continue
+    items = (items_encode if dense else []) + items_link
+    if items:
         data = ray.data.from_items([{"kind": k, "item": i} for k, i in items], override_num_blocks=len(items))
         mapped = data.map_batches(_RayWorker, fn_constructor_kwargs=args, batch_size=1,
                                   compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
                                   num_gpus=gpus or None, batch_format="numpy")
-        bar = _bar(show_progress, f"{desc} (ray, {workers} workers)", "item", len(items))
-        actors = used["actors"].setdefault(desc, set())
+        bar = _bar(show_progress, f"annotating (ray, {workers} workers)", "item", len(items))
         for row in mapped.iter_rows():
             used["nodes"].add(str(row["node"]))
-            actors.add((str(row["node"]), int(row["pid"])))
+            used["actors"].setdefault(str(row["kind"]), set()).add((str(row["node"]), int(row["pid"])))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
-    return {"nodes": len(used["nodes"]), "actors": {step: len(a) for step, a in used["actors"].items()}}
+    every = set().union(*used["actors"].values()) if used["actors"] else set()
+    return {"nodes": len(used["nodes"]), "actors": len(every),
+            "per_step": {step: len(a) for step, a in used["actors"].items()}}
 
 
 def _index_engine(index_dir: str) -> str | None:

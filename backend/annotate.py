@@ -411,12 +411,12 @@ class Worker:
         self._use_vectors(wait)
         rows = _read_lines(self.work.shard(i))
         tasks = [row["task"] for row in rows]
-        answered = []
-        for row, task in zip(rows, tasks):  # per task: an error names the task's place in the corpus
-            try:
-                answered += self.model.predict_offline([task], self.cfg)
-            except ValueError as exc:
-                raise ClinlinkerError(f"{row['where']}: {exc}") from None
+        try:  # the whole shard in one call (step 1 checked every task already)
+            answered = self.model.predict_offline(tasks, self.cfg)
+        except ValueError as exc:  # name the task's place in the corpus
+            where = next((row["where"] for row, task in zip(rows, tasks) if not _answers(self.model, task, self.cfg)),
+                         f"shard {i}")
+            raise ClinlinkerError(f"{where}: {exc}") from None
         outputs = {kind: self.work.output(i, kind) for kind in ("tasks.jsonl", "links.tsv", "candidates.jsonl")}
         tmp = {kind: path.with_name(path.name + f".tmp{os.getpid()}") for kind, path in outputs.items()}
         with open(tmp["tasks.jsonl"], "w", encoding="utf-8") as t, \
@@ -441,6 +441,14 @@ class Worker:
 
     def run(self, kind: str, i: int, wait: float = 0.0) -> int:
         return self.encode(i) if kind == "encode" else self.link(i, wait)
+
+
+def _answers(model, task, cfg) -> bool:
+    try:
+        model.predict_offline([task], cfg)
+        return True
+    except ValueError:
+        return False
 
 
 def _filename(task: dict, n: int, doc_field: str) -> str:
@@ -595,18 +603,9 @@ def _run_ray(settings, work: Work, plan, items_encode, items_link, address, work
              show_progress) -> dict:
     """Steps 2 and 3 on Ray Data: one dataset of work items, the chunks to encode first, then the shards, mapped by
     one pool of `workers` actors (each loads the model once for both steps)."""
-    try:
-        import ray
-    except ImportError:
-        raise ClinlinkerError("--ray needs the ray package (pip install -r requirements.txt installs it)") from None
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines, not the user's business
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.verbose_stats_logs = False
+    from clinlinker.ray_encoding import init_ray
+
+    ray = init_ray(address)
     # a plain settings dict: the actors rebuild AnnotateSettings (no clinlinker object crosses the wire)
     args = {"settings": asdict(settings), "work_dir": str(work.root.resolve()), "plan": plan}
     dense = settings.index is not None and _index_engine(settings.index) != "lexical"

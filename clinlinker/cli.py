@@ -403,20 +403,24 @@ def cmd_index(args) -> int:
     else:
         from clinlinker.encoders import DenseEncoder
 
-        precision, why = args.precision, None
+        precision, why, encoder = args.precision, None, None
         if precision == "auto":
             from clinlinker.precision import choose, detect
 
             hardware = detect()
-            probe = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length, device=args.device)
-            precision, why = choose(args.model, probe.fingerprint, hardware)
-            del probe
-            log.warning("precision %s", why)
+            encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
+                                   batch_size=args.batch_size, device=args.device, show_progress=None,
+                                   runtime=args.runtime)  # fp32: its fingerprint finds the model's verdict
+            precision, why = choose(args.model, encoder.fingerprint, hardware)
             if precision != "fp32" and args.runtime == "onnx":
                 precision, why = "fp32", f"fp32: the onnx runtime runs fp32 only (auto would have chosen {precision})"
-        encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
-                               batch_size=args.batch_size, device=args.device, show_progress=None,
-                               precision=precision, runtime=args.runtime)
+            log.warning("precision %s", why)
+            if precision != "fp32":
+                encoder = None  # loaded again below in the chosen precision (only then)
+        if encoder is None:
+            encoder = DenseEncoder(args.model, pooling=args.pooling, max_length=args.max_length,
+                                   batch_size=args.batch_size, device=args.device, show_progress=None,
+                                   precision=precision, runtime=args.runtime)
         if why:
             encoder.precision_choice = {"chosen": precision, "why": why, "hardware": hardware}
         if args.ray or args.ray_address or os.environ.get("RAY_ADDRESS"):

@@ -31,6 +31,7 @@ def init_ray(address: str | None = None):
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
+    context.verbose_stats_logs = False
     return ray
 
 

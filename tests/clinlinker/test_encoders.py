@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from clinlinker.encoders import DenseEncoder
+from clinlinker.encoders import DenseEncoder, _batches
 from clinlinker.errors import ModelLoadError
 from tests.conftest import DEMO_GAZETTEER as DEMO
 from tests.conftest import ROOT
@@ -19,6 +19,7 @@ def test_vectors_are_float32_and_unit_length(tiny_encoder):
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_embedding_does_not_depend_on_its_batch(tiny_model_dir, pooling):
     encoder = DenseEncoder(str(tiny_model_dir), pooling=pooling, batch_size=4)
+    encoder.call_cost = None  # one full batch: the short texts padded to the long one
     alone = encoder.encode(["dolor"])[0]
     long_text = "dolor abdominal intenso en fosa ilíaca derecha con fiebre y vómitos de repetición " * 3
     batched = encoder.encode([long_text, "dolor", "colecistectomía laparoscópica", long_text[:40]])
@@ -29,6 +30,7 @@ def test_mean_pooling_averages_only_real_tokens(tiny_model_dir):
     import torch
 
     encoder = DenseEncoder(str(tiny_model_dir), pooling="mean")
+    encoder.call_cost = None  # both texts in one padded batch
     text = "insuficiencia cardíaca"
     ids = encoder.tokenizer(text, return_tensors="pt")
     with torch.inference_mode():
@@ -54,6 +56,49 @@ def test_output_order_follows_input_despite_length_sorting(tiny_encoder):
     together = tiny_encoder.encode(texts)
     for i, text in enumerate(texts):
         np.testing.assert_allclose(together[i], tiny_encoder.encode([text])[0], atol=1e-5)
+
+
+def _cost(lengths, cuts, call_cost):
+    return sum(call_cost + (end - start) * lengths[end - 1] for start, end in cuts)
+
+
+def _all_cuts(n, batch_size):
+    if n == 0:
+        yield []
+        return
+    for first in range(1, min(batch_size, n) + 1):
+        for rest in _all_cuts(n - first, batch_size):
+            yield [(0, first)] + [(a + first, b + first) for a, b in rest]
+
+
+def test_batches_cover_the_sorted_texts_in_order_and_minimise_padding_plus_calls():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n, batch_size, call_cost = int(rng.integers(1, 10)), int(rng.integers(1, 6)), int(rng.integers(0, 40))
+        lengths = sorted(int(x) for x in rng.integers(2, 30, size=n))
+        cuts = _batches(lengths, batch_size, call_cost)
+        assert [i for a, b in cuts for i in range(a, b)] == list(range(n))
+        assert all(0 < b - a <= batch_size for a, b in cuts)
+        best = min(_cost(lengths, c, call_cost) for c in _all_cuts(n, batch_size))
+        assert _cost(lengths, cuts, call_cost) == best
+
+
+def test_a_case_of_short_and_long_mentions_is_cut_where_padding_costs_more_than_a_call():
+    case = [3, 3, 4, 4, 4, 4, 5, 5, 6, 8, 8, 8, 9, 11, 13]  # a real 15-span case's token lengths
+    assert _batches(case, 32, None) == [(0, 15)]  # a GPU: one full batch
+    cut = _batches(case, 32, 16)
+    assert len(cut) > 1 and _cost(case, cut, 16) < _cost(case, [(0, 15)], 16)
+    assert len(_batches([7] * 100, 32, 16)) == 4  # equal lengths: as few calls as full batches make
+
+
+def test_cut_batches_give_the_vectors_of_full_ones(tiny_model_dir):
+    texts = ["tos", "fiebre alta", "dolor abdominal intenso en fosa ilíaca derecha con vómitos", "disnea",
+             "colecistectomía laparoscópica programada", "x", "insuficiencia cardíaca congestiva descompensada"]
+    encoder = DenseEncoder(str(tiny_model_dir), batch_size=32)
+    encoder.call_cost = 0  # every length its own batch
+    cut = encoder.encode(texts)
+    encoder.call_cost = None
+    np.testing.assert_allclose(cut, encoder.encode(texts), atol=1e-5)
 
 
 def test_texts_are_truncated_at_max_length(tiny_model_dir):

@@ -4,6 +4,7 @@ locally: ClinLinker-KB-GP's architecture) and real mentions of the three corpora
     python bench/annotate.py runtimes                  # ONNX Runtime vs PyTorch: batch 1, 15, bulk; /predict p50/p95
     python bench/annotate.py scale --mentions 6000     # mentions/s: local, Ray 1 and 2 workers, 2-node loopback
     python bench/annotate.py memory --mentions 100000  # RSS over a long run (all-MiniLM-L6-v2 on ONNX Runtime)
+    python bench/annotate.py gpu --mentions-file bench/.gpu/mentions.txt  # on a lent GPU (bench/gpu_encoding.sh)
 
 Each writes bench/results/annotate-<what>.json and prints a table; figures are medians of runs in this process on
 this machine (the CPU is named in the output). The Ray runs start their own clusters and stop them.
@@ -85,16 +86,21 @@ def runtimes(args) -> None:
             encoder.encode([m])
         single = len(one) / (time.perf_counter() - started)
         cases = [mentions[i:i + 15] for i in range(0, 15 * args.cases, 15)]
-        times = []
+        times, full = [], []  # batches cut by padding against call cost (the default) / one padded batch, alternated
+        cut_cost = encoder.call_cost
         for case in cases:
-            started = time.perf_counter()
-            encoder.encode(case)
-            times.append(time.perf_counter() - started)
+            for call_cost, into in ((cut_cost, times), (None, full)):
+                encoder.call_cost = call_cost
+                started = time.perf_counter()
+                encoder.encode(case)
+                into.append(time.perf_counter() - started)
+        encoder.call_cost = cut_cost
         started = time.perf_counter()
         encoder.encode(mentions)
         bulk = len(mentions) / (time.perf_counter() - started)
         figures[name] = {"batch 1 mentions/s": round(single, 1), "15-span case p50 ms": round(
-            1000 * statistics.median(times), 1), "bulk mentions/s": round(bulk, 1)}
+            1000 * statistics.median(times), 1), "15-span case p50 ms, one padded batch": round(
+            1000 * statistics.median(full), 1), "bulk mentions/s": round(bulk, 1)}
     a, b = encoders["torch"].encode(mentions[:512]), encoders["onnx"].encode(mentions[:512])
     figures["max vector difference (512 mentions)"] = float(np.abs(a - b).max())
     figures["predict"] = _predict_latency(model, args)
@@ -113,7 +119,7 @@ def _predict_latency(model: str, args) -> dict:
 
     from clinlinker.precision import detect
 
-    mentions = corpus_mentions(15 * (args.cases + 2), seed=5)
+    mentions = corpus_mentions(15 * (2 * args.cases + 2), seed=5)
     out = {}
     variants = [("torch", "fp32"), ("onnx", "fp32")] + ([("torch", "bf16")] if "bf16" in detect()[
         "fast_precisions"] else [])
@@ -139,12 +145,22 @@ def _predict_latency(model: str, args) -> dict:
             assert reply.status_code == 200, reply.get_json()
             return 1000 * (time.perf_counter() - started)
 
-        timed(case(args.cases + 1))  # first request of the process (lazy imports) not counted
-        cold = [timed(case(i)) for i in range(args.cases)]
-        warm = [timed(case(i)) for i in range(args.cases)]
+        cached = model_.serving.linker.index.encoder  # CachedEncoder: the in-process cache, then the encoder
+        encoder, cut_cost = cached.encoder, cached.encoder.call_cost
+        timed(case(2 * args.cases + 1))  # first request of the process (lazy imports) not counted
+        cold, full, warm = [], [], []  # each case twice cold, the cache emptied before each: batches cut (the
+        for i in range(args.cases):  # default) / the case's mentions in one padded batch, in alternating order;
+            for call_cost in ((cut_cost, None) if i % 2 == 0 else (None, cut_cost)):  # then once warm
+                encoder.call_cost = call_cost
+                cached.cache._items.clear()  # bench only: the LRU cache has no public clear
+                (cold if call_cost == cut_cost else full).append(timed(case(2 * i)))
+            encoder.call_cost = cut_cost
+            warm.append(timed(case(2 * i)))
         pct = lambda xs, q: round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))], 1)  # noqa: E731
-        out[runtime if precision == "fp32" else f"{runtime} {precision}"] = {"cold p50 ms": pct(cold, 0.5), "cold p95 ms": pct(cold, 0.95), "warm p50 ms": pct(warm, 0.5),
-                        "warm p95 ms": pct(warm, 0.95)}
+        out[runtime if precision == "fp32" else f"{runtime} {precision}"] = {
+            "cold p50 ms": pct(cold, 0.5), "cold p95 ms": pct(cold, 0.95), "warm p50 ms": pct(warm, 0.5),
+            "warm p95 ms": pct(warm, 0.95), "cold p50 ms, one padded batch": pct(full, 0.5),
+            "cold p95 ms, one padded batch": pct(full, 0.95)}
         shutil.rmtree(data, ignore_errors=True)
     return out
 
@@ -226,16 +242,20 @@ def scale(args) -> None:
 def _same(a: Path, b: Path) -> dict:
     """Byte-equal outputs, or else how they differ: workers with another number of threads sum floats in another
     order, so a score's last printed digit can differ; the codes and their order must not."""
-    def rounded(value):
-        if isinstance(value, dict):
-            return {k: round(v, 4) if k == "score" else rounded(v) for k, v in value.items()}
-        return [rounded(v) for v in value] if isinstance(value, list) else value
+    def close(x, y, key=None) -> bool:  # equal, scores within 1e-4 (rounding both can split a near-tie)
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(close(x[k], y[k], k) for k in x)
+        if isinstance(x, list) and isinstance(y, list):
+            return len(x) == len(y) and all(close(a, b) for a, b in zip(x, y))
+        if key == "score":
+            return abs(x - y) <= 1e-4
+        return x == y
 
     out = {"bytes_equal": all((a / n).read_bytes() == (b / n).read_bytes()
                               for n in ("tasks.json", "links.tsv", "candidates.jsonl"))}
     if not out["bytes_equal"]:
         ta, tb = json.loads((a / "tasks.json").read_text()), json.loads((b / "tasks.json").read_text())
-        out["tasks_equal_scores_to_1e-4"] = rounded(ta) == rounded(tb)
+        out["tasks_equal_scores_to_1e-4"] = close(ta, tb)
         out["top1_links_equal"] = (a / "links.tsv").read_text() == (b / "links.tsv").read_text()
         ca = [[c["code"] for c in json.loads(line)["candidates"]] for line in (a / "candidates.jsonl").open()]
         cb = [[c["code"] for c in json.loads(line)["candidates"]] for line in (b / "candidates.jsonl").open()]
@@ -331,6 +351,49 @@ def memory(args) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+# --- on a GPU ------------------------------------------------------------------------------------------------------
+
+def gpu(args) -> None:
+    """annotate on the GPU: the local run, then Ray with one GPU actor when ray is installed. The mentions come from a
+    file (bench/gpu_encoding.sh --prepare writes it: a lent machine has no corpora), the RoBERTa-base-shaped model is
+    built there from them, the index is the demo gazetteer's."""
+    import torch
+
+    from backend.annotate import AnnotateSettings, annotate
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    mentions = [m for m in Path(args.mentions_file).read_text(encoding="utf-8").splitlines() if m.strip()]
+    model = str(roberta_base_random(CACHE / "roberta-base-random-gpu", mentions))
+    index = _index(model, CACHE / "annotate-ix-roberta-gpu")
+    work = Path(tempfile.mkdtemp(prefix="bench-annotate-gpu-"))
+    wanted = [mentions[i % len(mentions)] + ("" if i < len(mentions) else f" {i // len(mentions)}")
+              for i in range(args.mentions)]  # distinct mentions beyond the file's by numbering them
+    n = _tasks(wanted, 10, work / "tasks.jsonl")
+    settings = AnnotateSettings(index=str(index), device=device, batch_size=args.batch_size)
+    runs = {}
+    for name, kwargs in (("local", {}), ("ray, 1 GPU actor", {"use_ray": True, "workers": 1, "gpus_per_worker": 1.0
+                                                              if device == "cuda" else 0.0, "cpus_per_worker": 1.0})):
+        if kwargs.get("use_ray"):
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                runs[name] = {"skipped": "ray is not installed on this machine"}
+                continue
+        started = time.perf_counter()
+        annotate([str(work / "tasks.jsonl")], work / name.split(",")[0], settings, shard_size=200, chunk_size=20000,
+                 show_progress=False, **kwargs)
+        seconds = time.perf_counter() - started
+        runs[name] = {"seconds": round(seconds, 1), "mentions_per_s": round(n / seconds, 1)}
+        print(f"{name:20s} {seconds:7.1f} s  {n / seconds:9.1f} mentions/s", flush=True)
+    if "seconds" in runs.get("ray, 1 GPU actor", {}):
+        runs["ray, 1 GPU actor"]["vs_local_output"] = _same(work / "local", work / "ray")
+    out = {"machine": machine(), "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+           "device": device, "batch_size": args.batch_size, "mentions": n, "runs": runs}
+    save(args.out, out)
+    print(json.dumps(out, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,8 +407,14 @@ def main() -> None:
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
     p = sub.add_parser("memory")
     p.add_argument("--mentions", type=int, default=100000)
+    p = sub.add_parser("gpu")
+    p.add_argument("--mentions-file", required=True)
+    p.add_argument("--mentions", type=int, default=200000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--device", help="default: cuda when there is one")
+    p.add_argument("--out", default="annotate-gpu.json")
     args = parser.parse_args()
-    {"runtimes": runtimes, "scale": scale, "memory": memory}[args.command](args)
+    {"runtimes": runtimes, "scale": scale, "memory": memory, "gpu": gpu}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The encoding benchmark on a lent GPU machine (device tool), in one short run:
+# The encoding benchmark and bulk pre-annotation (`clinlinker annotate`, local and on Ray with one GPU actor) on a
+# lent GPU machine (device tool), in one short run:
 #   carry bench/.gpu (mentions.txt, written by: python bench/gpu_encoding.sh --prepare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,7 @@ for bs in 32 512; do
     --batch-size "$bs" --out "encoding-gpu-batch$bs.json"
   cp "bench/results/encoding-gpu-batch$bs.json" "${OUT:-/tmp}/"
 done
+# annotate: 200,000 mentions (the file's, numbered beyond it) in tasks of 10 spans, batches of 512
+PYTHONPATH=. python3 bench/annotate.py gpu --mentions-file bench/.gpu/mentions.txt --mentions 200000 \
+  --batch-size 512 --out annotate-gpu.json
+cp bench/results/annotate-gpu.json "${OUT:-/tmp}/"

@@ -28,10 +28,10 @@ PRECISIONS = ("fp32", "bf16", "int8")
 RUNTIMES = ("torch", "onnx")
 PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a gazetteer)
 # What one more forward call costs, in padded tokens, on a CPU: batches are cut where the padding a cut saves is
-# worth more than a call (`_batches`). Measured on 2 cores (Intel Xeon with AVX-512, RoBERTa-base shape, 15-mention
-# cases of real mentions; docs/benchmarks.md): one padded batch of 15 took 258 ms on ONNX Runtime and 303 ms on
-# PyTorch; cut this way 147 ms (16 tokens) and 189 ms (32 tokens), bulk throughput unchanged. PyTorch pays more per
-# call, ONNX Runtime less. On a GPU a call costs more than padding does: batches are filled (None).
+# worth more than a call (`_batches`). Chosen on a grid of 0-64 on 2 cores of an Intel Xeon (AVX-512), RoBERTa-base
+# shape, real 15-mention cases and bulk (docs/benchmarks.md): a case in one padded batch took 279 ms on ONNX Runtime
+# and 291 ms on PyTorch, cut this way 158 ms and 228 ms, bulk throughput unchanged. PyTorch pays more per call than
+# ONNX Runtime. On a GPU a call costs more than padding does: batches are filled (None).
 CALL_COST_TOKENS = {"torch": 32, "onnx": 16}
 
 

@@ -46,6 +46,9 @@ IVF_NPROBE = 128  # of 4*sqrt(N) cells: recall@25 0.98 on real vectors (32: 0.92
 # Faiss answers batches under this many queries with a slow non-BLAS loop (default 20); one BLAS call is
 # faster from a single query up on these CPUs (bench/index.py measures it).
 BLAS_THRESHOLD = 1
+# faiss's float32 similarities of unit vectors err by far less than this: a term scored more than this below the
+# k-th concept cannot enter the top k when rescored exactly (`_stored_vectors`)
+RESCORE_MARGIN = 1e-4
 
 
 class _IndexBase:
@@ -85,6 +88,7 @@ class DenseIndex(_IndexBase):
         super().__init__(kb, encoder, index_type)
         self.faiss_index = faiss_index
         faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+        self._stored = _stored_vectors(faiss_index)
 
     @classmethod
     def build(cls, kb: KnowledgeBase, encoder, index_type: str = "flat") -> "DenseIndex":
@@ -146,11 +150,18 @@ class DenseIndex(_IndexBase):
             short = []
             for row, row_scores, row_ids in zip(pending, scores, ids):
                 valid = row_ids >= 0
-                cids, tids, sc = self._rank(row_ids[valid], row_scores[valid], k, allowed)
+                row_ids, row_scores = row_ids[valid], row_scores[valid]
+                cids, tids, sc = self._rank(row_ids, row_scores, k, allowed)
                 if len(cids) < k and depth < total:
                     short.append(row)
-                else:
-                    results[row] = self._candidates(cids, tids, sc)
+                    continue
+                if self._stored is not None and len(sc):  # exact similarities, whatever shared the faiss call:
+                    # of the terms that can still be among the k concepts (faiss's error is far below the margin)
+                    near = row_scores >= (sc[-1] - RESCORE_MARGIN if len(cids) >= k else -np.inf)
+                    row_ids = row_ids[near]
+                    exact = self._stored[row_ids].astype(np.float64) @ vectors[row].astype(np.float64)
+                    cids, tids, sc = self._rank(row_ids, exact.astype(np.float32), k, allowed)
+                results[row] = self._candidates(cids, tids, sc)
             pending = np.asarray(short, dtype=np.int64)
             depth = min(total, depth * 4)
         return results  # type: ignore[return-value]
@@ -174,6 +185,23 @@ class DenseIndex(_IndexBase):
             raise IndexLoadError(f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the manifest says "
                                  f"{kb.n_terms} of dimension {manifest.get('dim')}; rebuild the index")
         return cls(kb, encoder, index, manifest["index_type"])
+
+
+def _stored_vectors(faiss_index):
+    """The term vectors a flat or HNSW index stores (a view, no copy), else None (sq8 and ivf store them coded).
+
+    Faiss's BLAS product gives a query's similarities with differences in the last bits (~1e-8) depending on how
+    many queries share the call: near-tied concepts could then swap places between /predict (one case) and
+    `annotate` (a shard of cases). The candidates faiss finds are rescored one query at a time in float64 from these
+    vectors, so a mention's list depends on the mention alone."""
+    import faiss
+
+    flat = faiss_index
+    if isinstance(flat, faiss.IndexHNSW):
+        flat = faiss.downcast_index(flat.storage)
+    if not isinstance(flat, faiss.IndexFlat) or flat.ntotal == 0:
+        return None
+    return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
 
 
 class LexicalIndex(_IndexBase):

@@ -65,6 +65,19 @@ def test_batch_search_matches_single_searches(any_index):
             {c.code for c in single if c.score > single[-1].score + 1e-5}
 
 
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_a_mentions_dense_list_does_not_depend_on_what_shares_its_search(demo_kb, tiny_encoder, index_type):
+    """/predict searches one case's mentions, `annotate` a shard's: the lists must be the same, near-ties included
+    (this tiny model's similarities all lie within 1e-4 of each other, so last-bit differences reorder them)."""
+    index = build_index(demo_kb, tiny_encoder, index_type=index_type)
+    mentions = [*demo_kb.term_texts[:40], "cefalea intensa", "TAC abdominal", "diabetes tipo 2", "tos seca"]
+    vectors = tiny_encoder.encode(mentions)
+    together = index.search_vectors(vectors, k=25)
+    for i in range(len(mentions)):
+        alone = index.search_vectors(vectors[i:i + 1], k=25)[0]
+        assert [(c.code, c.score) for c in together[i]] == [(c.code, c.score) for c in alone], mentions[i]
+
+
 def test_lexical_engine_folds_accents_and_case(lexical_index):
     [candidates] = lexical_index.search(["APENDICECTOMIA LAPAROSCOPICA"], k=3)
     assert candidates[0].code == "6025007"

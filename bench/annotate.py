@@ -58,6 +58,11 @@ def _tasks(mentions: list[str], per_task: int, path: Path, labels=("ENFERMEDAD",
     return len(mentions)
 
 
+def _numbered(pool: list[str], n: int) -> list[str]:
+    """n distinct mentions from a smaller pool: the pool, then its mentions again numbered (" 1", " 2", ...)."""
+    return [pool[i % len(pool)] + ("" if i < len(pool) else f" {i // len(pool)}") for i in range(n)]
+
+
 def cpu() -> str:
     return machine().get("cpu", "?")
 
@@ -311,7 +316,7 @@ def memory(args) -> None:
     index = _index(str(model), CACHE / "annotate-ix-minilm", pooling="mean")
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     pool = corpus_mentions(30000, seed=7)
-    mentions = [pool[i % len(pool)] + ("" if i < len(pool) else f" {i // len(pool)}") for i in range(args.mentions)]
+    mentions = _numbered(pool, args.mentions)
     n = _tasks(mentions, 10, work / "tasks.jsonl")
     samples = []
     stop = threading.Event()
@@ -366,8 +371,7 @@ def gpu(args) -> None:
     model = str(roberta_base_random(CACHE / "roberta-base-random-gpu", mentions))
     index = _index(model, CACHE / "annotate-ix-roberta-gpu")
     work = Path(tempfile.mkdtemp(prefix="bench-annotate-gpu-"))
-    wanted = [mentions[i % len(mentions)] + ("" if i < len(mentions) else f" {i // len(mentions)}")
-              for i in range(args.mentions)]  # distinct mentions beyond the file's by numbering them
+    wanted = _numbered(mentions, args.mentions)
     n = _tasks(wanted, 10, work / "tasks.jsonl")
     settings = AnnotateSettings(index=str(index), device=device, batch_size=args.batch_size)
     runs = {}

@@ -49,6 +49,10 @@ BLAS_THRESHOLD = 1
 # faiss's float32 similarities of unit vectors err by far less than this: a term scored more than this below the
 # k-th concept cannot enter the top k when rescored exactly (`_stored_vectors`)
 RESCORE_MARGIN = 1e-4
+# a Faiss search of fewer multiply-adds (queries x terms x dimension) than this runs on one thread: a /predict case
+# against a small gazetteer takes ~0.2 ms either way, but its OpenMP threads wait ~10 ms for the cores while the
+# encoder's threads (ONNX Runtime's, torch's OpenMP) still spin after a forward pass (bench/annotate.py runtimes)
+SMALL_SEARCH = 2e7
 
 
 class _IndexBase:
@@ -116,6 +120,18 @@ class DenseIndex(_IndexBase):
         return cls(kb, encoder, index, index_type)
 
     def _faiss_search(self, vectors: np.ndarray, depth: int):
+        import faiss
+
+        if len(vectors) * self.faiss_index.ntotal * self.faiss_index.d < SMALL_SEARCH:
+            threads = faiss.omp_get_max_threads()  # per calling thread in OpenMP: other requests keep theirs
+            faiss.omp_set_num_threads(1)
+            try:
+                return self._faiss_search_threads(vectors, depth)
+            finally:
+                faiss.omp_set_num_threads(threads)
+        return self._faiss_search_threads(vectors, depth)
+
+    def _faiss_search_threads(self, vectors: np.ndarray, depth: int):
         import faiss
 
         if self.index_type == "hnsw":

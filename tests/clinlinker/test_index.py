@@ -78,6 +78,30 @@ def test_a_mentions_dense_list_does_not_depend_on_what_shares_its_search(demo_kb
         assert [(c.code, c.score) for c in together[i]] == [(c.code, c.score) for c in alone], mentions[i]
 
 
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
+def test_a_small_search_runs_on_one_thread_with_the_lists_of_a_threaded_one(demo_kb, tiny_encoder, index_type,
+                                                                           monkeypatch):
+    import faiss
+
+    from clinlinker import index as index_module
+
+    index = build_index(demo_kb, tiny_encoder, index_type=index_type)
+    vectors = tiny_encoder.encode([*demo_kb.term_texts[:30], "cefalea intensa", "TAC abdominal"])
+    threads = faiss.omp_get_max_threads()
+    seen = []
+    search = type(index)._faiss_search_threads
+    monkeypatch.setattr(type(index), "_faiss_search_threads",
+                        lambda self, v, d: seen.append(faiss.omp_get_max_threads()) or search(self, v, d))
+    monkeypatch.setattr(index_module, "SMALL_SEARCH", 0)  # every search threaded
+    threaded = index.search_vectors(vectors, k=25)
+    monkeypatch.setattr(index_module, "SMALL_SEARCH", 2e7)  # this one is small
+    single = index.search_vectors(vectors, k=25)
+    assert seen[0] == threads and seen[-1] == 1
+    assert faiss.omp_get_max_threads() == threads  # the caller's setting is given back
+    assert [[(c.code, c.score) for c in row] for row in single] == [[(c.code, c.score) for c in row]
+                                                                    for row in threaded]
+
+
 def test_lexical_engine_folds_accents_and_case(lexical_index):
     [candidates] = lexical_index.search(["APENDICECTOMIA LAPAROSCOPICA"], k=3)
     assert candidates[0].code == "6025007"

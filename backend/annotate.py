@@ -482,7 +482,7 @@ class _RayWorker:
 
 def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=None, texts: str | None = None,
              shard_size: int = 200, chunk_size: int = 20000, restart: bool = False, ray_address: str | None = None,
-             use_ray: bool = False, workers: int = 1, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
+             use_ray: bool = False, workers: int | None = None, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
              show_progress: bool = True) -> dict:
     """Pre-annotate the corpus; returns a summary (counts, model_version, where the outputs are, seconds)."""
     from backend.model import ClinLinkerModel  # noqa: F401 - fail early if the backend cannot load
@@ -612,6 +612,10 @@ def _run_ray(settings, work: Work, plan, items_encode, items_link, address, work
     used = {"nodes": set(), "actors": {}}
     items = (items_encode if dense else []) + items_link
     if items:
+        from clinlinker.ray_encoding import pool_size
+
+        workers = pool_size(workers, ray.cluster_resources(), cpus, gpus, len(items))
+        used["workers"] = workers
         data = ray.data.from_items([{"kind": k, "item": i} for k, i in items], override_num_blocks=len(items))
         mapped = data.map_batches(_RayWorker, fn_constructor_kwargs=args, batch_size=1,
                                   compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
@@ -625,7 +629,7 @@ def _run_ray(settings, work: Work, plan, items_encode, items_link, address, work
         if bar is not None:
             bar.close()
     every = set().union(*used["actors"].values()) if used["actors"] else set()
-    return {"nodes": len(used["nodes"]), "actors": len(every),
+    return {"nodes": len(used["nodes"]), "actors": len(every), "workers": used.get("workers", 0),
             "per_step": {step: len(a) for step, a in used["actors"].items()}}
 
 

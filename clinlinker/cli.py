@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", action="store_true", help="encode the gazetteer in shards on a Ray cluster (a local one "
                    "unless --ray-address or $RAY_ADDRESS names one); the same index directory as a local build")
     p.add_argument("--ray-address", metavar="HOST:PORT")
-    p.add_argument("--workers", type=_positive, default=1, help="Ray actors, each loading the model once")
+    p.add_argument("--workers", type=_positive, help="Ray actors, each loading the model once (default: as many as "
+                   "the cluster's CPUs hold, or its GPUs with --gpus-per-worker)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--ray-shard-size", type=_positive, default=8192, help="terms per Ray task (default 8192)")
     p.add_argument("--reranker", metavar="MODEL", help="a cross-encoder (hub id or path, e.g. from "
@@ -246,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", action="store_true", help="run on Ray (a local one-machine cluster unless --ray-address "
                    "or $RAY_ADDRESS names one; setting RAY_ADDRESS implies --ray)")
     p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster to join (e.g. 10.0.0.5:6379)")
-    p.add_argument("--workers", type=_positive, default=1, help="Ray actors, each loading the model once (default 1)")
+    p.add_argument("--workers", type=_positive, help="Ray actors, each loading the model once (default: as many as "
+                   "the cluster's CPUs hold at --cpus-per-worker each, or its GPUs with --gpus-per-worker)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="e.g. 1 for GPU actors")
     p.add_argument("--threads", type=_positive, help="torch threads per process (default: torch's)")
@@ -427,7 +430,8 @@ def cmd_index(args) -> int:
             from clinlinker.ray_encoding import RayEncoder
 
             encoder = RayEncoder(encoder, address=args.ray_address, workers=args.workers,
-                                 gpus_per_worker=args.gpus_per_worker, shard_size=args.ray_shard_size)
+                                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                                 shard_size=args.ray_shard_size)
     if args.hybrid and encoder is None:
         raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
     hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None

@@ -35,6 +35,19 @@ def init_ray(address: str | None = None):
     return ray
 
 
+def pool_size(workers: int | None, resources: dict, cpus_per_worker: float, gpus_per_worker: float,
+              items: int) -> int:
+    """How many actors: `workers` when given, else as many as the cluster's GPUs (GPU actors) or CPUs hold; never
+    more than there are work items, never fewer than one. One-CPU actors filling a 2-core machine were the faster
+    setting in the current code's runs on both CPUs measured (docs/benchmarks.md)."""
+    if workers is None:
+        if gpus_per_worker:
+            workers = int(resources.get("GPU", 0) // gpus_per_worker)
+        else:
+            workers = int(resources.get("CPU", 1) // max(cpus_per_worker, 1e-9))
+    return max(1, min(workers, items))
+
+
 class _EncodeActor:
     def __init__(self, spec: dict):
         from clinlinker.encoders import DenseEncoder
@@ -55,7 +68,7 @@ class _EncodeActor:
 class RayEncoder:
     """A DenseEncoder whose encode() runs on a Ray cluster in shards of `shard_size` texts."""
 
-    def __init__(self, encoder, *, address: str | None = None, workers: int = 1, cpus_per_worker: float = 1.0,
+    def __init__(self, encoder, *, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
                  gpus_per_worker: float = 0.0, shard_size: int = 8192):
         self.encoder = encoder
         self.address, self.workers, self.shard_size = address, workers, shard_size
@@ -75,16 +88,18 @@ class RayEncoder:
                 "device": "cuda" if self.gpus else None, "show_progress": False}
         shards = [{"i": i, "texts": json.dumps(texts[start:start + self.shard_size], ensure_ascii=False)}
                   for i, start in enumerate(range(0, len(texts), self.shard_size))]
+        workers = pool_size(self.workers, ray.cluster_resources(), self.cpus, self.gpus, len(shards))
+        self.used_workers = workers
         data = ray.data.from_items(shards, override_num_blocks=len(shards))
         mapped = data.map_batches(_EncodeActor, fn_constructor_kwargs={"spec": spec}, batch_size=1,
-                                  compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=self.cpus,
+                                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=self.cpus,
                                   num_gpus=self.gpus or None, batch_format="numpy")
         out = np.empty((len(texts), e.dim), dtype=np.float32)
         progress = None
         if kwargs.get("show_progress", True):
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=len(shards), desc=f"encoding on ray ({self.workers} workers)", unit="shard")
+            progress = tqdm(total=len(shards), desc=f"encoding on ray ({workers} workers)", unit="shard")
         done = 0
         for row in mapped.iter_rows():
             i, rows = int(row["i"]), int(row["rows"])

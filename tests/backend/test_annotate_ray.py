@@ -59,7 +59,22 @@ def test_a_local_ray_cluster_gives_the_local_output(corpus, tmp_path):
     # one pool of (at most) two actors did both steps, each actor loading the model once
     used = summary["ray_used"]
     assert used["nodes"] == 1 and set(used["per_step"]) == {"encode", "link"} and 1 <= used["actors"] <= 2
+    assert used["workers"] == 2
     same_outputs(root / "local", tmp_path / "ray")
+
+
+@pytest.mark.parametrize("workers, cpus, gpus, items, expected", [
+    (None, 1.0, 0.0, 100, 8),  # the cluster's 8 CPUs, one actor each
+    (None, 2.0, 0.0, 100, 4),
+    (None, 1.0, 1.0, 100, 2),  # GPU actors: as many as its GPUs
+    (None, 1.0, 1.0, 1, 1),  # never more actors than work items
+    (3, 1.0, 0.0, 100, 3),  # --workers as given
+    (None, 16.0, 0.0, 100, 1),  # never fewer than one
+])
+def test_the_actor_pool_fills_the_cluster_unless_told(workers, cpus, gpus, items, expected):
+    from clinlinker.ray_encoding import pool_size
+
+    assert pool_size(workers, {"CPU": 8.0, "GPU": 2.0}, cpus, gpus, items) == expected
 
 
 @pytest.fixture
@@ -88,10 +103,11 @@ def test_a_two_node_loopback_cluster_gives_the_local_output_and_resumes(corpus, 
     address, env = loopback_cluster
     command = [sys.executable, "-m", "clinlinker.cli", "annotate", str(root / "tasks.json"), "--index",
                str(index_dir), "--out", str(tmp_path / "ray"), "--shard-size", "2", "--chunk-size", "5",
-               "--ray-address", address, "--workers", "2"]
+               "--ray-address", address]  # no --workers: as many one-CPU actors as the cluster holds (2)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["ray_used"]["workers"] == 2  # was 1 by default: one node of the two left idle
     assert summary["ray_used"]["nodes"] == 2 and summary["ray_used"]["actors"] == 2  # one actor on each node
     same_outputs(root / "local", tmp_path / "ray")  # shards of 2 tasks, not 7: each task is answered alone
 

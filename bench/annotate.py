@@ -2,6 +2,7 @@
 locally: ClinLinker-KB-GP's architecture) and real mentions of the three corpora.
 
     python bench/annotate.py runtimes                  # ONNX Runtime vs PyTorch: batch 1, 15, bulk; /predict p50/p95
+    python bench/annotate.py small-search              # /predict cold: small Faiss searches on one thread vs threaded
     python bench/annotate.py scale --mentions 6000     # mentions/s: local, Ray 1 and 2 workers, 2-node loopback
     python bench/annotate.py memory --mentions 100000  # RSS over a long run (all-MiniLM-L6-v2 on ONNX Runtime)
     python bench/annotate.py gpu --mentions-file bench/.gpu/mentions.txt  # on a lent GPU (bench/gpu_encoding.sh)
@@ -168,6 +169,54 @@ def _predict_latency(model: str, args) -> dict:
             "cold p95 ms, one padded batch": pct(full, 0.95)}
         shutil.rmtree(data, ignore_errors=True)
     return out
+
+
+def small_search(args) -> None:
+    """/predict cold, a 15-span case against the demo gazetteer, with the Faiss search on one thread (the default for
+    small searches, `clinlinker.index.SMALL_SEARCH`) and threaded, alternating request by request in one process."""
+    import clinlinker.index as index_module
+    from backend.app import create_app, load_model
+    from backend.config import BackendConfig
+
+    model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
+    index = _index(model, CACHE / "annotate-ix-roberta")
+    mentions = corpus_mentions(15 * (args.cases + 1), seed=5)
+    small = index_module.SMALL_SEARCH
+    out = {}
+    for runtime in ("onnx", "torch"):
+        data = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+        config = BackendConfig(index_dir=str(index), data_dir=str(data), worker=False, runtime=runtime)
+        model_, info = load_model(config)
+        client = create_app(config, model_, info).test_client()
+        cached = model_.serving.linker.index.encoder
+
+        def timed(i):
+            text, spans = "", []
+            for m in mentions[15 * i:15 * i + 15]:
+                spans.append({"start": len(text), "end": len(text) + len(m), "label": "SINTOMA"})
+                text += m + " ; "
+            cached.cache._items.clear()  # bench only: the LRU cache has no public clear
+            started = time.perf_counter()
+            reply = client.post("/predict", json={"tasks": [{"id": i, "data": {
+                "text": text, "doc_id": f"c{i}", "mentions": spans}}], "project": "1.1"})
+            assert reply.status_code == 200, reply.get_json()
+            return 1000 * (time.perf_counter() - started)
+
+        timed(args.cases)  # the process's first request (lazy imports) not counted
+        times = {small: [], 0: []}
+        for i in range(args.cases):
+            for setting in ((small, 0) if i % 2 == 0 else (0, small)):
+                index_module.SMALL_SEARCH = setting
+                times[setting].append(timed(i))
+        index_module.SMALL_SEARCH = small
+        paired = [b - a for a, b in zip(times[small], times[0])]
+        out[runtime] = {"cold p50 ms, small searches on one thread": round(statistics.median(times[small]), 1),
+                        "cold p50 ms, threaded": round(statistics.median(times[0]), 1),
+                        "paired difference p50 ms (threaded - one thread)": round(statistics.median(paired), 1)}
+        shutil.rmtree(data, ignore_errors=True)
+    result = {"cpu": cpu(), "machine": machine(), "cases": args.cases, "figures": out}
+    save("annotate-small-search.json", result)
+    print(json.dumps(result, indent=1))
 
 
 def _overlap(args) -> dict:
@@ -406,6 +455,8 @@ def main() -> None:
     p.add_argument("--single", type=int, default=100)
     p.add_argument("--cases", type=int, default=30)
     p.add_argument("--overlap-mentions", type=int, default=3000)
+    p = sub.add_parser("small-search")
+    p.add_argument("--cases", type=int, default=30)
     p = sub.add_parser("scale")
     p.add_argument("--mentions", type=int, default=6000)
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
@@ -418,7 +469,7 @@ def main() -> None:
     p.add_argument("--device", help="default: cuda when there is one")
     p.add_argument("--out", default="annotate-gpu.json")
     args = parser.parse_args()
-    {"runtimes": runtimes, "scale": scale, "memory": memory, "gpu": gpu}[args.command](args)
+    {"runtimes": runtimes, "small-search": small_search, "scale": scale, "memory": memory, "gpu": gpu}[args.command](args)
 
 
 if __name__ == "__main__":

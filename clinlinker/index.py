@@ -51,7 +51,7 @@ BLAS_THRESHOLD = 1
 RESCORE_MARGIN = 1e-4
 # a Faiss search of fewer multiply-adds (queries x terms x dimension) than this runs on one thread: a /predict case
 # against a small gazetteer takes ~0.2 ms either way, but its OpenMP threads wait ~10 ms for the cores while the
-# encoder's threads (ONNX Runtime's, torch's OpenMP) still spin after a forward pass (bench/annotate.py runtimes)
+# encoder's threads (ONNX Runtime's) still spin after a forward pass (bench/annotate.py small-search)
 SMALL_SEARCH = 2e7
 
 

@@ -89,7 +89,6 @@ class RayEncoder:
         shards = [{"i": i, "texts": json.dumps(texts[start:start + self.shard_size], ensure_ascii=False)}
                   for i, start in enumerate(range(0, len(texts), self.shard_size))]
         workers = pool_size(self.workers, ray.cluster_resources(), self.cpus, self.gpus, len(shards))
-        self.used_workers = workers
         data = ray.data.from_items(shards, override_num_blocks=len(shards))
         mapped = data.map_batches(_EncodeActor, fn_constructor_kwargs={"spec": spec}, batch_size=1,
                                   compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=self.cpus,

@@ -117,12 +117,43 @@ def runtimes(args) -> None:
     print(json.dumps(out, indent=1, ensure_ascii=False))
 
 
+class _PredictBench:
+    """A backend (Flask test client, no Redis) on `index`, timing /predict for 15-span cases of `mentions`."""
+
+    def __init__(self, index: Path, runtime: str, mentions: list[str]):
+        from backend.app import create_app, load_model
+        from backend.config import BackendConfig
+
+        self.data = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+        config = BackendConfig(index_dir=str(index), data_dir=str(self.data), worker=False, runtime=runtime)
+        model_, info = load_model(config)
+        self.client = create_app(config, model_, info).test_client()
+        self.cached = model_.serving.linker.index.encoder  # CachedEncoder: the in-process cache, then the encoder
+        self.mentions = mentions
+
+    def case(self, i: int) -> dict:
+        text, spans = "", []
+        for m in self.mentions[15 * i:15 * i + 15]:
+            spans.append({"start": len(text), "end": len(text) + len(m), "label": "SINTOMA"})
+            text += m + " ; "
+        return {"tasks": [{"id": i, "data": {"text": text, "doc_id": f"c{i}", "mentions": spans}}], "project": "1.1"}
+
+    def timed(self, i: int, cold: bool) -> float:
+        if cold:
+            self.cached.cache._items.clear()  # bench only: the LRU cache has no public clear
+        payload = self.case(i)
+        started = time.perf_counter()
+        reply = self.client.post("/predict", json=payload)
+        assert reply.status_code == 200, reply.get_json()
+        return 1000 * (time.perf_counter() - started)
+
+    def close(self) -> None:
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 def _predict_latency(model: str, args) -> dict:
     """/predict for a 15-span case through the backend (Flask test client, no Redis): cold = 15 mentions never seen
     before by this process; warm = a case seen before (the embedding cache answers)."""
-    from backend.app import create_app, load_model
-    from backend.config import BackendConfig
-
     from clinlinker.precision import detect
 
     mentions = corpus_mentions(15 * (2 * args.cases + 2), seed=5)
@@ -132,42 +163,23 @@ def _predict_latency(model: str, args) -> dict:
     for runtime, precision in variants:
         index = _index(model, CACHE / f"annotate-ix-roberta{'-bf16' if precision == 'bf16' else ''}",
                        precision=precision)
-        data = Path(tempfile.mkdtemp(prefix="bench-predict-"))
-        config = BackendConfig(index_dir=str(index), data_dir=str(data), worker=False, runtime=runtime)
-        model_, info = load_model(config)
-        client = create_app(config, model_, info).test_client()
-
-        def case(i):
-            text, spans = "", []
-            for m in mentions[15 * i:15 * i + 15]:
-                spans.append({"start": len(text), "end": len(text) + len(m), "label": "SINTOMA"})
-                text += m + " ; "
-            return {"tasks": [{"id": i, "data": {"text": text, "doc_id": f"c{i}", "mentions": spans}}],
-                    "project": "1.1"}
-
-        def timed(payload):
-            started = time.perf_counter()
-            reply = client.post("/predict", json=payload)
-            assert reply.status_code == 200, reply.get_json()
-            return 1000 * (time.perf_counter() - started)
-
-        cached = model_.serving.linker.index.encoder  # CachedEncoder: the in-process cache, then the encoder
-        encoder, cut_cost = cached.encoder, cached.encoder.call_cost
-        timed(case(2 * args.cases + 1))  # first request of the process (lazy imports) not counted
+        bench = _PredictBench(index, runtime, mentions)
+        encoder = bench.cached.encoder
+        cut_cost = encoder.call_cost
+        bench.timed(2 * args.cases + 1, cold=False)  # first request of the process (lazy imports) not counted
         cold, full, warm = [], [], []  # each case twice cold, the cache emptied before each: batches cut (the
         for i in range(args.cases):  # default) / the case's mentions in one padded batch, in alternating order;
             for call_cost in ((cut_cost, None) if i % 2 == 0 else (None, cut_cost)):  # then once warm
                 encoder.call_cost = call_cost
-                cached.cache._items.clear()  # bench only: the LRU cache has no public clear
-                (cold if call_cost == cut_cost else full).append(timed(case(2 * i)))
+                (cold if call_cost == cut_cost else full).append(bench.timed(2 * i, cold=True))
             encoder.call_cost = cut_cost
-            warm.append(timed(case(2 * i)))
+            warm.append(bench.timed(2 * i, cold=False))
         pct = lambda xs, q: round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))], 1)  # noqa: E731
         out[runtime if precision == "fp32" else f"{runtime} {precision}"] = {
             "cold p50 ms": pct(cold, 0.5), "cold p95 ms": pct(cold, 0.95), "warm p50 ms": pct(warm, 0.5),
             "warm p95 ms": pct(warm, 0.95), "cold p50 ms, one padded batch": pct(full, 0.5),
             "cold p95 ms, one padded batch": pct(full, 0.95)}
-        shutil.rmtree(data, ignore_errors=True)
+        bench.close()
     return out
 
 
@@ -175,8 +187,6 @@ def small_search(args) -> None:
     """/predict cold, a 15-span case against the demo gazetteer, with the Faiss search on one thread (the default for
     small searches, `clinlinker.index.SMALL_SEARCH`) and threaded, alternating request by request in one process."""
     import clinlinker.index as index_module
-    from backend.app import create_app, load_model
-    from backend.config import BackendConfig
 
     model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
     index = _index(model, CACHE / "annotate-ix-roberta")
@@ -184,36 +194,19 @@ def small_search(args) -> None:
     small = index_module.SMALL_SEARCH
     out = {}
     for runtime in ("onnx", "torch"):
-        data = Path(tempfile.mkdtemp(prefix="bench-predict-"))
-        config = BackendConfig(index_dir=str(index), data_dir=str(data), worker=False, runtime=runtime)
-        model_, info = load_model(config)
-        client = create_app(config, model_, info).test_client()
-        cached = model_.serving.linker.index.encoder
-
-        def timed(i):
-            text, spans = "", []
-            for m in mentions[15 * i:15 * i + 15]:
-                spans.append({"start": len(text), "end": len(text) + len(m), "label": "SINTOMA"})
-                text += m + " ; "
-            cached.cache._items.clear()  # bench only: the LRU cache has no public clear
-            started = time.perf_counter()
-            reply = client.post("/predict", json={"tasks": [{"id": i, "data": {
-                "text": text, "doc_id": f"c{i}", "mentions": spans}}], "project": "1.1"})
-            assert reply.status_code == 200, reply.get_json()
-            return 1000 * (time.perf_counter() - started)
-
-        timed(args.cases)  # the process's first request (lazy imports) not counted
+        bench = _PredictBench(index, runtime, mentions)
+        bench.timed(args.cases, cold=True)  # the process's first request (lazy imports) not counted
         times = {small: [], 0: []}
         for i in range(args.cases):
             for setting in ((small, 0) if i % 2 == 0 else (0, small)):
                 index_module.SMALL_SEARCH = setting
-                times[setting].append(timed(i))
+                times[setting].append(bench.timed(i, cold=True))
         index_module.SMALL_SEARCH = small
         paired = [b - a for a, b in zip(times[small], times[0])]
         out[runtime] = {"cold p50 ms, small searches on one thread": round(statistics.median(times[small]), 1),
                         "cold p50 ms, threaded": round(statistics.median(times[0]), 1),
                         "paired difference p50 ms (threaded - one thread)": round(statistics.median(paired), 1)}
-        shutil.rmtree(data, ignore_errors=True)
+        bench.close()
     result = {"cpu": cpu(), "machine": machine(), "cases": args.cases, "figures": out}
     save("annotate-small-search.json", result)
     print(json.dumps(result, indent=1))

@@ -3,6 +3,7 @@ locally: ClinLinker-KB-GP's architecture) and real mentions of the three corpora
 
     python bench/annotate.py runtimes                  # ONNX Runtime vs PyTorch: batch 1, 15, bulk; /predict p50/p95
     python bench/annotate.py small-search              # /predict cold: small Faiss searches on one thread vs threaded
+    python bench/annotate.py bound                     # a 15-span case's encoding against the CPU's fp32 products
     python bench/annotate.py scale --mentions 6000     # mentions/s: local, Ray 1 and 2 workers, 2-node loopback
     python bench/annotate.py memory --mentions 100000  # RSS over a long run (all-MiniLM-L6-v2 on ONNX Runtime)
     python bench/annotate.py gpu --mentions-file bench/.gpu/mentions.txt  # on a lent GPU (bench/gpu_encoding.sh)
@@ -85,36 +86,53 @@ def runtimes(args) -> None:
     if "bf16" in fast:  # the fastest precision this CPU has (AVX-512 BF16 / AMX): torch in bf16
         encoders["torch bf16"] = DenseEncoder(model, precision="bf16")
     for name, encoder in encoders.items():
-        encoder.encode(mentions[:64])  # warm-up
+        runtime, _, precision = name.partition(" ")
+        ways = _ways(encoder, DenseEncoder(model, runtime=runtime, precision=precision or "fp32", packing=False))
+        for twin, _, _ in ways.values():
+            twin.encode(mentions[:64])  # warm-up
         one = [mentions[i] for i in range(args.single)]
         started = time.perf_counter()
         for m in one:
             encoder.encode([m])
         single = len(one) / (time.perf_counter() - started)
         cases = [mentions[i:i + 15] for i in range(0, 15 * args.cases, 15)]
-        times, full = [], []  # batches cut by padding against call cost (the default) / one padded batch, alternated
-        cut_cost = encoder.call_cost
+        times = {way: [] for way in ways}  # packed (the default on a CPU) / padded batches cut / one padded batch
         for case in cases:
-            for call_cost, into in ((cut_cost, times), (None, full)):
-                encoder.call_cost = call_cost
+            for way, (twin, pack_tokens, call_cost) in ways.items():
+                twin.pack_tokens, twin.call_cost = pack_tokens, call_cost
                 started = time.perf_counter()
-                encoder.encode(case)
-                into.append(time.perf_counter() - started)
-        encoder.call_cost = cut_cost
-        started = time.perf_counter()
-        encoder.encode(mentions)
-        bulk = len(mentions) / (time.perf_counter() - started)
-        figures[name] = {"batch 1 mentions/s": round(single, 1), "15-span case p50 ms": round(
-            1000 * statistics.median(times), 1), "15-span case p50 ms, one padded batch": round(
-            1000 * statistics.median(full), 1), "bulk mentions/s": round(bulk, 1)}
+                twin.encode(case)
+                times[way].append(time.perf_counter() - started)
+        bulk = {}
+        for way, (twin, pack_tokens, call_cost) in ways.items():
+            twin.pack_tokens, twin.call_cost = pack_tokens, call_cost
+            started = time.perf_counter()
+            twin.encode(mentions)
+            bulk[way] = len(mentions) / (time.perf_counter() - started)
+        ways["cut"][0].call_cost = ways["cut"][2]
+        difference = float(np.abs(encoder.encode(mentions[:512]) - ways["cut"][0].encode(mentions[:512])).max())
+        figures[name] = {"batch 1 mentions/s": round(single, 1),
+                         "max vector difference, packed vs cut (512 mentions)": difference}
+        for way in ways:
+            figures[name][f"15-span case p50 ms, {way}"] = round(1000 * statistics.median(times[way]), 1)
+        for way in ways:
+            figures[name][f"bulk mentions/s, {way}"] = round(bulk[way], 1)
     a, b = encoders["torch"].encode(mentions[:512]), encoders["onnx"].encode(mentions[:512])
     figures["max vector difference (512 mentions)"] = float(np.abs(a - b).max())
     figures["predict"] = _predict_latency(model, args)
     overlap = _overlap(args)
     figures["top25 overlap onnx vs torch (all-MiniLM-L6-v2, MedProcNER gazetteer)"] = overlap
     out = {"cpu": cpu(), "machine": machine(), "mentions": len(mentions), "figures": figures}
-    save("annotate-runtimes.json", out)
+    save(args.out, out)
     print(json.dumps(out, indent=1, ensure_ascii=False))
+
+
+def _ways(packed, padded) -> dict:
+    """(encoder, pack_tokens, call_cost) of the three ways to make the forward calls: texts packed (the default on a
+    CPU), padded batches cut by length (the default before packing), one padded batch. `padded`: the same model
+    loaded with packing=False (an ONNX Runtime session of the padded graph)."""
+    return {"packed": (packed, packed.pack_tokens, packed.call_cost), "cut": (padded, None, padded.call_cost),
+            "one padded batch": (padded, None, None)}
 
 
 class _PredictBench:
@@ -154,6 +172,7 @@ class _PredictBench:
 def _predict_latency(model: str, args) -> dict:
     """/predict for a 15-span case through the backend (Flask test client, no Redis): cold = 15 mentions never seen
     before by this process; warm = a case seen before (the embedding cache answers)."""
+    from clinlinker.encoders import DenseEncoder
     from clinlinker.precision import detect
 
     mentions = corpus_mentions(15 * (2 * args.cases + 2), seed=5)
@@ -165,20 +184,23 @@ def _predict_latency(model: str, args) -> dict:
                        precision=precision)
         bench = _PredictBench(index, runtime, mentions)
         encoder = bench.cached.encoder
-        cut_cost = encoder.call_cost
+        ways = _ways(encoder, DenseEncoder(model, runtime=runtime, precision=precision, packing=False))
         bench.timed(2 * args.cases + 1, cold=False)  # first request of the process (lazy imports) not counted
-        cold, full, warm = [], [], []  # each case twice cold, the cache emptied before each: batches cut (the
-        for i in range(args.cases):  # default) / the case's mentions in one padded batch, in alternating order;
-            for call_cost in ((cut_cost, None) if i % 2 == 0 else (None, cut_cost)):  # then once warm
-                encoder.call_cost = call_cost
-                (cold if call_cost == cut_cost else full).append(bench.timed(2 * i, cold=True))
-            encoder.call_cost = cut_cost
+        cold, warm = {way: [] for way in ways}, []  # each case cold once per way (the cache emptied before each),
+        for i in range(args.cases):  # the ways in turn, rotated case by case; then once warm (packed)
+            order = list(ways)[i % len(ways):] + list(ways)[:i % len(ways)]
+            for way in order:
+                twin, twin.pack_tokens, twin.call_cost = ways[way]
+                bench.cached.encoder = twin  # the backend's encoder, behind its embedding cache
+                cold[way].append(bench.timed(2 * i, cold=True))
+            bench.cached.encoder = encoder
             warm.append(bench.timed(2 * i, cold=False))
         pct = lambda xs, q: round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))], 1)  # noqa: E731
-        out[runtime if precision == "fp32" else f"{runtime} {precision}"] = {
-            "cold p50 ms": pct(cold, 0.5), "cold p95 ms": pct(cold, 0.95), "warm p50 ms": pct(warm, 0.5),
-            "warm p95 ms": pct(warm, 0.95), "cold p50 ms, one padded batch": pct(full, 0.5),
-            "cold p95 ms, one padded batch": pct(full, 0.95)}
+        figures = {"warm p50 ms": pct(warm, 0.5), "warm p95 ms": pct(warm, 0.95)}
+        for way in ways:
+            figures[f"cold p50 ms, {way}"] = pct(cold[way], 0.5)
+            figures[f"cold p95 ms, {way}"] = pct(cold[way], 0.95)
+        out[runtime if precision == "fp32" else f"{runtime} {precision}"] = figures
         bench.close()
     return out
 
@@ -440,6 +462,66 @@ def gpu(args) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def bound(args) -> None:
+    """How close a 15-span case's encoding is to what this CPU's matrix products allow: FLOPs of the real and the
+    padded tokens (2 x non-embedding parameters per token; attention over <= 64 tokens adds ~1 %), the rate the
+    encoder reaches, against a plain fp32 matrix product of a layer's shape (torch, same threads) at the case's token
+    count and at 512 rows; the floor is the real tokens at the large product's rate."""
+    import torch
+    from transformers import AutoModel
+
+    from clinlinker.encoders import DenseEncoder, _batches
+
+    model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
+    params = sum(p.numel() for n, p in AutoModel.from_pretrained(model).named_parameters() if "embeddings" not in n)
+    mentions = corpus_mentions(15 * (args.cases + 1), seed=5)
+    cases = [mentions[15 * i:15 * i + 15] for i in range(args.cases)]
+    hidden, ffn = 768, 3072
+
+    def gemm_rate(rows: int) -> float:
+        a, b = torch.randn(rows, hidden), torch.randn(hidden, ffn)
+        for _ in range(3):
+            a @ b
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 1.0:
+            a @ b
+            n += 1
+        return 2 * rows * hidden * ffn * n / (time.perf_counter() - started) / 1e9
+
+    out = {"cpu": cpu(), "machine": machine(), "non-embedding parameters": params, "cases": args.cases}
+    for runtime in ("onnx", "torch"):
+        encoder = DenseEncoder(model, runtime=runtime)
+        encoder.encode(mentions[-15:])
+        real, padded, seconds = [], [], []
+        for case in cases:
+            lengths = sorted(len(ids) for ids in encoder.tokenizer(case, truncation=True,
+                                                                   max_length=encoder.max_length)["input_ids"])
+            real.append(sum(lengths))
+            padded.append(sum(lengths) if encoder.pack_tokens else sum(
+                (e - s) * lengths[e - 1] for s, e in _batches(lengths, encoder.batch_size, encoder.call_cost)))
+            started = time.perf_counter()
+            encoder.encode(case)
+            seconds.append(time.perf_counter() - started)
+        med = statistics.median
+        rate = med(2 * params * p / s / 1e9 for p, s in zip(padded, seconds))
+        out[runtime] = {"case p50 ms": round(1000 * med(seconds), 1), "real tokens p50": med(real),
+                        "padded tokens p50": med(padded), "GFLOP/s reached p50": round(rate, 1)}
+    rows = int(out["onnx"]["padded tokens p50"])
+    small, large = gemm_rate(rows), gemm_rate(512)
+    floor = 2 * params * out["onnx"]["real tokens p50"] / (large * 1e9) * 1000
+    out["fp32 matrix product"] = {f"{rows}x{hidden}x{ffn} GFLOP/s": round(small, 1),
+                                  f"512x{hidden}x{ffn} GFLOP/s": round(large, 1)}
+    out["floor ms (real tokens at the 512-row rate)"] = round(floor, 1)
+    for runtime in ("onnx", "torch"):
+        f = out[runtime]
+        print(f"{runtime:5s}: case p50 {f['case p50 ms']:6.1f} ms, {f['real tokens p50']} real / "
+              f"{f['padded tokens p50']} padded tokens, {f['GFLOP/s reached p50']} GFLOP/s "
+              f"({f['GFLOP/s reached p50'] / large:.0%} of the 512-row product)")
+    print(f"fp32 product {rows} rows {small:.1f} GFLOP/s, 512 rows {large:.1f} GFLOP/s; floor for a case's real "
+          f"tokens {floor:.0f} ms ({cpu()}, {torch.get_num_threads()} threads)")
+    save("annotate-bound.json", out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -448,7 +530,10 @@ def main() -> None:
     p.add_argument("--single", type=int, default=100)
     p.add_argument("--cases", type=int, default=30)
     p.add_argument("--overlap-mentions", type=int, default=3000)
+    p.add_argument("--out", default="annotate-runtimes.json", help="file name under bench/results")
     p = sub.add_parser("small-search")
+    p.add_argument("--cases", type=int, default=30)
+    p = sub.add_parser("bound")
     p.add_argument("--cases", type=int, default=30)
     p = sub.add_parser("scale")
     p.add_argument("--mentions", type=int, default=6000)
@@ -462,7 +547,7 @@ def main() -> None:
     p.add_argument("--device", help="default: cuda when there is one")
     p.add_argument("--out", default="annotate-gpu.json")
     args = parser.parse_args()
-    {"runtimes": runtimes, "small-search": small_search, "scale": scale, "memory": memory, "gpu": gpu}[args.command](args)
+    {"runtimes": runtimes, "small-search": small_search, "bound": bound, "scale": scale, "memory": memory, "gpu": gpu}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,24 @@ PRECISIONS = ("fp32", "bf16", "int8")
 # faster on CPUs (docs/benchmarks.md); rankings equal to torch's within float tolerance
 RUNTIMES = ("torch", "onnx")
 PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a gazetteer)
-# What one more forward call costs, in padded tokens, on a CPU: batches are cut where the padding a cut saves is
-# worth more than a call (`_batches`). Chosen on a grid of 0-64 on 2 cores of an Intel Xeon (AVX-512), RoBERTa-base
-# shape, real 15-mention cases and bulk (docs/benchmarks.md): a case in one padded batch took 279 ms on ONNX Runtime
-# and 291 ms on PyTorch, cut this way 158 ms and 228 ms, bulk throughput unchanged. PyTorch pays more per call than
-# ONNX Runtime. On a GPU a call costs more than padding does: batches are filled (None).
+# Padded batches (a GPU; on a CPU a model that cannot be packed, below): what one more forward call costs, in padded
+# tokens: batches are cut where the padding a cut saves is worth more than a call (`_batches`). Chosen on a grid of
+# 0-64 on 2 cores of an Intel Xeon (AVX-512), RoBERTa-base shape, real 15-mention cases and bulk (docs/benchmarks.md):
+# a case in one padded batch took 279 ms on ONNX Runtime and 291 ms on PyTorch, cut this way 158 ms and 228 ms, bulk
+# throughput unchanged. PyTorch pays more per call than ONNX Runtime. On a GPU a call costs more than padding does:
+# batches are filled (None).
 CALL_COST_TOKENS = {"torch": 32, "onnx": 16}
+# On a CPU, texts are packed instead: the length-sorted texts laid end to end in one sequence of at most this many
+# tokens (and batch_size texts), each attending only to itself (a block-diagonal mask, its own position ids), so that
+# no token is padding. Same vectors within float tolerance (checked on probe texts when the model loads; a model whose
+# architecture does not take position ids and a 4-d mask keeps padded batches). A 15-span case: one call of its real
+# tokens. Longer packs waste more on the masked attention between texts; the budgets were chosen on 2 cores of an
+# AMD EPYC (AVX2), RoBERTa-base shape, real mentions (docs/benchmarks.md, bench/annotate.py runtimes): a 15-span case
+# 270 -> 231 ms on ONNX Runtime and 395 -> 262 ms on PyTorch against padded batches cut by length; sorted bulk
+# PyTorch 66 against 63 mentions/s, ONNX Runtime 85 against 93 in that run (90 against 90 in a first one; packs of
+# 256 tokens: 84).
+PACK_TOKENS = {"torch": 256, "onnx": 128}
+PACK_TOLERANCE = 1e-4  # largest difference of a vector component, packed against one text at a time, on the probes
 
 
 class DenseEncoder:
@@ -46,7 +58,7 @@ class DenseEncoder:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str = "cls", max_length: int = 64,
                  batch_size: int = 32, device: str | None = None, show_progress: bool | None = None,
-                 precision: str = "fp32", runtime: str = "torch"):
+                 precision: str = "fp32", runtime: str = "torch", packing: bool = True):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if max_length < 2:
@@ -73,6 +85,12 @@ class DenseEncoder:
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
         self.fingerprint = self._fingerprint()  # of the fp32 weights, plus the precision
+        # tokens per packed call (`_packs`), None: padded batches (a GPU, or a model that cannot be packed); checked
+        # on the fp32 model (whether the architecture honours the mask and position ids does not depend on precision)
+        self.pack_tokens = None
+        if packing and self.device.type == "cpu" and packing_works(self.model, self.tokenizer, pooling, max_length):
+            self.pack_tokens = PACK_TOKENS[runtime]
+        self._position_offset = _position_offset(self.model)
         if precision == "bf16":
             self.model.to(torch.bfloat16)
         elif precision == "int8":
@@ -86,7 +104,7 @@ class DenseEncoder:
         if runtime == "onnx":
             from clinlinker.onnx_runtime import onnx_session
 
-            self._session = onnx_session(self)
+            self._session = onnx_session(self)  # a packed graph where pack_tokens is set, else a padded one
             self.model = None  # the ONNX Runtime session answers from now on; the torch weights are freed
         log.info("dense encoder %s (%s pooling, max_length %d, %s, %s) on %s, fingerprint %s",
                  self.name, pooling, max_length, precision, runtime, self.device, self.fingerprint[:12])
@@ -131,10 +149,27 @@ class DenseEncoder:
         progress = self.show_progress if show_progress is None else show_progress
         if progress is None:
             progress = len(texts) >= PROGRESS_MIN_TEXTS
-        batches = _batches([len(encoded[i]) for i in order], self.batch_size, self.call_cost)
+        lengths = [len(encoded[i]) for i in order]
+        if self.pack_tokens:
+            batches = _packs(lengths, self.batch_size, self.pack_tokens)
+        else:
+            batches = _batches(lengths, self.batch_size, self.call_cost)
         if progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc="encoding", unit="batch", total=len(batches))
+        if self.pack_tokens:
+            for start, end in batches:
+                rows = order[start:end]
+                inputs = packed_inputs([encoded[i] for i in rows], self.pooling, self._position_offset)
+                if self._session is not None:
+                    pooled = self._session.run(None, inputs)[0]
+                else:
+                    with torch.inference_mode():
+                        pooled = packed_forward(self.model, *(torch.from_numpy(inputs[k]).to(self.device)
+                                                              for k in PACKED_INPUTS)).float().cpu().numpy()
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                out[rows] = pooled / np.maximum(norms, 1e-12)  # as torch's normalize (eps 1e-12)
+            return out
         if self._session is not None:
             for start, end in batches:
                 rows = order[start:end]
@@ -182,6 +217,91 @@ def _batches(lengths: Sequence[int], batch_size: int, call_cost: int | None) -> 
         out.append((cut[end], end))
         end = cut[end]
     return out[::-1]
+
+
+def _packs(lengths: Sequence[int], batch_size: int, budget: int) -> list[tuple[int, int]]:
+    """Cut texts sorted by token length into packs of at most `budget` tokens and `batch_size` texts: [(start,
+    end)]; a text longer than the budget is a pack of its own."""
+    out, start, tokens = [], 0, 0
+    for i, length in enumerate(lengths):
+        if i > start and (tokens + length > budget or i - start >= batch_size):
+            out.append((start, i))
+            start, tokens = i, 0
+        tokens += length
+    if start < len(lengths):
+        out.append((start, len(lengths)))
+    return out
+
+
+PACKED_INPUTS = ("input_ids", "position_ids", "segment_ids", "pool")
+
+
+def _position_offset(model) -> int:
+    """Where a text's position ids start: RoBERTa-style embeddings count from padding_idx + 1, BERT-style from 0."""
+    embeddings = getattr(model, "embeddings", None)
+    if embeddings is not None and hasattr(embeddings, "create_position_ids_from_input_ids"):
+        return int(embeddings.padding_idx) + 1
+    return 0
+
+
+def packed_inputs(ids: Sequence[Sequence[int]], pooling: str, offset: int) -> dict:
+    """The arrays of one packed call: the texts' token ids end to end (1 x tokens), each text's own position ids, a
+    segment id per token (which text it belongs to) and the pooling matrix (texts x tokens: CLS picks a text's
+    first token, mean averages its tokens)."""
+    lengths = np.array([len(x) for x in ids])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    total = int(lengths.sum())
+    segment = np.repeat(np.arange(len(ids)), lengths)
+    positions = np.arange(total) - np.repeat(starts, lengths) + offset
+    pool = np.zeros((len(ids), total), dtype=np.float32)
+    if pooling == "cls":
+        pool[np.arange(len(ids)), starts] = 1.0
+    else:
+        pool[segment, np.arange(total)] = (1.0 / lengths)[segment]
+    return {"input_ids": np.fromiter((t for x in ids for t in x), dtype=np.int64, count=total)[None],
+            "position_ids": positions.astype(np.int64)[None], "segment_ids": segment.astype(np.int64)[None],
+            "pool": pool}
+
+
+def packed_forward(model, input_ids, position_ids, segment_ids, pool):
+    """Pooled vectors of packed texts: every token attends to the tokens of its own text only (additive mask)."""
+    import torch
+
+    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.float32)
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    mask = torch.where(same, torch.zeros((), dtype=dtype), torch.full((), torch.finfo(dtype).min, dtype=dtype))
+    hidden = model(input_ids=input_ids, attention_mask=mask[:, None], position_ids=position_ids).last_hidden_state
+    return pool.to(hidden.dtype) @ hidden[0]
+
+
+PACK_PROBES = ["fiebre alta", "apendicectomía laparoscópica con drenaje del absceso", "x", "dolor abdominal agudo "
+               "en fosa ilíaca derecha irradiado a la espalda", "tos"]
+
+
+def packing_works(model, tokenizer, pooling: str, max_length: int = 64) -> bool:
+    """Whether packed calls give this model's vectors of one text at a time (within PACK_TOLERANCE) on probe texts;
+    an architecture that ignores position ids or a 4-d mask does not, and keeps padded batches."""
+    import torch
+
+    ids = tokenizer(PACK_PROBES, truncation=True, max_length=max_length)["input_ids"]
+    device = next(model.parameters()).device
+    try:
+        with torch.inference_mode():
+            inputs = packed_inputs(ids, pooling, _position_offset(model))
+            packed = packed_forward(model, *(torch.from_numpy(inputs[k]).to(device) for k in PACKED_INPUTS)).float()
+            alone = torch.cat([_pool(model(input_ids=torch.tensor([x], device=device),
+                                           attention_mask=torch.ones(1, len(x), dtype=torch.long, device=device)
+                                           ).last_hidden_state, torch.ones(1, len(x), device=device), pooling)
+                               for x in ids]).float()
+    except Exception as exc:  # noqa: BLE001 - any architecture's refusal of the arguments means: do not pack
+        log.info("packed encoding not used for this model (%s: %s)", type(exc).__name__, str(exc)[:200])
+        return False
+    difference = float((packed - alone).abs().max())
+    scale = float(alone.abs().max()) or 1.0
+    if difference > PACK_TOLERANCE * max(1.0, scale):
+        log.info("packed encoding not used for this model: it differs by %.2g from one text at a time", difference)
+        return False
+    return True
 
 
 def load_pretrained(name: str, load_model):

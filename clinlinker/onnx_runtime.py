@@ -1,12 +1,16 @@
 """The dense encoder on ONNX Runtime: the same fp32 model, exported once and kept beside it.
 
-The export is the transformer plus the pooling (CLS or masked mean), with dynamic batch and sequence axes, made by
-torch.onnx's exporter. It is kept in a directory named after the encoder's fingerprint (weights, tokenizer vocabulary,
-pooling, max_length: clinlinker/encoders.py), with a record of that fingerprint; a model whose weights change gets a
-new export, and a record that does not match is never used. Where it is kept, first that applies:
-CLINLINKER_ONNX_DIR/<fingerprint>; <local model directory>/onnx-<fingerprint> when that directory is writable;
-~/.cache/clinlinker/onnx/<fingerprint>. An export is checked against the torch model on probe texts before it is
-kept, and made under a file lock, so that two processes starting at once export it once.
+The export is the transformer plus the pooling, made by torch.onnx's exporter. On a CPU it takes packed texts
+(clinlinker/encoders.py `packed_inputs`: token ids end to end, position ids, segment ids, a pooling matrix; the mask
+between texts is built in the graph), so no token is padding; a model that cannot be packed, or one on a GPU, gets
+the padded graph (input_ids and attention_mask with dynamic batch and sequence axes, CLS or masked mean). The record
+says which; a record of the other kind is exported again. It is kept in a directory named after the encoder's
+fingerprint (weights, tokenizer vocabulary, pooling, max_length: clinlinker/encoders.py; "-padded" appended for the
+padded graph), with a record of that fingerprint; a model whose weights change gets a new export, and a record that
+does not match is never used. Where it is kept, first that applies: CLINLINKER_ONNX_DIR/<fingerprint>; <local model
+directory>/onnx-<fingerprint> when that directory is writable; ~/.cache/clinlinker/onnx/<fingerprint>. An export is
+checked against the torch model on probe texts before it is kept, and made under a file lock, so that two processes
+starting at once export it once.
 
 Normalisation stays outside the graph (numpy), as torch's normalize does it.
 """
@@ -36,7 +40,7 @@ TOLERANCE = 1e-3  # largest difference of a pooled vector component, ONNX Runtim
 
 
 def export_dir(encoder) -> Path:
-    key = encoder.fingerprint[:16]
+    key = encoder.fingerprint[:16] + ("" if _graph(encoder) == "packed" else "-padded")
     configured = os.environ.get("CLINLINKER_ONNX_DIR")
     if configured:
         return Path(configured) / key
@@ -46,12 +50,19 @@ def export_dir(encoder) -> Path:
     return Path.home() / ".cache" / "clinlinker" / "onnx" / key
 
 
-def _record_matches(directory: Path, fingerprint: str) -> bool:
+def _graph(encoder) -> str:
+    """packed: inputs of clinlinker.encoders.packed_inputs (texts end to end, no padding); padded: input_ids and
+    attention_mask of a padded batch (a model that cannot be packed, or one on a GPU)."""
+    return "packed" if encoder.pack_tokens else "padded"
+
+
+def _record_matches(directory: Path, encoder) -> bool:
     try:
         record = json.loads((directory / RECORD).read_text())
     except (OSError, ValueError):
         return False
-    return record.get("fingerprint") == fingerprint and (directory / "model.onnx").exists()
+    return (record.get("fingerprint") == encoder.fingerprint and record.get("graph", "padded") == _graph(encoder)
+            and (directory / "model.onnx").exists())
 
 
 def onnx_session(encoder):
@@ -62,13 +73,13 @@ def onnx_session(encoder):
         raise ModelLoadError("the onnx runtime needs the onnxruntime package (pip install -r requirements.txt "
                              "installs it)") from None
     directory = export_dir(encoder)
-    if not _record_matches(directory, encoder.fingerprint):
+    if not _record_matches(directory, encoder):
         directory.parent.mkdir(parents=True, exist_ok=True)
         import fcntl
 
         with open(directory.parent / f".{directory.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process exporting the same model: wait for it, then use it
-            if not _record_matches(directory, encoder.fingerprint):
+            if not _record_matches(directory, encoder):
                 export(encoder, directory)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -108,6 +119,22 @@ class _Pooled:
 
         return Pooled().eval()
 
+    @staticmethod
+    def build_packed(model):
+        import torch
+
+        from clinlinker.encoders import packed_forward
+
+        class Packed(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, position_ids, segment_ids, pool):
+                return packed_forward(self.model, input_ids, position_ids, segment_ids, pool)
+
+        return Packed().eval()
+
 
 def export(encoder, directory: Path) -> None:
     """Export the encoder's torch model (with its pooling) to directory/model.onnx, check it, record it."""
@@ -118,21 +145,37 @@ def export(encoder, directory: Path) -> None:
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    module = _Pooled.build(encoder.model.float().to("cpu"), encoder.pooling)
-    sample = encoder.tokenizer(PROBES[:2], padding=True, truncation=True, max_length=encoder.max_length,
-                               return_tensors="pt")
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max(encoder.max_length, 8))
+    from clinlinker.encoders import PACKED_INPUTS, packed_inputs
+
+    model = encoder.model.float().to("cpu")
+    module = _Pooled.build(model, encoder.pooling)  # the reference on the probes, and the padded graph
+    packed = _graph(encoder) == "packed"
+    if packed:
+        ids = encoder.tokenizer(PROBES[:2], truncation=True, max_length=encoder.max_length)["input_ids"]
+        arrays = packed_inputs(ids, encoder.pooling, encoder._position_offset)
+        tokens = torch.export.Dim("tokens", max=max(encoder.pack_tokens, encoder.max_length) * 64)
+        texts = torch.export.Dim("texts", max=4096)
+        args = tuple(torch.from_numpy(arrays[k]) for k in PACKED_INPUTS)
+        names = list(PACKED_INPUTS)
+        shapes = {"input_ids": {1: tokens}, "position_ids": {1: tokens}, "segment_ids": {1: tokens},
+                  "pool": {0: texts, 1: tokens}}
+        exported = _Pooled.build_packed(model)
+    else:
+        sample = encoder.tokenizer(PROBES[:2], padding=True, truncation=True, max_length=encoder.max_length,
+                                   return_tensors="pt")
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max(encoder.max_length, 8))
+        args = (sample["input_ids"], sample["attention_mask"])
+        names = ["input_ids", "attention_mask"]
+        shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+        exported = module
     quiet = logging.getLogger("torch.onnx")  # its registry logs every op it skips (torchvision's): not the user's
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter prints its
             warnings.simplefilter("ignore")  # progress and warns of its own internals: nothing the user can act on
-            torch.onnx.export(module, (sample["input_ids"], sample["attention_mask"]), str(tmp / "model.onnx"),
-                              input_names=["input_ids", "attention_mask"], output_names=["pooled"], dynamo=True,
-                              dynamic_shapes={"input_ids": {0: batch, 1: seq},
-                                              "attention_mask": {0: batch, 1: seq}},
-                              external_data=True)
+            torch.onnx.export(exported, args, str(tmp / "model.onnx"), input_names=names, output_names=["pooled"],
+                              dynamo=True, dynamic_shapes=shapes, external_data=True)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelLoadError(f"cannot export {encoder.name!r} to ONNX ({type(exc).__name__}: "
@@ -144,8 +187,12 @@ def export(encoder, directory: Path) -> None:
     with torch.inference_mode():
         expected = module(probe["input_ids"], probe["attention_mask"]).float().numpy()
     session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input_ids": probe["input_ids"].numpy().astype(np.int64),
-                             "attention_mask": probe["attention_mask"].numpy().astype(np.int64)})[0]
+    if packed:  # the packed graph against the padded torch module: the same vectors
+        ids = encoder.tokenizer(PROBES, truncation=True, max_length=encoder.max_length)["input_ids"]
+        got = session.run(None, packed_inputs(ids, encoder.pooling, encoder._position_offset))[0]
+    else:
+        got = session.run(None, {"input_ids": probe["input_ids"].numpy().astype(np.int64),
+                                 "attention_mask": probe["attention_mask"].numpy().astype(np.int64)})[0]
     difference = float(np.abs(got - expected).max())
     if not difference <= TOLERANCE:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,7 +201,7 @@ def export(encoder, directory: Path) -> None:
     import onnxruntime
 
     (tmp / RECORD).write_text(json.dumps({
-        "fingerprint": encoder.fingerprint, "model": encoder.name, "pooling": encoder.pooling,
+        "fingerprint": encoder.fingerprint, "graph": _graph(encoder), "model": encoder.name, "pooling": encoder.pooling,
         "max_length": encoder.max_length, "max_difference_on_probes": difference, "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__, "seconds": round(time.perf_counter() - started, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))

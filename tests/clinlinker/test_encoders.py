@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from clinlinker.encoders import DenseEncoder, _batches
+from clinlinker.encoders import DenseEncoder, _batches, _packs, packing_works
 from clinlinker.errors import ModelLoadError
 from tests.conftest import DEMO_GAZETTEER as DEMO
 from tests.conftest import ROOT
@@ -16,21 +16,33 @@ def test_vectors_are_float32_and_unit_length(tiny_encoder):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+def _padded(encoder):
+    """The encoder on padded batches (as on a GPU) instead of packed texts."""
+    encoder.pack_tokens = None
+    encoder.call_cost = None
+    return encoder
+
+
+@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_embedding_does_not_depend_on_its_batch(tiny_model_dir, pooling):
+def test_embedding_does_not_depend_on_its_batch(tiny_model_dir, pooling, packed):
     encoder = DenseEncoder(str(tiny_model_dir), pooling=pooling, batch_size=4)
-    encoder.call_cost = None  # one full batch: the short texts padded to the long one
+    assert encoder.pack_tokens  # a CPU and a RoBERTa: packed by default
+    if not packed:
+        _padded(encoder)  # one full batch: the short texts padded to the long one
     alone = encoder.encode(["dolor"])[0]
     long_text = "dolor abdominal intenso en fosa ilíaca derecha con fiebre y vómitos de repetición " * 3
     batched = encoder.encode([long_text, "dolor", "colecistectomía laparoscópica", long_text[:40]])
     np.testing.assert_allclose(batched[1], alone, atol=1e-5)
 
 
-def test_mean_pooling_averages_only_real_tokens(tiny_model_dir):
+@pytest.mark.parametrize("packed", [True, False])
+def test_mean_pooling_averages_only_real_tokens(tiny_model_dir, packed):
     import torch
 
     encoder = DenseEncoder(str(tiny_model_dir), pooling="mean")
-    encoder.call_cost = None  # both texts in one padded batch
+    if not packed:
+        _padded(encoder)  # both texts in one padded batch
     text = "insuficiencia cardíaca"
     ids = encoder.tokenizer(text, return_tensors="pt")
     with torch.inference_mode():
@@ -94,11 +106,77 @@ def test_a_case_of_short_and_long_mentions_is_cut_where_padding_costs_more_than_
 def test_cut_batches_give_the_vectors_of_full_ones(tiny_model_dir):
     texts = ["tos", "fiebre alta", "dolor abdominal intenso en fosa ilíaca derecha con vómitos", "disnea",
              "colecistectomía laparoscópica programada", "x", "insuficiencia cardíaca congestiva descompensada"]
-    encoder = DenseEncoder(str(tiny_model_dir), batch_size=32)
+    encoder = _padded(DenseEncoder(str(tiny_model_dir), batch_size=32))
     encoder.call_cost = 0  # every length its own batch
     cut = encoder.encode(texts)
     encoder.call_cost = None
     np.testing.assert_allclose(cut, encoder.encode(texts), atol=1e-5)
+
+
+def test_packs_cover_the_sorted_texts_in_order_within_the_token_budget():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        lengths = sorted(int(x) for x in rng.integers(1, 40, size=int(rng.integers(0, 30))))
+        batch_size, budget = int(rng.integers(1, 12)), int(rng.integers(1, 100))
+        packs = _packs(lengths, batch_size, budget)
+        assert [i for s, e in packs for i in range(s, e)] == list(range(len(lengths)))  # each once, in order
+        for s, e in packs:
+            assert 0 < e - s <= batch_size
+            assert sum(lengths[s:e]) <= budget or e - s == 1  # a text over the budget is a pack of its own
+        for (s, e), (s2, e2) in zip(packs, packs[1:]):  # greedy: the next text did not fit
+            assert sum(lengths[s:e + 1]) > budget or e - s == batch_size
+    case = [3, 4, 4, 5, 5, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13]  # a 15-span case: 116 tokens, one call
+    assert _packs(case, 32, 128) == [(0, 15)]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_packed_texts_get_the_vectors_of_padded_batches(tiny_model_dir, pooling):
+    texts = ["tos", "fiebre alta", "dolor abdominal intenso en fosa ilíaca derecha con vómitos", "disnea",
+             "colecistectomía laparoscópica programada", "x", "insuficiencia cardíaca congestiva descompensada"] * 3
+    encoder = DenseEncoder(str(tiny_model_dir), pooling=pooling, batch_size=32)
+    packed = encoder.encode(texts)
+    encoder.pack_tokens = 16  # several packs
+    small = encoder.encode(texts)
+    padded = _padded(encoder).encode(texts)
+    np.testing.assert_allclose(packed, padded, atol=1e-5)
+    np.testing.assert_allclose(small, padded, atol=1e-5)
+
+
+def test_the_probe_check_refuses_a_model_that_ignores_the_position_ids(tiny_model_dir):
+    """A model that numbers positions itself (as some architectures do) would see the second text of a pack at
+    positions 5, 6, ...: the probe check finds the vectors changed, and such a model keeps padded batches."""
+    import torch
+
+    encoder = DenseEncoder(str(tiny_model_dir), pooling="cls")
+    assert packing_works(encoder.model, encoder.tokenizer, "cls")
+
+    class NumbersItsOwnPositions(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, position_ids=None):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    assert not packing_works(NumbersItsOwnPositions(encoder.model), encoder.tokenizer, "cls")
+
+
+def test_a_bert_style_model_is_packed_with_positions_from_zero(tmp_path, tiny_model_dir):
+    """DistilBERT counts positions from 0 (RoBERTa from padding_idx + 1): packed, its vectors are those of padded
+    batches."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    tokenizer.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+                                     pad_token_id=1)).save_pretrained(tmp_path)
+    encoder = DenseEncoder(str(tmp_path), pooling="mean")
+    assert encoder.pack_tokens and encoder._position_offset == 0
+    texts = ["tos", "dolor abdominal intenso", "fiebre", "colecistectomía laparoscópica programada"]
+    packed = encoder.encode(texts)
+    np.testing.assert_allclose(packed, _padded(encoder).encode(texts), atol=1e-5)
 
 
 def test_texts_are_truncated_at_max_length(tiny_model_dir):

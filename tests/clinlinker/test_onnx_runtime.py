@@ -53,6 +53,22 @@ def test_a_record_of_other_weights_is_not_used(tiny_model_dir, onnx_dir):
     np.testing.assert_allclose(again.encode(MENTIONS), encoder.encode(MENTIONS), atol=1e-6)
 
 
+def test_an_export_of_padded_batches_is_exported_again_as_packed(tiny_model_dir, onnx_dir):
+    """An export made before packing (or for padded batches) takes other inputs: a packing encoder exports anew."""
+    encoder = DenseEncoder(str(tiny_model_dir), pooling="cls", runtime="onnx")
+    assert encoder.pack_tokens
+    [export] = [p for p in onnx_dir.iterdir() if p.is_dir()]
+    record = json.loads((export / RECORD).read_text())
+    assert record["graph"] == "packed"
+    (export / RECORD).write_text(json.dumps({k: v for k, v in record.items() if k != "graph"}))  # as before packing
+    again = DenseEncoder(str(tiny_model_dir), pooling="cls", runtime="onnx")
+    assert json.loads((export / RECORD).read_text())["graph"] == "packed"
+    torch_vectors = DenseEncoder(str(tiny_model_dir), pooling="cls").encode(MENTIONS)
+    np.testing.assert_allclose(again.encode(MENTIONS), torch_vectors, atol=1e-5)
+    again.pack_tokens = 8  # several packed calls
+    np.testing.assert_allclose(again.encode(MENTIONS), torch_vectors, atol=1e-5)
+
+
 def test_onnx_needs_fp32(tiny_model_dir, onnx_dir):
     with pytest.raises(ValueError, match="fp32"):
         DenseEncoder(str(tiny_model_dir), precision="bf16", runtime="onnx")

@@ -88,7 +88,7 @@ def runtimes(args) -> None:
     for name, encoder in encoders.items():
         runtime, _, precision = name.partition(" ")
         ways = _ways(encoder, DenseEncoder(model, runtime=runtime, precision=precision or "fp32", packing=False))
-        for twin, _, _ in ways.values():
+        for twin, *_ in ways.values():
             twin.encode(mentions[:64])  # warm-up
         one = [mentions[i] for i in range(args.single)]
         started = time.perf_counter()
@@ -98,18 +98,18 @@ def runtimes(args) -> None:
         cases = [mentions[i:i + 15] for i in range(0, 15 * args.cases, 15)]
         times = {way: [] for way in ways}  # packed (the default on a CPU) / padded batches cut / one padded batch
         for case in cases:
-            for way, (twin, pack_tokens, call_cost) in ways.items():
-                twin.pack_tokens, twin.call_cost = pack_tokens, call_cost
+            for way, (twin, pack_tokens, call_cost, pack_rows) in ways.items():
+                twin.pack_tokens, twin.call_cost, twin.pack_rows = pack_tokens, call_cost, pack_rows
                 started = time.perf_counter()
                 twin.encode(case)
                 times[way].append(time.perf_counter() - started)
         bulk = {}
-        for way, (twin, pack_tokens, call_cost) in ways.items():
-            twin.pack_tokens, twin.call_cost = pack_tokens, call_cost
+        for way, (twin, pack_tokens, call_cost, pack_rows) in ways.items():
+            twin.pack_tokens, twin.call_cost, twin.pack_rows = pack_tokens, call_cost, pack_rows
             started = time.perf_counter()
             twin.encode(mentions)
             bulk[way] = len(mentions) / (time.perf_counter() - started)
-        ways["cut"][0].call_cost = ways["cut"][2]
+        encoder.pack_rows, ways["cut"][0].call_cost = ways["packed"][3], ways["cut"][2]
         difference = float(np.abs(encoder.encode(mentions[:512]) - ways["cut"][0].encode(mentions[:512])).max())
         figures[name] = {"batch 1 mentions/s": round(single, 1),
                          "max vector difference, packed vs cut (512 mentions)": difference}
@@ -128,11 +128,13 @@ def runtimes(args) -> None:
 
 
 def _ways(packed, padded) -> dict:
-    """(encoder, pack_tokens, call_cost) of the three ways to make the forward calls: texts packed (the default on a
-    CPU), padded batches cut by length (the default before packing), one padded batch. `padded`: the same model
-    loaded with packing=False (an ONNX Runtime session of the padded graph)."""
-    return {"packed": (packed, packed.pack_tokens, packed.call_cost), "cut": (padded, None, padded.call_cost),
-            "one padded batch": (padded, None, None)}
+    """(encoder, pack_tokens, call_cost, pack_rows) of the ways to make the forward calls: texts packed (the default
+    on a CPU: rows of packed texts, calls of up to PACK_ROWS rows), packed one row per call, padded batches cut by
+    length (the default before packing), one padded batch. `padded`: the same model loaded with packing=False (an
+    ONNX Runtime session of the padded graph)."""
+    return {"packed": (packed, packed.pack_tokens, packed.call_cost, packed.pack_rows),
+            "packed, one row per call": (packed, packed.pack_tokens, packed.call_cost, 1),
+            "cut": (padded, None, padded.call_cost, 1), "one padded batch": (padded, None, None, 1)}
 
 
 class _PredictBench:
@@ -190,10 +192,11 @@ def _predict_latency(model: str, args) -> dict:
         for i in range(args.cases):  # the ways in turn, rotated case by case; then once warm (packed)
             order = list(ways)[i % len(ways):] + list(ways)[:i % len(ways)]
             for way in order:
-                twin, twin.pack_tokens, twin.call_cost = ways[way]
+                twin, twin.pack_tokens, twin.call_cost, twin.pack_rows = ways[way]
                 bench.cached.encoder = twin  # the backend's encoder, behind its embedding cache
                 cold[way].append(bench.timed(2 * i, cold=True))
             bench.cached.encoder = encoder
+            encoder.pack_rows = ways["packed"][3]
             warm.append(bench.timed(2 * i, cold=False))
         pct = lambda xs, q: round(sorted(xs)[min(len(xs) - 1, int(q * len(xs)))], 1)  # noqa: E731
         figures = {"warm p50 ms": pct(warm, 0.5), "warm p95 ms": pct(warm, 0.95)}

@@ -39,11 +39,15 @@ CALL_COST_TOKENS = {"torch": 32, "onnx": 16}
 # no token is padding. Same vectors within float tolerance (checked on probe texts when the model loads; a model whose
 # architecture does not take position ids and a 4-d mask keeps padded batches). A 15-span case: one call of its real
 # tokens. Longer packs waste more on the masked attention between texts; the budgets were chosen on 2 cores of an
-# AMD EPYC (AVX2), RoBERTa-base shape, real mentions (docs/benchmarks.md, bench/annotate.py runtimes): a 15-span case
-# 270 -> 231 ms on ONNX Runtime and 395 -> 262 ms on PyTorch against padded batches cut by length; sorted bulk
-# PyTorch 66 against 63 mentions/s, ONNX Runtime 85 against 93 in that run (90 against 90 in a first one; packs of
-# 256 tokens: 84).
+# AMD EPYC (AVX2), RoBERTa-base shape, real mentions (docs/benchmarks.md, bench/annotate.py runtimes): /predict cold
+# p50 for a 15-span case 279 -> 196 ms on ONNX Runtime and 408 -> 279 ms on PyTorch against padded batches cut by
+# length; sorted bulk PyTorch 82 against 80 mentions/s, ONNX Runtime 86 against 88 (packs of 256 tokens: 84).
 PACK_TOKENS = {"torch": 256, "onnx": 128}
+# Packs per call at most, as the rows of a batch (a call's rows cut by length as padded batches are). Measured in one
+# run (bench/annotate.py runtimes, the same AMD EPYC): PyTorch bulk 82.0 mentions/s with 4 rows against 74.8 with one
+# (cut padded batches 80.3), a 15-span case 272 against 278 ms; ONNX Runtime did better with one row: bulk 85.5
+# against 76.2, /predict cold p50 196 against 218 ms.
+PACK_ROWS = {"torch": 4, "onnx": 1}
 PACK_TOLERANCE = 1e-4  # largest difference of a vector component, packed against one text at a time, on the probes
 
 
@@ -90,6 +94,7 @@ class DenseEncoder:
         self.pack_tokens = None
         if packing and self.device.type == "cpu" and packing_works(self.model, self.tokenizer, pooling, max_length):
             self.pack_tokens = PACK_TOKENS[runtime]
+        self.pack_rows = PACK_ROWS[runtime]
         self._position_offset = _position_offset(self.model)
         if precision == "bf16":
             self.model.to(torch.bfloat16)
@@ -150,17 +155,23 @@ class DenseEncoder:
         if progress is None:
             progress = len(texts) >= PROGRESS_MIN_TEXTS
         lengths = [len(encoded[i]) for i in order]
-        if self.pack_tokens:
-            batches = _packs(lengths, self.batch_size, self.pack_tokens)
+        if self.pack_tokens:  # rows of packed texts, then calls of rows of like lengths (cut as padded batches are)
+            packs = _packs(lengths, self.batch_size, self.pack_tokens)
+            pack_lengths = [sum(lengths[start:end]) for start, end in packs]
+            by_length = np.argsort(pack_lengths, kind="stable")
+            batches = [[packs[j] for j in by_length[start:end]] for start, end in
+                       _batches([pack_lengths[j] for j in by_length], self.pack_rows, self.call_cost)]
         else:
             batches = _batches(lengths, self.batch_size, self.call_cost)
         if progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc="encoding", unit="batch", total=len(batches))
         if self.pack_tokens:
-            for start, end in batches:
-                rows = order[start:end]
-                inputs = packed_inputs([encoded[i] for i in rows], self.pooling, self._position_offset)
+            pad = self.tokenizer.pad_token_id or 0
+            for call in batches:
+                rows = np.concatenate([order[start:end] for start, end in call])
+                inputs = packed_inputs([[encoded[i] for i in order[start:end]] for start, end in call], self.pooling,
+                                       self._position_offset, pad)
                 if self._session is not None:
                     pooled = self._session.run(None, inputs)[0]
                 else:
@@ -244,23 +255,32 @@ def _position_offset(model) -> int:
     return 0
 
 
-def packed_inputs(ids: Sequence[Sequence[int]], pooling: str, offset: int) -> dict:
-    """The arrays of one packed call: the texts' token ids end to end (1 x tokens), each text's own position ids, a
-    segment id per token (which text it belongs to) and the pooling matrix (texts x tokens: CLS picks a text's
-    first token, mean averages its tokens)."""
-    lengths = np.array([len(x) for x in ids])
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    total = int(lengths.sum())
-    segment = np.repeat(np.arange(len(ids)), lengths)
-    positions = np.arange(total) - np.repeat(starts, lengths) + offset
-    pool = np.zeros((len(ids), total), dtype=np.float32)
-    if pooling == "cls":
-        pool[np.arange(len(ids)), starts] = 1.0
-    else:
-        pool[segment, np.arange(total)] = (1.0 / lengths)[segment]
-    return {"input_ids": np.fromiter((t for x in ids for t in x), dtype=np.int64, count=total)[None],
-            "position_ids": positions.astype(np.int64)[None], "segment_ids": segment.astype(np.int64)[None],
-            "pool": pool}
+def packed_inputs(rows: Sequence[Sequence[Sequence[int]]], pooling: str, offset: int, pad: int = 0) -> dict:
+    """The arrays of one packed call. Each row holds texts' token ids end to end (rows x tokens, a row shorter than the
+    longest padded with `pad`), with each text's own position ids, a segment id per token (which text it belongs to;
+    -1 for padding) and the pooling matrix (texts x rows x tokens: CLS picks a text's first token, mean averages its
+    tokens). The vectors come out in the order of the texts, row by row."""
+    lengths = [np.array([len(x) for x in row], dtype=np.int64) for row in rows]
+    width = max(int(row.sum()) for row in lengths)
+    texts = sum(len(row) for row in lengths)
+    input_ids = np.full((len(rows), width), pad, dtype=np.int64)
+    positions = np.full((len(rows), width), offset, dtype=np.int64)
+    segments = np.full((len(rows), width), -1, dtype=np.int64)
+    pool = np.zeros((texts, len(rows), width), dtype=np.float32)
+    first = 0
+    for r, (row, n) in enumerate(zip(rows, lengths)):
+        total = int(n.sum())
+        starts = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        segment = np.repeat(np.arange(len(row)), n)
+        input_ids[r, :total] = np.fromiter((t for x in row for t in x), dtype=np.int64, count=total)
+        positions[r, :total] = np.arange(total) - np.repeat(starts, n) + offset
+        segments[r, :total] = segment + first
+        if pooling == "cls":
+            pool[first + np.arange(len(row)), r, starts] = 1.0
+        else:
+            pool[first + segment, r, np.arange(total)] = (1.0 / n)[segment]
+        first += len(row)
+    return {"input_ids": input_ids, "position_ids": positions, "segment_ids": segments, "pool": pool}
 
 
 def packed_forward(model, input_ids, position_ids, segment_ids, pool):
@@ -271,7 +291,7 @@ def packed_forward(model, input_ids, position_ids, segment_ids, pool):
     same = segment_ids[:, :, None] == segment_ids[:, None, :]
     mask = torch.where(same, torch.zeros((), dtype=dtype), torch.full((), torch.finfo(dtype).min, dtype=dtype))
     hidden = model(input_ids=input_ids, attention_mask=mask[:, None], position_ids=position_ids).last_hidden_state
-    return pool.to(hidden.dtype) @ hidden[0]
+    return pool.reshape(pool.shape[0], -1).to(hidden.dtype) @ hidden.reshape(-1, hidden.shape[-1])
 
 
 PACK_PROBES = ["fiebre alta", "apendicectomía laparoscópica con drenaje del absceso", "x", "dolor abdominal agudo "
@@ -287,7 +307,7 @@ def packing_works(model, tokenizer, pooling: str, max_length: int = 64) -> bool:
     device = next(model.parameters()).device
     try:
         with torch.inference_mode():
-            inputs = packed_inputs(ids, pooling, _position_offset(model))
+            inputs = packed_inputs([ids[:2], ids[2:]], pooling, _position_offset(model), tokenizer.pad_token_id or 0)
             packed = packed_forward(model, *(torch.from_numpy(inputs[k]).to(device) for k in PACKED_INPUTS)).float()
             alone = torch.cat([_pool(model(input_ids=torch.tensor([x], device=device),
                                            attention_mask=torch.ones(1, len(x), dtype=torch.long, device=device)

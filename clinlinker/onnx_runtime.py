@@ -1,16 +1,16 @@
 """The dense encoder on ONNX Runtime: the same fp32 model, exported once and kept beside it.
 
 The export is the transformer plus the pooling, made by torch.onnx's exporter. On a CPU it takes packed texts
-(clinlinker/encoders.py `packed_inputs`: token ids end to end, position ids, segment ids, a pooling matrix; the mask
-between texts is built in the graph), so no token is padding; a model that cannot be packed, or one on a GPU, gets
-the padded graph (input_ids and attention_mask with dynamic batch and sequence axes, CLS or masked mean). The record
-says which; a record of the other kind is exported again. It is kept in a directory named after the encoder's
-fingerprint (weights, tokenizer vocabulary, pooling, max_length: clinlinker/encoders.py; "-padded" appended for the
-padded graph), with a record of that fingerprint; a model whose weights change gets a new export, and a record that
-does not match is never used. Where it is kept, first that applies: CLINLINKER_ONNX_DIR/<fingerprint>; <local model
-directory>/onnx-<fingerprint> when that directory is writable; ~/.cache/clinlinker/onnx/<fingerprint>. An export is
-checked against the torch model on probe texts before it is kept, and made under a file lock, so that two processes
-starting at once export it once.
+(clinlinker/encoders.py `packed_inputs`: rows of token ids end to end, position ids, segment ids, a pooling matrix;
+the mask between texts is built in the graph), so that little is padding; a model that cannot be packed, or one on a
+GPU, gets the padded graph (input_ids and attention_mask with dynamic batch and sequence axes, CLS or masked mean).
+The record says which; a record of the other kind is exported again. It is kept in a directory named after the
+encoder's fingerprint (weights, tokenizer vocabulary, pooling, max_length: clinlinker/encoders.py; "-padded"
+appended for the padded graph), with a record of that fingerprint; a model whose weights change gets a new export,
+and a record that does not match is never used. Where it is kept, first that applies:
+CLINLINKER_ONNX_DIR/<fingerprint>; <local model directory>/onnx-<fingerprint> when that directory is writable;
+~/.cache/clinlinker/onnx/<fingerprint>. An export is checked against the torch model on probe texts before it is
+kept, and made under a file lock, so that two processes starting at once export it once.
 
 Normalisation stays outside the graph (numpy), as torch's normalize does it.
 """
@@ -40,7 +40,7 @@ TOLERANCE = 1e-3  # largest difference of a pooled vector component, ONNX Runtim
 
 
 def export_dir(encoder) -> Path:
-    key = encoder.fingerprint[:16] + ("" if _graph(encoder) == "packed" else "-padded")
+    key = encoder.fingerprint[:16] + ("" if _graph(encoder) == PACKED else "-padded")
     configured = os.environ.get("CLINLINKER_ONNX_DIR")
     if configured:
         return Path(configured) / key
@@ -50,10 +50,13 @@ def export_dir(encoder) -> Path:
     return Path.home() / ".cache" / "clinlinker" / "onnx" / key
 
 
+PACKED = "packed rows"  # the graph's name in the record ("packed", one row per call, is exported again)
+
+
 def _graph(encoder) -> str:
-    """packed: inputs of clinlinker.encoders.packed_inputs (texts end to end, no padding); padded: input_ids and
+    """packed rows: inputs of clinlinker.encoders.packed_inputs (texts end to end, no padding); padded: input_ids and
     attention_mask of a padded batch (a model that cannot be packed, or one on a GPU)."""
-    return "packed" if encoder.pack_tokens else "padded"
+    return PACKED if encoder.pack_tokens else "padded"
 
 
 def _record_matches(directory: Path, encoder) -> bool:
@@ -149,16 +152,17 @@ def export(encoder, directory: Path) -> None:
 
     model = encoder.model.float().to("cpu")
     module = _Pooled.build(model, encoder.pooling)  # the reference on the probes, and the padded graph
-    packed = _graph(encoder) == "packed"
+    packed = _graph(encoder) == PACKED
     if packed:
-        ids = encoder.tokenizer(PROBES[:2], truncation=True, max_length=encoder.max_length)["input_ids"]
-        arrays = packed_inputs(ids, encoder.pooling, encoder._position_offset)
+        ids = encoder.tokenizer(PROBES[:3], truncation=True, max_length=encoder.max_length)["input_ids"]
+        pad = encoder.tokenizer.pad_token_id or 0
+        arrays = packed_inputs([ids[:2], ids[2:]], encoder.pooling, encoder._position_offset, pad)  # two rows
+        rows, texts = torch.export.Dim("rows", max=4096), torch.export.Dim("texts", max=1 << 16)
         tokens = torch.export.Dim("tokens", max=max(encoder.pack_tokens, encoder.max_length) * 64)
-        texts = torch.export.Dim("texts", max=4096)
         args = tuple(torch.from_numpy(arrays[k]) for k in PACKED_INPUTS)
         names = list(PACKED_INPUTS)
-        shapes = {"input_ids": {1: tokens}, "position_ids": {1: tokens}, "segment_ids": {1: tokens},
-                  "pool": {0: texts, 1: tokens}}
+        shapes = {"input_ids": {0: rows, 1: tokens}, "position_ids": {0: rows, 1: tokens},
+                  "segment_ids": {0: rows, 1: tokens}, "pool": {0: texts, 1: rows, 2: tokens}}
         exported = _Pooled.build_packed(model)
     else:
         sample = encoder.tokenizer(PROBES[:2], padding=True, truncation=True, max_length=encoder.max_length,
@@ -189,7 +193,8 @@ def export(encoder, directory: Path) -> None:
     session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
     if packed:  # the packed graph against the padded torch module: the same vectors
         ids = encoder.tokenizer(PROBES, truncation=True, max_length=encoder.max_length)["input_ids"]
-        got = session.run(None, packed_inputs(ids, encoder.pooling, encoder._position_offset))[0]
+        got = session.run(None, packed_inputs([ids[:1], ids[1:]], encoder.pooling, encoder._position_offset,
+                                              encoder.tokenizer.pad_token_id or 0))[0]
     else:
         got = session.run(None, {"input_ids": probe["input_ids"].numpy().astype(np.int64),
                                  "attention_mask": probe["attention_mask"].numpy().astype(np.int64)})[0]

@@ -135,7 +135,7 @@ def test_packed_texts_get_the_vectors_of_padded_batches(tiny_model_dir, pooling)
              "colecistectomía laparoscópica programada", "x", "insuficiencia cardíaca congestiva descompensada"] * 3
     encoder = DenseEncoder(str(tiny_model_dir), pooling=pooling, batch_size=32)
     packed = encoder.encode(texts)
-    encoder.pack_tokens = 16  # several packs
+    encoder.pack_tokens, encoder.pack_rows = 16, 4  # several packs, several rows per call
     small = encoder.encode(texts)
     padded = _padded(encoder).encode(texts)
     np.testing.assert_allclose(packed, padded, atol=1e-5)
@@ -159,6 +159,16 @@ def test_the_probe_check_refuses_a_model_that_ignores_the_position_ids(tiny_mode
             return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
     assert not packing_works(NumbersItsOwnPositions(encoder.model), encoder.tokenizer, "cls")
+
+
+def test_bf16_packed_texts_stay_with_their_padded_vectors(tiny_model_dir):
+    """The mask of a bf16 model is bf16 (its own smallest value): packing must not let texts see each other."""
+    texts = ["tos", "dolor abdominal intenso en fosa ilíaca derecha con vómitos", "fiebre alta", "x"] * 4
+    encoder = DenseEncoder(str(tiny_model_dir), precision="bf16")
+    assert encoder.pack_tokens
+    packed = encoder.encode(texts)
+    padded = _padded(encoder).encode(texts)
+    assert np.all(np.sum(packed * padded, axis=1) > 0.999)
 
 
 def test_a_bert_style_model_is_packed_with_positions_from_zero(tmp_path, tiny_model_dir):

@@ -59,13 +59,15 @@ def test_an_export_of_padded_batches_is_exported_again_as_packed(tiny_model_dir,
     assert encoder.pack_tokens
     [export] = [p for p in onnx_dir.iterdir() if p.is_dir()]
     record = json.loads((export / RECORD).read_text())
-    assert record["graph"] == "packed"
+    assert record["graph"] == "packed rows"
     (export / RECORD).write_text(json.dumps({k: v for k, v in record.items() if k != "graph"}))  # as before packing
     again = DenseEncoder(str(tiny_model_dir), pooling="cls", runtime="onnx")
-    assert json.loads((export / RECORD).read_text())["graph"] == "packed"
+    assert json.loads((export / RECORD).read_text())["graph"] == "packed rows"
     torch_vectors = DenseEncoder(str(tiny_model_dir), pooling="cls").encode(MENTIONS)
     np.testing.assert_allclose(again.encode(MENTIONS), torch_vectors, atol=1e-5)
     again.pack_tokens = 8  # several packed calls
+    np.testing.assert_allclose(again.encode(MENTIONS), torch_vectors, atol=1e-5)
+    again.pack_rows = 4  # several packs per call, as the rows of a batch (the graph's rows axis)
     np.testing.assert_allclose(again.encode(MENTIONS), torch_vectors, atol=1e-5)
 
 

@@ -34,11 +34,11 @@ PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a 
 # throughput unchanged. PyTorch pays more per call than ONNX Runtime. On a GPU a call costs more than padding does:
 # batches are filled (None).
 CALL_COST_TOKENS = {"torch": 32, "onnx": 16}
-# On a CPU, texts are packed instead: the length-sorted texts laid end to end in one sequence of at most this many
-# tokens (and batch_size texts), each attending only to itself (a block-diagonal mask, its own position ids), so that
-# no token is padding. Same vectors within float tolerance (checked on probe texts when the model loads; a model whose
-# architecture does not take position ids and a 4-d mask keeps padded batches). A 15-span case: one call of its real
-# tokens. Longer packs waste more on the masked attention between texts; the budgets were chosen on 2 cores of an
+# On a CPU, texts are packed instead: the length-sorted texts laid end to end in rows of at most this many tokens
+# (and batch_size texts), each attending only to itself (a block-diagonal mask, its own position ids), so that no token
+# of a row is padding. Same vectors within float tolerance (checked on probe texts when the model loads; a model whose
+# architecture does not take position ids and a 4-d mask keeps padded batches). A 15-span case: one or two calls of
+# its real tokens. Longer packs waste more on the masked attention between texts; the budgets were chosen on 2 cores of an
 # AMD EPYC (AVX2), RoBERTa-base shape, real mentions (docs/benchmarks.md, bench/annotate.py runtimes): /predict cold
 # p50 for a 15-span case 279 -> 196 ms on ONNX Runtime and 408 -> 279 ms on PyTorch against padded batches cut by
 # length; sorted bulk PyTorch 82 against 80 mentions/s, ONNX Runtime 86 against 88 (packs of 256 tokens: 84).
@@ -156,7 +156,10 @@ class DenseEncoder:
             progress = len(texts) >= PROGRESS_MIN_TEXTS
         lengths = [len(encoded[i]) for i in order]
         if self.pack_tokens:  # rows of packed texts, then calls of rows of like lengths (cut as padded batches are)
-            packs = _packs(lengths, self.batch_size, self.pack_tokens)
+            empty = sum(1 for length in lengths if length == 0)  # no tokens at all (a tokenizer without special
+            # tokens given ""): nothing to attend to, left a zero vector; they sort first
+            packs = [(start + empty, end + empty) for start, end in _packs(lengths[empty:], self.batch_size,
+                                                                           self.pack_tokens)]
             pack_lengths = [sum(lengths[start:end]) for start, end in packs]
             by_length = np.argsort(pack_lengths, kind="stable")
             batches = [[packs[j] for j in by_length[start:end]] for start, end in

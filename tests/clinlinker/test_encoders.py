@@ -267,3 +267,14 @@ def test_int8_is_quiet(tiny_model_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DenseEncoder(str(tiny_model_dir), precision="int8").encode(["tos"])
+
+
+def test_a_text_of_no_tokens_gets_a_zero_vector_and_leaves_the_others_alone(tiny_model_dir):
+    """A tokenizer without special tokens makes "" into no tokens at all: packed, it is left out of the rows."""
+    encoder = DenseEncoder(str(tiny_model_dir), pooling="cls")
+    encoder.tokenizer.backend_tokenizer.post_processor = None  # no <s> ... </s>
+    assert encoder.tokenizer([""])["input_ids"] == [[]]
+    texts = ["", "tos", "dolor abdominal intenso"]
+    vectors = encoder.encode(texts)
+    assert not vectors[0].any()
+    np.testing.assert_allclose(vectors[1:], encoder.encode(texts[1:]), atol=1e-6)

@@ -45,8 +45,8 @@ CALL_COST_TOKENS = {"torch": 32, "onnx": 16}
 PACK_TOKENS = {"torch": 256, "onnx": 128}
 # Packs per call at most, as the rows of a batch (a call's rows cut by length as padded batches are). Measured in one
 # run (bench/annotate.py runtimes, the same AMD EPYC): PyTorch bulk 82.0 mentions/s with 4 rows against 74.8 with one
-# (cut padded batches 80.3), a 15-span case 272 against 278 ms; ONNX Runtime did better with one row: bulk 85.5
-# against 76.2, /predict cold p50 196 against 218 ms.
+# (cut padded batches 80.3), a 15-span case 272 against 278 ms, but 81.7 against 88.2 in a second run: within the
+# spread; ONNX Runtime did better with one row in both: /predict cold p50 196 / 192 against 218 / 206 ms.
 PACK_ROWS = {"torch": 4, "onnx": 1}
 PACK_TOLERANCE = 1e-4  # largest difference of a vector component, packed against one text at a time, on the probes
 

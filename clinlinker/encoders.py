@@ -34,13 +34,13 @@ PROGRESS_MIN_TEXTS = 2048  # show a progress bar only for long runs (indexing a 
 # throughput unchanged. PyTorch pays more per call than ONNX Runtime. On a GPU a call costs more than padding does:
 # batches are filled (None).
 CALL_COST_TOKENS = {"torch": 32, "onnx": 16}
-# On a CPU, texts are packed instead: the length-sorted texts laid end to end in rows of at most this many tokens
-# (and batch_size texts), each attending only to itself (a block-diagonal mask, its own position ids), so that no token
-# of a row is padding. Same vectors within float tolerance (checked on probe texts when the model loads; a model whose
+# On a CPU, texts are packed instead: the length-sorted texts laid end to end in rows of at most this many tokens (and
+# batch_size texts), each attending only to itself (a block-diagonal mask, its own position ids), so that no token of
+# a row is padding. Same vectors within float tolerance (checked on probe texts when the model loads; a model whose
 # architecture does not take position ids and a 4-d mask keeps padded batches). A 15-span case: one or two calls of
-# its real tokens. Longer packs waste more on the masked attention between texts; the budgets were chosen on 2 cores of an
-# AMD EPYC (AVX2), RoBERTa-base shape, real mentions (docs/benchmarks.md, bench/annotate.py runtimes): /predict cold
-# p50 for a 15-span case 279 -> 196 ms on ONNX Runtime and 408 -> 279 ms on PyTorch against padded batches cut by
+# its real tokens. Longer packs waste more on the masked attention between texts; the budgets were chosen on 2 cores
+# of an AMD EPYC (AVX2), RoBERTa-base shape, real mentions (docs/benchmarks.md, bench/annotate.py runtimes): /predict
+# cold p50 for a 15-span case 279 -> 196 ms on ONNX Runtime and 408 -> 279 ms on PyTorch against padded batches cut by
 # length; sorted bulk PyTorch 82 against 80 mentions/s, ONNX Runtime 86 against 88 (packs of 256 tokens: 84).
 PACK_TOKENS = {"torch": 256, "onnx": 128}
 # Packs per call at most, as the rows of a batch (a call's rows cut by length as padded batches are). Measured in one

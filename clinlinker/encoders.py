@@ -181,8 +181,7 @@ class DenseEncoder:
                     with torch.inference_mode():
                         pooled = packed_forward(self.model, *(torch.from_numpy(inputs[k]).to(self.device)
                                                               for k in PACKED_INPUTS)).float().cpu().numpy()
-                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-                out[rows] = pooled / np.maximum(norms, 1e-12)  # as torch's normalize (eps 1e-12)
+                out[rows] = _normalised(pooled)
             return out
         if self._session is not None:
             for start, end in batches:
@@ -191,8 +190,7 @@ class DenseEncoder:
                                            return_tensors="np")
                 pooled = self._session.run(None, {"input_ids": batch["input_ids"].astype(np.int64),
                                                   "attention_mask": batch["attention_mask"].astype(np.int64)})[0]
-                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-                out[rows] = pooled / np.maximum(norms, 1e-12)  # as torch's normalize (eps 1e-12)
+                out[rows] = _normalised(pooled)
             return out
         with torch.inference_mode():
             for start, end in batches:
@@ -231,6 +229,11 @@ def _batches(lengths: Sequence[int], batch_size: int, call_cost: int | None) -> 
         out.append((cut[end], end))
         end = cut[end]
     return out[::-1]
+
+
+def _normalised(pooled: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised as torch's normalize does it (eps 1e-12): the ONNX Runtime and packed paths."""
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
 def _packs(lengths: Sequence[int], batch_size: int, budget: int) -> list[tuple[int, int]]:
@@ -320,8 +323,7 @@ def packing_works(model, tokenizer, pooling: str, max_length: int = 64) -> bool:
         log.info("packed encoding not used for this model (%s: %s)", type(exc).__name__, str(exc)[:200])
         return False
     difference = float((packed - alone).abs().max())
-    scale = float(alone.abs().max()) or 1.0
-    if difference > PACK_TOLERANCE * max(1.0, scale):
+    if difference > PACK_TOLERANCE * max(1.0, float(alone.abs().max())):
         log.info("packed encoding not used for this model: it differs by %.2g from one text at a time", difference)
         return False
     return True

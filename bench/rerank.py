@@ -4,6 +4,7 @@ score it on dev (docs/quality.md), and time /predict with it.
     python bench/rerank.py lists --index DIR --name lexical         # first-stage lists (per label) of fit/tune/dev
     python bench/rerank.py train --name lexical --out DIR [--max-steps N] [--negatives 7]
     python bench/rerank.py eval --name lexical --reranker DIR       # term and weight on tune; dev at N = 25, 50
+    python bench/rerank.py prior --name lexical                     # no cross-encoder: a bonus for codes fit saw
     python bench/rerank.py latency --index DIR --reranker DIR       # 15-span case, without and with (N = 25/50/100)
 
 The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
@@ -73,10 +74,11 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
     from clinlinker.reranker import reranker_examples, train_cross_encoder
 
     kb, cands = _load(name)
-    examples = []
+    examples, codes = [], set()
     for corpus in quality.CORPORA:
         gold = quality._gold(corpus, "fit")
         examples += reranker_examples(gold, cands[f"{corpus}_fit"], kb, negatives=negatives, term=term)
+        codes |= {link.code for link in gold if link.code in kb}
     if synonyms:
         from clinlinker.index import load_index
         from clinlinker.reranker import synonym_examples
@@ -86,7 +88,7 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
         random.Random(0).shuffle(examples)
     print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from the fit part", flush=True)
     record = train_cross_encoder(examples, minilm(), out, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                                 lr=lr, max_length=48, max_seconds=max_seconds, bf16=bf16)
+                                 lr=lr, max_length=48, max_seconds=max_seconds, bf16=bf16, codes=codes)
     print(json.dumps(record))
 
 
@@ -96,8 +98,10 @@ def _score(reranked: dict, kb_codes: set, part: str) -> dict:
 
 
 def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "preferred"),
-             weights=(0.25, 0.5, 0.75, 1.0), precision: str = "bf16") -> None:
-    """Term and weight chosen on tune (N = 25); dev scored at each N with them, in `precision` and in fp32."""
+             weights=(0.25, 0.5, 0.75, 1.0), precision: str = "bf16", novel_weights=(None,),
+             out: str | None = None) -> None:
+    """Term, weight and novel weight (for candidates of codes the re-ranker was not trained on; None: the weight)
+    chosen on tune (N = 25); dev scored at each N with them, in `precision` and in fp32."""
     from clinlinker.reranker import CrossEncoderReranker
 
     kb, cands = _load(name)
@@ -110,6 +114,14 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "p
         return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
 
     def run(reranker, part, depth):
+        """The cross-encoder's probabilities for the part's lists, kept in bench/.cache/rerank by the re-ranker's
+        fingerprint, term, depth and precision: a wider grid of weights on tune does not score the pairs again."""
+        kept = LISTS / (f"probs-{name}-{reranker.fingerprint[:16]}-{reranker.term}-{depth}-{reranker.precision}"
+                        f"-{part}.json")
+        if kept.exists():
+            data = json.loads(kept.read_text())
+            return {c: [{int(j): p for j, p in row.items()} for row in rows] for c, rows in data["probs"].items()}, \
+                data["seconds"]
         seconds, probs = 0.0, {}
         for corpus in quality.CORPORA:
             gold = quality._gold(corpus, part)
@@ -117,6 +129,7 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "p
             mentions = [l.span for l in gold]
             probs[corpus] = reranker.probabilities(mentions, cands[f"{corpus}_{part}"], 25)
             seconds += time.perf_counter() - started
+        kept.write_text(json.dumps({"probs": probs, "seconds": seconds}))
         return probs, seconds
 
     def ranked(reranker, part, probs):
@@ -128,25 +141,64 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "p
         reranker = CrossEncoderReranker(reranker_dir, depth=25, term=term, precision=precision)
         probs, _ = run(reranker, "tune", 25)
         for weight in weights:
-            reranker.weight = weight
-            tune[(term, weight)] = round(objective(_score(ranked(reranker, "tune", probs), kb_codes, "tune")), 5)
-            print(f"tune: term {term}, weight {weight}: objective {tune[(term, weight)]}", flush=True)
-    term, weight = max(tune, key=tune.get)
-    results["tune"] = {f"{t} {w}": v for (t, w), v in tune.items()}
+            for novel in novel_weights:
+                reranker.weight, reranker.novel_weight = weight, novel
+                key = (term, weight, novel)
+                tune[key] = round(objective(_score(ranked(reranker, "tune", probs), kb_codes, "tune")), 5)
+                print(f"tune: term {term}, weight {weight}, novel weight {novel}: objective {tune[key]}", flush=True)
+    term, weight, novel = max(tune, key=lambda key: (tune[key], key[2] is None))  # a tie: no novel weight
+    results["tune"] = {" ".join(map(str, key if novel_weights != (None,) else key[:2])): v for key, v in tune.items()}
     results["first_stage_tune_objective"] = round(objective(results["first_stage"]["tune"]), 5)
-    results["term"], results["weight"] = term, weight
+    results["term"], results["weight"], results["novel_weight"] = term, weight, novel
+    trained = CrossEncoderReranker(reranker_dir, depth=25, term=term, precision="fp32").trained_codes
+    results["trained_codes"] = None if trained is None else len(trained)
     results["dev"] = {}
     for prec in dict.fromkeys((precision, "fp32")):
         for depth in depths if prec == precision else depths[:1]:
-            reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term, precision=prec, weight=weight)
+            reranker = CrossEncoderReranker(reranker_dir, depth=depth, term=term, precision=prec, weight=weight,
+                                            novel_weight=novel)
             probs, seconds = run(reranker, "dev", depth)
             report = _score(ranked(reranker, "dev", probs), kb_codes, "dev")
             results["dev"][f"N={depth} {prec}"] = {"report": report, "seconds": round(seconds, 1)}
             quality._print(f"+rr N={depth} {prec}", report)
+            if novel is not None and depth == depths[0]:  # the same probabilities without the novel weight
+                reranker.novel_weight = None
+                report = _score(ranked(reranker, "dev", probs), kb_codes, "dev")
+                results["dev"][f"N={depth} {prec} without novel weight"] = {"report": report}
+                quality._print(f"+rr N={depth} {prec} w/o novel", report)
     results["training"] = json.loads((Path(reranker_dir) / "clinlinker_reranker.json").read_text())
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    save(f"rerank-{name}-{Path(reranker_dir).name}.json", {"first_stage": name, "reranker": str(reranker_dir),
+    save(out or f"rerank-{name}-{Path(reranker_dir).name}.json", {"first_stage": name, "reranker": str(reranker_dir),
                                                            "cpu": cpu, **results})
+
+
+def prior(name: str, bonuses=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)) -> None:
+    """No cross-encoder: the first stage's top 25 re-ordered by similarity plus a bonus for the codes the fit part's
+    links name (what a re-ranker trained on them has seen), the bonus chosen on tune. How much of a re-ranker's gain
+    a plain prior for codes coders used before would give."""
+    kb, cands = _load(name)
+    kb_codes = {c.code for c in kb.concepts}
+    fit = {link.code for corpus in quality.CORPORA for link in quality._gold(corpus, "fit") if link.code in kb}
+
+    def ordered(part, bonus):
+        out = {}
+        for corpus in quality.CORPORA:
+            out[f"{corpus}_{part}"] = [sorted(row[:25], key=lambda c: (-(c.score + bonus * (c.code in fit)), c.rank))
+                                       for row in cands[f"{corpus}_{part}"]]
+        return out
+
+    def objective(report):
+        return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
+
+    tune = {b: round(objective(_score(ordered("tune", b), kb_codes, "tune")), 5) for b in bonuses}
+    for b, v in tune.items():
+        print(f"tune: bonus {b}: objective {v}")
+    bonus = max(tune, key=lambda b: (tune[b], -b))
+    report = _score(ordered("dev", bonus), kb_codes, "dev")
+    quality._print(name, _score(ordered("dev", 0.0), kb_codes, "dev"))
+    quality._print(f"+prior {bonus}", report)
+    save(f"rerank-{name}-prior.json", {"first_stage": name, "fit_codes": len(fit), "tune": tune, "bonus": bonus,
+                                       "dev": report})
 
 
 def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
@@ -209,6 +261,11 @@ def main() -> None:
     p.add_argument("--depths", default="25,50")
     p.add_argument("--terms", default="matched,preferred")
     p.add_argument("--weights", default="0.25,0.5,0.75,1.0")
+    p.add_argument("--novel-weights", default="none", help="the cross-encoder's shares tried for candidates of codes "
+                   "it was not trained on, e.g. none,0,0.1 (none: the weight)")
+    p.add_argument("--out", help="the result file's name in bench/results (default: rerank-NAME-RERANKER.json)")
+    p = sub.add_parser("prior")
+    p.add_argument("--name", required=True)
     p = sub.add_parser("latency")
     p.add_argument("--index", required=True)
     p.add_argument("--reranker", required=True)
@@ -225,7 +282,10 @@ def main() -> None:
     elif args.command == "eval":
         evaluate(args.name, args.reranker, depths=tuple(int(d) for d in args.depths.split(",")),
                  terms=tuple(args.terms.split(",")), weights=tuple(float(w) for w in args.weights.split(",")),
-                 precision=args.precision)
+                 precision=args.precision, out=args.out,
+                 novel_weights=tuple(None if w == "none" else float(w) for w in args.novel_weights.split(",")))
+    elif args.command == "prior":
+        prior(args.name)
     else:
         latency(args.index, args.reranker)
 

@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which term of a candidate the re-ranker reads (default: the one the first stage matched)")
     p.add_argument("--rerank-weight", type=float, default=1.0, help="the cross-encoder's share of a candidate's "
                    "score, the rest the first stage's similarity (default 1.0: the cross-encoder alone)")
+    p.add_argument("--rerank-novel-weight", type=float, help="its share for a candidate whose code the re-ranker "
+                   "was not trained on (its clinlinker_reranker_codes.txt; default: --rerank-weight)")
     p.add_argument("--rerank-precision", default="fp32", choices=["fp32", "bf16"],
                    help="the re-ranker's precision (bf16: faster where the CPU has AVX-512 BF16; bench/rerank.py)")
 
@@ -447,7 +449,8 @@ def cmd_index(args) -> int:
         # directory is recorded by its absolute path: the index loads from anywhere
         reranker = CrossEncoderReranker(name, depth=args.rerank_depth, term=args.rerank_term,
                                         device=args.device, precision=args.rerank_precision,
-                                        weight=args.rerank_weight).describe()
+                                        weight=args.rerank_weight,
+                                        novel_weight=args.rerank_novel_weight).describe()
     out = save_index(index, args.out, sources=sources, reranker=reranker)
     print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
           f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}"
@@ -512,7 +515,8 @@ def cmd_train_reranker(args) -> int:
           file=sys.stderr)
     record = train_cross_encoder(examples, args.model, args.out, epochs=args.epochs, max_steps=args.max_steps,
                                  max_seconds=args.max_seconds, batch_size=args.batch_size, lr=args.lr,
-                                 max_length=args.max_length, device=args.device, bf16=args.bf16)
+                                 max_length=args.max_length, device=args.device, bf16=args.bf16,
+                                 codes={link.code for link in links if link.code in linker.kb})
     print(f"re-ranker written to {args.out}: {record['steps']} steps ({record['epochs']} epochs) in "
           f"{record['seconds']} s, loss {record['loss_first_50']} -> {record['loss_last_50']}; use it with "
           f"`clinlinker index --reranker {args.out}` or --reranker / CLINLINKER_RERANKER")

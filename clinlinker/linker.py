@@ -70,7 +70,8 @@ class Linker:
             stage = CrossEncoderReranker(spec["model"], depth=rerank_depth or spec.get("depth") or 50,
                                          term=spec.get("term", "matched"), max_length=spec.get("max_length", 64),
                                          device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
-                                         weight=float(spec.get("weight", 1.0)))
+                                         weight=float(spec.get("weight", 1.0)),
+                                         novel_weight=spec.get("novel_weight"))
             if spec.get("fingerprint") and spec["fingerprint"] != stage.fingerprint:
                 import logging
 

@@ -7,8 +7,13 @@ scores every (mention, term) pair and the best k are kept. Any Hugging Face sequ
 second class is "relevant"). A candidate's score becomes the cross-encoder's probability that it is the concept
 meant (a sigmoid of the logit), or with `weight` < 1 that probability fused with the first stage's similarity
 (weight x probability + (1 - weight) x similarity, the weight chosen on a tune split), so that the certainty of a list
-keeps its meaning; what a coder already accepted for
-this exact wording (learned, score 1.0) stays first: the coders' decision is not re-ranked.
+keeps its meaning; what a coder already accepted for this exact wording (learned, score 1.0) stays first: the
+coders' decision is not re-ranked.
+
+A re-ranker trained here records the codes its accepted links taught it (`clinlinker_reranker_codes.txt`). Its
+probability is learned mostly from those concepts: for a candidate of a code it never saw as a positive it is less
+to be trusted, and `novel_weight` (the cross-encoder's share for such candidates; default: `weight`) lets the first
+stage keep more say there (docs/quality.md measures it).
 
 Which term of a candidate is read (`term`): the one the first stage matched, its preferred term, or both (the better
 of the two scores).
@@ -42,16 +47,20 @@ log = logging.getLogger(__name__)
 
 TERMS = ("matched", "preferred", "both")
 TRAINING_FILE = "clinlinker_reranker.json"
+CODES_FILE = "clinlinker_reranker_codes.txt"  # the concepts the training examples' positives named, one per line
 
 
 class CrossEncoderReranker:
     def __init__(self, model: str, *, depth: int = 50, term: str = "matched", max_length: int = 64,
-                 batch_size: int = 64, device: str | None = None, precision: str = "fp32", weight: float = 1.0):
+                 batch_size: int = 64, device: str | None = None, precision: str = "fp32", weight: float = 1.0,
+                 novel_weight: float | None = None):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
-        if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        for name, value in (("weight", weight), ("novel_weight", novel_weight)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.weight = weight  # the cross-encoder's share of a candidate's score; the rest is the first stage's
+        self.novel_weight = novel_weight  # its share for a candidate whose code it was not trained on (None: weight)
         if term not in TERMS:
             raise ValueError(f"term must be one of {TERMS}, got {term!r}")
         if depth < 1:
@@ -79,6 +88,9 @@ class CrossEncoderReranker:
         for key, tensor in sorted(self.model.state_dict().items()):
             digest.update(key.encode())
             digest.update(memoryview(tensor.detach().cpu().contiguous().float().numpy()).cast("B"))
+        self.trained_codes = read_trained_codes(self.name)  # None: not known (a re-ranker trained elsewhere)
+        if self.trained_codes is not None:
+            digest.update("\n".join(sorted(self.trained_codes)).encode())
         self.fingerprint = digest.hexdigest()
         self.precision = precision
         if precision == "bf16":  # fast where the CPU has AVX-512 BF16 or AMX, or on a GPU (bench/rerank.py)
@@ -86,8 +98,18 @@ class CrossEncoderReranker:
         log.info("cross-encoder re-ranker %s (depth %d, %s term) on %s", self.name, depth, term, self.device)
 
     def describe(self) -> dict:
-        return {"model": self.name, "depth": self.depth, "term": self.term, "max_length": self.max_length,
-                "precision": self.precision, "weight": self.weight, "fingerprint": self.fingerprint}
+        out = {"model": self.name, "depth": self.depth, "term": self.term, "max_length": self.max_length,
+               "precision": self.precision, "weight": self.weight, "fingerprint": self.fingerprint}
+        if self.novel_weight is not None:
+            out["novel_weight"] = self.novel_weight
+        return out
+
+    def share(self, code: str) -> float:
+        """The cross-encoder's share of this candidate's score: `novel_weight` for a code it was not trained on
+        (when it is known what it was trained on and a novel weight is set), else `weight`."""
+        if self.novel_weight is None or self.trained_codes is None or code in self.trained_codes:
+            return self.weight
+        return self.novel_weight
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The probability that each (mention, term) pair names the same concept."""
@@ -134,13 +156,27 @@ class CrossEncoderReranker:
         probabilities = probabilities if probabilities is not None else self.probabilities(mentions, found, k)
         out = []
         for cands, probs in zip(found, probabilities):
-            scores = {j: self.weight * p + (1.0 - self.weight) * max(0.0, min(1.0, cands[j].score))
-                      for j, p in probs.items()}
+            scores = {}
+            for j, p in probs.items():
+                share = self.share(cands[j].code)
+                scores[j] = share * p + (1.0 - share) * max(0.0, min(1.0, cands[j].score))
             head = [c for c in cands[:depth] if _accepted(c)]
             rest = sorted(scores, key=lambda j: (-round(scores[j], 6), j))
             ranked = head + [replace(cands[j], score=round(scores[j], 6)) for j in rest]
             out.append([c.at_rank(rank) for rank, c in enumerate(ranked[:k], start=1)])
         return out
+
+
+def read_trained_codes(model: str) -> frozenset | None:
+    """The codes a re-ranker directory records it was trained on; None for a hub id or a directory without them."""
+    path = Path(model) / CODES_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: cannot read the re-ranker's trained codes ({exc})") from None
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _accepted(c: Candidate) -> bool:
@@ -200,10 +236,12 @@ def synonym_examples(kb, index, n: int, *, negatives: int = 3, seed: int = 0) ->
 def train_cross_encoder(examples: Sequence[tuple[str, str, float]], base: str, out_dir, *, epochs: float = 1.0,
                         max_steps: int | None = None, max_seconds: float | None = None, batch_size: int = 32,
                         lr: float = 3e-5, warmup_ratio: float = 0.1, max_length: int = 64, seed: int = 0,
-                        device: str | None = None, threads: int | None = None, bf16: bool = False) -> dict:
+                        device: str | None = None, threads: int | None = None, bf16: bool = False,
+                        codes=None) -> dict:
     """Fine-tune a sequence-classification model (one logit, binary cross-entropy) on the examples and write it,
     with its tokenizer and a record of the run, to out_dir. bf16: compute in bfloat16 autocast (fp32 weights), far
-    faster where the CPU has AVX-512 BF16 or AMX."""
+    faster where the CPU has AVX-512 BF16 or AMX. codes: the concepts the examples' positives name (the accepted
+    links' codes), written beside the model with those of the base, when the base is a re-ranker that has them."""
     import contextlib
 
     import torch
@@ -263,6 +301,9 @@ def train_cross_encoder(examples: Sequence[tuple[str, str, float]], base: str, o
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    if codes is not None:
+        known = set(codes) | set(read_trained_codes(str(base)) or ())
+        (out_dir / CODES_FILE).write_text("".join(f"{code}\n" for code in sorted(known)), encoding="utf-8")
     record = {"base": str(base), "examples": len(examples), "positives": int(sum(y for _, _, y in examples)),
               "steps": step, "epochs": round(step * batch_size / len(examples), 3),
               "loss_first_50": round(sum(losses[:50]) / max(1, len(losses[:50])), 4),

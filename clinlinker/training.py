@@ -318,7 +318,8 @@ def retrain_index(index_dir, links: Sequence, out_dir, config: TrainingConfig | 
                                           term=record.get("term", "matched"),
                                           max_length=int(record.get("max_length", 64)),
                                           precision=record.get("precision", "fp32"),
-                                          weight=float(record.get("weight", 1.0)), device=config.device).describe()
+                                          weight=float(record.get("weight", 1.0)),
+                                          novel_weight=record.get("novel_weight"), device=config.device).describe()
     save_index(index, out / "index", sources={"retrained_from": str(index_dir.resolve()), "links": len(links),
                                               **sources}, reranker=new_record or manifest.get("reranker"))
     return history
@@ -363,4 +364,5 @@ def _retrain_reranker(index, record: dict, links, out: Path, config, max_steps, 
     examples = reranker_examples(clean, lists, index.kb, term=record.get("term", "matched"), seed=config.seed)
     return train_cross_encoder(examples, record["model"], out, max_steps=max_steps or config.max_steps,
                                max_seconds=config.max_seconds, lr=config.lr, seed=config.seed, device=config.device,
-                               max_length=int(record.get("max_length", 64)), bf16=config.bf16)
+                               max_length=int(record.get("max_length", 64)), bf16=config.bf16,
+                               codes={link.code for link in clean})

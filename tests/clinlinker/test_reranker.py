@@ -84,6 +84,12 @@ def test_train_reranker_then_index_records_it_and_link_uses_it(tiny_cross_encode
                  "--links", str(FIXTURES / "corpus" / "links.tsv"), "--model", str(tiny_cross_encoder),
                  "--out", str(model), "--max-steps", "5"]) == 0
     assert "re-ranker written to" in capsys.readouterr().out
+    from clinlinker.gazetteer import load_knowledge_base
+    from clinlinker.links import read_links
+
+    kb = load_knowledge_base([demo_gazetteer])
+    taught = {link.code for link in read_links(FIXTURES / "corpus" / "links.tsv") if link.is_clean and link.code in kb}
+    assert taught and CrossEncoderReranker(str(model)).trained_codes == taught  # what the links taught it
     ix = tmp_path / "ix-reranked"
     assert main(["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
                  "char-ngrams", "--reranker", str(model), "--rerank-depth", "12", "--out", str(ix)]) == 0
@@ -169,7 +175,7 @@ def test_retrain_trains_the_recorded_reranker_further_and_records_the_new_one(ti
         ix = tmp_path / f"ix-{len(engine)}"
         assert main(["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
                      engine, "--reranker", str(tiny_cross_encoder), "--rerank-depth", "12", "--rerank-weight", "0.5",
-                     "--out", str(ix)]) == 0
+                     "--rerank-novel-weight", "0.1", "--out", str(ix)]) == 0
         out = tmp_path / f"new-{len(engine)}"
         assert main(["retrain", "--index", str(ix), "--links", links, "--out", str(out), "--max-steps", "4",
                      "--lr", "1e-3", "--threads", "1"]) == 0
@@ -178,7 +184,9 @@ def test_retrain_trains_the_recorded_reranker_further_and_records_the_new_one(ti
         record = new["reranker"]
         assert record["model"] == str((out / "reranker").resolve())
         assert record["fingerprint"] != old["reranker"]["fingerprint"]
-        assert (record["depth"], record["weight"], record["term"]) == (12, 0.5, "matched")  # the settings carry over
+        assert (record["depth"], record["weight"], record["novel_weight"], record["term"]) == (12, 0.5, 0.1, "matched")
+        assert Linker.from_directory(ix).reranker.novel_weight == 0.1  # the settings carry over
+        assert CrossEncoderReranker(record["model"]).trained_codes  # the links' codes, recorded now
         before, after = _weights(tiny_cross_encoder), _weights(out / "reranker")
         assert any(not np.array_equal(before[name], after[name]) for name in before)  # from its weights, changed
         assert (new["fingerprint"] == old["fingerprint"]) == (engine == "char-ngrams")  # lexical: first stage kept
@@ -189,3 +197,50 @@ def test_retrain_trains_the_recorded_reranker_further_and_records_the_new_one(ti
     assert main(["retrain", "--index", str(tmp_path / "ix-11"), "--links", links, "--out", str(tmp_path / "no"),
                  "--no-reranker"]) == 2
     assert "no model to fine-tune" in capsys.readouterr().err
+
+
+def _with_codes(model_dir, tmp_path, codes):
+    import shutil
+
+    out = tmp_path / "with-codes"
+    shutil.copytree(model_dir, out)
+    (out / "clinlinker_reranker_codes.txt").write_text("".join(f"{c}\n" for c in codes))
+    return out
+
+
+def test_novel_weight_gives_the_first_stage_more_say_for_codes_the_reranker_never_saw(tiny_cross_encoder,
+                                                                                       lexical_index, tmp_path):
+    found = lexical_index.search(MENTIONS, 10)
+    seen = {cands[j].code for cands in found for j in (1, 3)}  # some of each list's candidates were trained on
+    model = _with_codes(tiny_cross_encoder, tmp_path, seen)
+    gated = CrossEncoderReranker(str(model), depth=10, weight=0.5, novel_weight=0.0)
+    assert gated.trained_codes == frozenset(seen) and gated.describe()["novel_weight"] == 0.0
+    probabilities = gated.probabilities(MENTIONS, found)
+    out = gated.rerank(MENTIONS, found, 10, probabilities=probabilities)
+    for cands, probs, reranked in zip(found, probabilities, out):
+        expected = {cands[j].code: round(0.5 * p + 0.5 * cands[j].score if cands[j].code in seen else cands[j].score,
+                                         6) for j, p in probs.items()}
+        assert {c.code: c.score for c in reranked} == expected
+        assert [c.score for c in reranked] == sorted(expected.values(), reverse=True)
+    # without a novel weight every candidate is fused alike, and so is a re-ranker that does not know its codes
+    alike = CrossEncoderReranker(str(model), depth=10, weight=0.5).rerank(MENTIONS, found, 10)
+    unknown = CrossEncoderReranker(str(tiny_cross_encoder), depth=10, weight=0.5, novel_weight=0.0)
+    assert unknown.trained_codes is None
+    assert [[(c.code, c.score) for c in l] for l in unknown.rerank(MENTIONS, found, 10)] == \
+        [[(c.code, c.score) for c in l] for l in alike]
+    assert [[(c.code, c.score) for c in l] for l in alike] != [[(c.code, c.score) for c in l] for l in out]
+    # the codes are part of what the re-ranker is: a model_version changes with them
+    assert gated.fingerprint != unknown.fingerprint
+    with pytest.raises(ValueError, match="novel_weight"):
+        CrossEncoderReranker(str(model), novel_weight=-0.1)
+
+
+def test_training_records_the_codes_it_was_taught_and_training_further_keeps_them(tiny_cross_encoder, tmp_path):
+    examples = [("fiebre alta", "fiebre", 1.0), ("fiebre alta", "tos", 0.0)] * 4
+    train_cross_encoder(examples, str(tiny_cross_encoder), tmp_path / "a", max_steps=2, batch_size=4,
+                        codes={"386661006", "49727002"})
+    assert CrossEncoderReranker(str(tmp_path / "a")).trained_codes == {"386661006", "49727002"}
+    train_cross_encoder(examples, str(tmp_path / "a"), tmp_path / "b", max_steps=2, batch_size=4, codes={"22253000"})
+    assert CrossEncoderReranker(str(tmp_path / "b")).trained_codes == {"386661006", "49727002", "22253000"}
+    train_cross_encoder(examples, str(tiny_cross_encoder), tmp_path / "c", max_steps=2, batch_size=4)
+    assert CrossEncoderReranker(str(tmp_path / "c")).trained_codes is None  # not told: not known

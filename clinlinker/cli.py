@@ -121,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "score, the rest the first stage's similarity (default 1.0: the cross-encoder alone)")
     p.add_argument("--rerank-novel-weight", type=float, help="its share for a candidate whose code the re-ranker "
                    "was not trained on (its clinlinker_reranker_codes.txt; default: --rerank-weight)")
-    p.add_argument("--rerank-precision", default="fp32", choices=["fp32", "bf16"],
-                   help="the re-ranker's precision (bf16: faster where the CPU has AVX-512 BF16; bench/rerank.py)")
+    p.add_argument("--rerank-precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="the re-ranker's precision (bf16: faster where the CPU has AVX-512 BF16; int8: dynamic "
+                        "quantization, the fastest on a CPU; docs/quality.md)")
 
     p = sub.add_parser("train", help="fine-tune a bi-encoder (SapBERT-style) on gazetteer synonyms, hierarchy "
                                      "and accepted links")

@@ -144,6 +144,30 @@ def test_bf16_scores_stay_close_to_fp32(tiny_cross_encoder):
         CrossEncoderReranker(str(tiny_cross_encoder), precision="int4")
 
 
+def test_int8_quantizes_the_linear_layers_and_scores_stay_close_to_fp32(tiny_cross_encoder):
+    import torch
+
+    pairs = [(m, t) for m in MENTIONS for t in ("dolor", "fiebre", "apendicectomía laparoscópica")]
+    fp32 = CrossEncoderReranker(str(tiny_cross_encoder))
+    int8 = CrossEncoderReranker(str(tiny_cross_encoder), precision="int8")
+    assert int8.describe()["precision"] == "int8"
+    assert int8.fingerprint == fp32.fingerprint  # the same model, run another way
+    assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())  # every Linear was swapped
+    assert np.abs(int8.score(pairs) - fp32.score(pairs)).max() < 0.05
+
+
+def test_an_index_records_the_rerankers_int8_and_links_with_it(tiny_cross_encoder, demo_gazetteer, tmp_path, capsys):
+    ix = tmp_path / "ix"
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams", "--reranker",
+                 str(tiny_cross_encoder), "--rerank-depth", "12", "--rerank-precision", "int8", "--out", str(ix)]) == 0
+    assert json.loads((ix / "manifest.json").read_text())["reranker"]["precision"] == "int8"
+    linker = Linker.from_directory(ix)
+    assert linker.reranker.precision == "int8" and linker.describe()["reranker"]["precision"] == "int8"
+    capsys.readouterr()
+    assert main(["link", "--index", str(ix), "--format", "json", "--top-k", "5", "fiebre alta"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["candidates"]) == 5
+
+
 def test_weight_fuses_the_cross_encoder_with_the_first_stage(tiny_cross_encoder, lexical_index):
     found = lexical_index.search(MENTIONS, 10)
     fused = CrossEncoderReranker(str(tiny_cross_encoder), depth=10, weight=0.25)

@@ -95,7 +95,7 @@ class CrossEncoderReranker:
         self.precision = precision
         if precision == "bf16":  # fast where the CPU has AVX-512 BF16 or AMX, or on a GPU (bench/rerank.py)
             self.model.to(torch.bfloat16)
-        elif precision == "int8":  # dynamic quantization of the linear layers: the fastest on any x86 CPU
+        elif precision == "int8":  # dynamic quantization of the linear layers: the fastest measured on a CPU
             if self.device.type != "cpu":
                 raise ValueError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
             from clinlinker.encoders import _quantize_int8

@@ -403,6 +403,19 @@ def cmd_index(args) -> int:
     from clinlinker.gazetteer import file_sha256, load_knowledge_base
     from clinlinker.index import build_index, save_index
 
+    reranker = None
+    if args.reranker:  # loaded first: a model that cannot load, or a bad setting, is refused before any encoding
+        from clinlinker.reranker import CrossEncoderReranker
+
+        name = str(Path(args.reranker).resolve()) if Path(args.reranker).is_dir() else args.reranker  # a local
+        # directory is recorded by its absolute path: the index loads from anywhere
+        try:
+            reranker = CrossEncoderReranker(name, depth=args.rerank_depth, term=args.rerank_term,
+                                            device=args.device, precision=args.rerank_precision,
+                                            weight=args.rerank_weight,
+                                            novel_weight=args.rerank_novel_weight).describe()
+        except ValueError as exc:  # weight, novel weight, depth, int8 on a GPU
+            raise ClinlinkerError(f"--reranker {args.reranker}: {exc}") from None
     kb = load_knowledge_base(args.gazetteer, args.hierarchy)
     if args.model == LEXICAL_MODEL:
         encoder = None
@@ -442,16 +455,6 @@ def cmd_index(args) -> int:
     sources = {"gazetteers": [_source(p, file_sha256) for p in args.gazetteer]}
     if args.hierarchy:
         sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}
-    reranker = None
-    if args.reranker:  # loaded now: a model that cannot load is refused before the index is written
-        from clinlinker.reranker import CrossEncoderReranker
-
-        name = str(Path(args.reranker).resolve()) if Path(args.reranker).is_dir() else args.reranker  # a local
-        # directory is recorded by its absolute path: the index loads from anywhere
-        reranker = CrossEncoderReranker(name, depth=args.rerank_depth, term=args.rerank_term,
-                                        device=args.device, precision=args.rerank_precision,
-                                        weight=args.rerank_weight,
-                                        novel_weight=args.rerank_novel_weight).describe()
     out = save_index(index, args.out, sources=sources, reranker=reranker)
     print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
           f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}"

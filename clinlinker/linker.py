@@ -67,11 +67,14 @@ class Linker:
         if spec.get("model"):
             from clinlinker.reranker import CrossEncoderReranker
 
-            stage = CrossEncoderReranker(spec["model"], depth=rerank_depth or spec.get("depth") or 50,
-                                         term=spec.get("term", "matched"), max_length=spec.get("max_length", 64),
-                                         device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
-                                         weight=float(spec.get("weight", 1.0)),
-                                         novel_weight=spec.get("novel_weight"))
+            try:
+                stage = CrossEncoderReranker(spec["model"], depth=rerank_depth or spec.get("depth") or 50,
+                                             term=spec.get("term", "matched"), max_length=spec.get("max_length", 64),
+                                             device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
+                                             weight=float(spec.get("weight", 1.0)),
+                                             novel_weight=spec.get("novel_weight"))
+            except ValueError as exc:  # a manifest edited by hand, int8 on a GPU host, a bad --rerank-depth
+                raise ClinlinkerError(f"{directory}: the re-ranker {spec['model']}: {exc}") from None
             if spec.get("fingerprint") and spec["fingerprint"] != stage.fingerprint:
                 import logging
 

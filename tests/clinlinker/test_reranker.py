@@ -268,3 +268,27 @@ def test_training_records_the_codes_it_was_taught_and_training_further_keeps_the
     assert CrossEncoderReranker(str(tmp_path / "b")).trained_codes == {"386661006", "49727002", "22253000"}
     train_cross_encoder(examples, str(tiny_cross_encoder), tmp_path / "c", max_steps=2, batch_size=4)
     assert CrossEncoderReranker(str(tmp_path / "c")).trained_codes is None  # not told: not known
+
+
+def test_bad_reranker_settings_are_one_line_errors_not_tracebacks(tiny_cross_encoder, demo_gazetteer, tmp_path,
+                                                                    capsys):
+    from clinlinker.errors import ClinlinkerError
+
+    ix = tmp_path / "ix"
+    for flags, said in ((["--rerank-weight", "1.5"], "weight must be in [0, 1]"),
+                        (["--rerank-novel-weight", "-0.1"], "novel_weight must be in [0, 1]")):
+        assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams", "--reranker",
+                     str(tiny_cross_encoder), *flags, "--out", str(ix)]) == 2
+        err = capsys.readouterr().err
+        assert "clinlinker index: error: --reranker" in err and said in err and "Traceback" not in err
+        assert not ix.exists()  # refused before anything was built or written
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams", "--reranker",
+                 str(tiny_cross_encoder), "--out", str(ix)]) == 0
+    manifest = json.loads((ix / "manifest.json").read_text())
+    manifest["reranker"]["weight"] = 7  # edited by hand
+    (ix / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ClinlinkerError, match=r"the re-ranker .*weight must be in \[0, 1\], got 7"):
+        Linker.from_directory(ix)
+    capsys.readouterr()
+    assert main(["link", "--index", str(ix), "fiebre alta"]) == 2
+    assert "weight must be in [0, 1]" in capsys.readouterr().err

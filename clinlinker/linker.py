@@ -73,7 +73,7 @@ class Linker:
                                              device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
                                              weight=float(spec.get("weight", 1.0)),
                                              novel_weight=spec.get("novel_weight"))
-            except ValueError as exc:  # a manifest edited by hand, int8 on a GPU host, a bad --rerank-depth
+            except ValueError as exc:  # a manifest edited by hand, int8 on a GPU host
                 raise ClinlinkerError(f"{directory}: the re-ranker {spec['model']}: {exc}") from None
             if spec.get("fingerprint") and spec["fingerprint"] != stage.fingerprint:
                 import logging

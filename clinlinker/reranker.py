@@ -76,6 +76,8 @@ class CrossEncoderReranker:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if precision == "int8" and self.device.type != "cpu":  # refused before the model is loaded
+            raise ValueError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
         self.tokenizer, self.model = load_pretrained(
             self.name, lambda name, local: AutoModelForSequenceClassification.from_pretrained(
                 name, local_files_only=local))
@@ -96,8 +98,6 @@ class CrossEncoderReranker:
         if precision == "bf16":  # fast where the CPU has AVX-512 BF16 or AMX, or on a GPU (bench/rerank.py)
             self.model.to(torch.bfloat16)
         elif precision == "int8":  # dynamic quantization of the linear layers: the fastest measured on a CPU
-            if self.device.type != "cpu":
-                raise ValueError("int8 (dynamic quantization) runs on the CPU only; use bf16 on a GPU")
             from clinlinker.encoders import _quantize_int8
 
             self.model = _quantize_int8(self.model)

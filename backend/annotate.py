@@ -222,7 +222,8 @@ def load_annotator(settings: AnnotateSettings):
         linker = Linker.from_directory(settings.index, model=settings.model, top_k=settings.top_k, routing=routing,
                                        reranker=settings.reranker or ..., batch_size=settings.batch_size,
                                        device=settings.device, cache=make_cache(settings.redis_url) if
-                                       settings.redis_url else None, **kwargs)
+                                       settings.redis_url else None,
+                                       rerank_cache=make_cache(settings.redis_url, prefix="clinlinker:rr:"), **kwargs)
     model = ClinLinkerModel(linker, config)
     return model, parse_label_config(settings.label_config, tuple(settings.labels)), _dense(linker.index)
 

@@ -65,6 +65,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     info = {"demo": config.index_dir is None}
     routing = routing_from_setting(config.routing)  # a bad file stops the start with file and key
     cache = make_cache(config.redis_url, prefix=config.cache_prefix + "emb:", ttl=config.cache_ttl)
+    rerank_cache = make_cache(config.redis_url, prefix=config.cache_prefix + "rr:", ttl=config.cache_ttl)
     try:
         store = Store(config.database_url, config.data_path, candidates_ttl_days=config.candidates_ttl_days)
     except SQLAlchemyError as exc:
@@ -92,7 +93,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
                                      cache=cache, top_k=config.top_k, routing=routing,
                                      reranker=reranker_of(directory), rerank_depth=config.rerank_depth,
-                                     runtime=config.runtime)
+                                     rerank_cache=rerank_cache, runtime=config.runtime)
 
     index_dir = config.index_dir
     if config.index_dir is None:
@@ -280,6 +281,11 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             "backend": "none", "reason": "the lexical engine needs no embedding cache"}
         if cache_state.get("available") is False:
             degraded["cache"] = f"Redis unavailable ({cache_state.get('last_error')}): mentions are encoded again"
+        reranker = getattr(model.linker, "reranker", None)
+        rerank_cache = reranker.cache.state() if reranker is not None and reranker.cache is not None else None
+        if rerank_cache is not None and rerank_cache.get("available") is False:
+            degraded["rerank_cache"] = (f"Redis unavailable ({rerank_cache.get('last_error')}): the re-ranker reads "
+                                        f"every pair again")
         learned = model.layers.describe() if model.layers is not None else None
         return jsonify(
             status="DEGRADED" if degraded else "UP", degraded=degraded, model_class=type(model).__name__,
@@ -288,7 +294,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             max_length=describe.get("max_length"), index_type=describe.get("index_type"),
             index=config.index_dir or "(demo gazetteer)", demo=bool(info.get("demo")),
             concepts=describe["concepts"], terms=describe["terms"], top_k=config.top_k,
-            cache=cache_state, store=facts, data_dir=str(config.data_path),
+            cache=cache_state, rerank_cache=rerank_cache, store=facts, data_dir=str(config.data_path),
             intake={"mode": "stored before answering", "pending": 0,
                     "limits": {"max_tasks": config.max_tasks, "max_spans": config.max_spans,
                                "max_spans_per_task": config.max_spans_per_task, "max_body_mb": config.max_body_mb}},

@@ -48,10 +48,11 @@ class Linker:
     @classmethod
     def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
                        cache=None, top_k: int = DEFAULT_TOP_K, routing: LabelRouting | None = None,
-                       reranker=..., rerank_depth: int | None = None, **kwargs) -> "Linker":
+                       reranker=..., rerank_depth: int | None = None, rerank_cache=None, **kwargs) -> "Linker":
         """reranker: a cross-encoder's hub id or path (or a manifest's record of one); None or "none": no
         re-ranking; default: the one the index manifest records (`clinlinker index --reranker`), if any.
-        rerank_depth: the first-stage candidates it reads (N >= k)."""
+        rerank_depth: the first-stage candidates it reads (N >= k). rerank_cache: where its scores are kept
+        (default: Redis under clinlinker:rr: with redis_url, else an in-process LRU)."""
         if cache is None and redis_url:
             from clinlinker.cache import RedisCache
 
@@ -65,6 +66,7 @@ class Linker:
             spec = {"model": reranker} if reranker and reranker != "none" else {}
         stage = None
         if spec.get("model"):
+            from clinlinker.cache import make_cache
             from clinlinker.reranker import CrossEncoderReranker
 
             try:
@@ -72,7 +74,9 @@ class Linker:
                                              term=spec.get("term", "matched"), max_length=spec.get("max_length", 64),
                                              device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
                                              weight=float(spec.get("weight", 1.0)),
-                                             novel_weight=spec.get("novel_weight"))
+                                             novel_weight=spec.get("novel_weight"),
+                                             cache=rerank_cache if rerank_cache is not None else
+                                             make_cache(redis_url, prefix="clinlinker:rr:"))
             except ValueError as exc:  # a manifest edited by hand, int8 on a GPU host
                 raise ClinlinkerError(f"{directory}: the re-ranker {spec['model']}: {exc}") from None
             if spec.get("fingerprint") and spec["fingerprint"] != stage.fingerprint:

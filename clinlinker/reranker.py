@@ -18,6 +18,12 @@ stage keep more say there (docs/quality.md measures it).
 Which term of a candidate is read (`term`): the one the first stage matched, its preferred term, or both (the better
 of the two scores).
 
+Scores are kept in a cache (`cache`: clinlinker/cache.py's in-process LRU or Redis, as the mention embeddings), keyed
+by the re-ranker's fingerprint, precision, max_length and device kind and the exact (mention, term) pair: a mention
+seen before (a task opened again, a wording that recurs across documents, the same candidates after a new
+model_version of the first stage) is not read again. The cross-encoder is the costly part of a /predict
+(docs/quality.md measures what the cache saves).
+
     >>> reranker = CrossEncoderReranker("models/reranker")
     >>> reranker.rerank(["apendicectomía lap."], linker.link(["apendicectomía lap."], 50), 25)[0][0].code
     '6025007'
@@ -53,7 +59,7 @@ CODES_FILE = "clinlinker_reranker_codes.txt"  # the concepts the training exampl
 class CrossEncoderReranker:
     def __init__(self, model: str, *, depth: int = 50, term: str = "matched", max_length: int = 64,
                  batch_size: int = 64, device: str | None = None, precision: str = "fp32", weight: float = 1.0,
-                 novel_weight: float | None = None):
+                 novel_weight: float | None = None, cache=None):
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
         for name, value in (("weight", weight), ("novel_weight", novel_weight)):
@@ -95,6 +101,9 @@ class CrossEncoderReranker:
             digest.update("\n".join(sorted(self.trained_codes)).encode())
         self.fingerprint = digest.hexdigest()
         self.precision = precision
+        self.cache = cache  # None: every pair is read each time
+        self._cache_id = hashlib.sha256(f"reranker\x00{self.fingerprint}\x00{precision}\x00{max_length}\x00"
+                                        f"{self.device.type}".encode()).hexdigest()  # int8 scores are not fp32's
         if precision == "bf16":  # fast where the CPU has AVX-512 BF16 or AMX, or on a GPU (bench/rerank.py)
             self.model.to(torch.bfloat16)
         elif precision == "int8":  # dynamic quantization of the linear layers: the fastest measured on a CPU
@@ -118,7 +127,25 @@ class CrossEncoderReranker:
         return self.novel_weight
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """The probability that each (mention, term) pair names the same concept."""
+        """The probability that each (mention, term) pair names the same concept (through the cache, if any: only
+        the pairs it does not hold are read, and they are stored)."""
+        if not pairs or self.cache is None:
+            return self._score(pairs)
+        from clinlinker.cache import cache_key
+
+        keys = {pair: cache_key(self._cache_id, f"{pair[0]}\x00{pair[1]}") for pair in dict.fromkeys(pairs)}
+        known = {}
+        for pair, value in zip(keys, self.cache.get_many(list(keys.values()))):
+            if value is not None and len(value) == 4:
+                known[pair] = float(np.frombuffer(value, dtype=np.float32)[0])
+        missing = [pair for pair in keys if pair not in known]
+        if missing:
+            fresh = self._score(missing)
+            known.update(zip(missing, fresh.tolist()))
+            self.cache.set_many({keys[pair]: np.float32(p).tobytes() for pair, p in zip(missing, fresh)})
+        return np.array([known[pair] for pair in pairs], dtype=np.float32)
+
+    def _score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         import torch
 
         if not pairs:

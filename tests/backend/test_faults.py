@@ -159,6 +159,41 @@ def test_redis_down_at_start(tmp_path, server_factory, dense_index_dir):
     assert health["store"]["kind"] == "sqlite" and Path(health["store"]["location"]).is_absolute()
 
 
+def test_the_rerankers_scores_go_to_redis_and_its_loss_costs_only_speed(tmp_path, server_factory, own_redis,
+                                                                       dense_index, tiny_cross_encoder):
+    """A re-ranked index served by a real process: the cross-encoder's scores are kept in Redis (clinlinker:rr:), so
+    a task opened again reads none; with Redis killed /predict still answers the same lists and /health says why
+    it is slower."""
+    import redis as redis_client
+
+    from clinlinker.index import save_index
+    from clinlinker.reranker import CrossEncoderReranker
+
+    index_dir = save_index(dense_index, tmp_path / "ix-rr",
+                           reranker=CrossEncoderReranker(str(tiny_cross_encoder), depth=10).describe())
+    redis_url, start_redis = own_redis
+    redis_proc = start_redis()
+    server = server_factory(workers=1, env={"REDIS_URL": redis_url, "CLINLINKER_INDEX": str(index_dir)}).start()
+    status, first = server.post("/predict", predict_body(1))
+    assert status == 200
+    client = redis_client.Redis.from_url(redis_url)
+    stored = client.keys("clinlinker:rr:*")
+    assert len(stored) >= 10  # two spans, depth 10: each (mention, term) pair once
+    health = server.get("/health")
+    assert health["rerank_cache"]["backend"] == "redis" and health["rerank_cache"]["misses"] == len(stored)
+    def items(body):  # what the coder sees, without the regions' ids (new for every task)
+        return [{k: v for k, v in item.items() if k != "id"} for item in body["results"][0]["result"]]
+
+    assert items(server.post("/predict", predict_body(2))[1]) == items(first)
+    assert server.get("/health")["rerank_cache"]["hits"] == len(stored)  # the same spans: nothing read again
+    redis_proc.kill()
+    redis_proc.wait()
+    status, body = server.post("/predict", predict_body(3))
+    assert status == 200 and items(body) == items(first)
+    health = server.get("/health")
+    assert health["status"] == "DEGRADED" and "re-ranker reads every pair again" in health["degraded"]["rerank_cache"]
+
+
 def test_a_chunked_body_over_the_limit_is_a_413_and_no_control_socket_is_shared(tmp_path, server_factory):
     home = tmp_path / "home"
     home.mkdir()

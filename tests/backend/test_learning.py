@@ -230,6 +230,7 @@ def test_training_request_trains_the_re_ranker_of_a_lexical_index_and_serves_it(
     a = Backend(config)
     old = a.health()["model_version"]
     assert "-reranked-" in old
+    assert a.health()["rerank_cache"]["backend"] == "memory"  # its scores, kept (Redis with REDIS_URL)
     before, _ = a.ranked()
     a.send(annotation_event(leaf(a, before[2])))
     assert a.client.post("/train", json={}).status_code == 200  # not 409: the re-ranker has weights to train

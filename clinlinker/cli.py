@@ -124,10 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-precision", default="fp32", choices=["fp32", "bf16", "int8"],
                    help="the re-ranker's precision (bf16: faster where the CPU has AVX-512 BF16; int8: dynamic "
                         "quantization, the fastest measured here, 1.8 points of top-1 lower; docs/quality.md)")
-    p.add_argument("--rerank-exact-top", type=_positive, metavar="M", help="read only the candidates that could "
-                   "still reach the first M places (exactly as reading all N puts them; below them a candidate not "
-                   "read keeps the first stage's share of its score): fewer pairs when --rerank-weight < 1 "
-                   "(default: read all N; docs/quality.md)")
 
     p = sub.add_parser("train", help="fine-tune a bi-encoder (SapBERT-style) on gazetteer synonyms, hierarchy "
                                      "and accepted links")
@@ -416,7 +412,7 @@ def cmd_index(args) -> int:
         try:
             reranker = CrossEncoderReranker(name, depth=args.rerank_depth, term=args.rerank_term,
                                             device=args.device, precision=args.rerank_precision,
-                                            weight=args.rerank_weight, exact_top=args.rerank_exact_top,
+                                            weight=args.rerank_weight,
                                             novel_weight=args.rerank_novel_weight).describe()
         except ValueError as exc:  # weight or novel weight out of [0, 1], int8 on a GPU
             raise ClinlinkerError(f"--reranker {args.reranker}: {exc}") from None

@@ -75,7 +75,6 @@ class Linker:
                                              device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
                                              weight=float(spec.get("weight", 1.0)),
                                              novel_weight=spec.get("novel_weight"),
-                                             exact_top=spec.get("exact_top"),
                                              cache=rerank_cache if rerank_cache is not None else
                                              make_cache(redis_url, prefix="clinlinker:rr:"))
             except ValueError as exc:  # a manifest edited by hand, int8 on a GPU host

@@ -59,7 +59,7 @@ CODES_FILE = "clinlinker_reranker_codes.txt"  # the concepts the training exampl
 class CrossEncoderReranker:
     def __init__(self, model: str, *, depth: int = 50, term: str = "matched", max_length: int = 64,
                  batch_size: int = 64, device: str | None = None, precision: str = "fp32", weight: float = 1.0,
-                 novel_weight: float | None = None, cache=None, exact_top: int | None = None):
+                 novel_weight: float | None = None, cache=None):
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"precision must be fp32, bf16 or int8, got {precision!r}")
         for name, value in (("weight", weight), ("novel_weight", novel_weight)):
@@ -71,9 +71,6 @@ class CrossEncoderReranker:
             raise ValueError(f"term must be one of {TERMS}, got {term!r}")
         if depth < 1:
             raise ValueError("depth must be at least 1")
-        if exact_top is not None and exact_top < 1:
-            raise ValueError(f"exact_top must be at least 1, got {exact_top}")
-        self.exact_top = exact_top  # None: every candidate read; M: only those that could reach the first M places
         import torch
         from transformers import AutoModelForSequenceClassification
 
@@ -120,8 +117,6 @@ class CrossEncoderReranker:
                "precision": self.precision, "weight": self.weight, "fingerprint": self.fingerprint}
         if self.novel_weight is not None:
             out["novel_weight"] = self.novel_weight
-        if self.exact_top is not None:
-            out["exact_top"] = self.exact_top
         return out
 
     def share(self, code: str) -> float:
@@ -167,71 +162,37 @@ class CrossEncoderReranker:
                 out[chunk] = torch.sigmoid(logit).cpu().numpy()
         return out
 
-    def bounds(self, c: Candidate) -> tuple[float, float]:
-        """The least and the most this candidate's fused score can be, whatever the cross-encoder says of it."""
-        share = self.share(c.code)
-        low = (1.0 - share) * max(0.0, min(1.0, c.score))
-        return low, low + share
-
     def probabilities(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int = 0) -> list[dict]:
         """Per mention, {position in its list: the cross-encoder's probability} for the first max(depth, k)
-        candidates (coders' accepted wordings left out: they are not re-ranked). With `exact_top` M, only the
-        candidates that could still reach the first M places are read: they are read best bound first, a few at a
-        time, until the M-th best fused score so far beats what any unread candidate could reach."""
+        candidates (coders' accepted wordings left out: they are not re-ranked)."""
         depth = max(self.depth, k)
-        todo = [[j for j, c in enumerate(cands[:depth]) if not _accepted(c)] for cands in found]
-        out: list[dict] = [{} for _ in found]
-        if self.exact_top is None:
-            self._read(mentions, found, dict(enumerate(todo)), out)
-            return out
-        m = self.exact_top
-        queues = {i: sorted(js, key=lambda j, i=i: (-self.bounds(found[i][j])[1], j))
-                  for i, js in enumerate(todo) if js}
-        take = m + 2  # the first round: the M best bounds and two more; then a few at a time
-        while queues:
-            wanted = {i: queue[:take] for i, queue in queues.items()}
-            self._read(mentions, found, wanted, out)
-            for i in list(queues):
-                queue = queues[i][take:]
-                fused = sorted((self.fuse(found[i][j], p) for j, p in out[i].items()), reverse=True)
-                reachable = round(self.bounds(found[i][queue[0]])[1], 6) if queue else None  # the best unread
-                if reachable is None or (len(fused) >= m and round(fused[m - 1], 6) > reachable):
-                    del queues[i]
-                else:
-                    queues[i] = queue
-            take = 4
-        return out
-
-    def _read(self, mentions, found, wanted: dict, out: list[dict]) -> None:
-        """The cross-encoder's probabilities for the candidates `wanted` ({mention: positions}), into `out`."""
         pairs, owners = [], []
-        for i, positions in wanted.items():
-            for j in positions:
-                c = found[i][j]
+        for i, (mention, cands) in enumerate(zip(mentions, found)):
+            for j, c in enumerate(cands[:depth]):
+                if _accepted(c):
+                    continue
                 terms = {"matched": [c.matched_term], "preferred": [c.preferred_term],
                          "both": list(dict.fromkeys([c.matched_term, c.preferred_term]))}[self.term]
                 for term in terms:
-                    pairs.append((mentions[i], term))
+                    pairs.append((mention, term))
                     owners.append((i, j))
+        out: list[dict] = [{} for _ in found]
         for (i, j), p in zip(owners, self.score(pairs)):
             out[i][j] = max(out[i].get(j, 0.0), float(p))
-
-    def fuse(self, c: Candidate, p: float) -> float:
-        share = self.share(c.code)
-        return share * p + (1.0 - share) * max(0.0, min(1.0, c.score))
+        return out
 
     def rerank(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int,
                probabilities: list[dict] | None = None) -> list[list[Candidate]]:
         """Each mention's first-stage candidates re-ordered by the cross-encoder (fused with the first stage's
-        similarity when weight < 1); the best k kept. probabilities: what `probabilities` gave, to reuse. A
-        candidate it did not read (below the first `exact_top` places) keeps the least its score could be: the first
-        stage's share."""
+        similarity when weight < 1); the best k kept. probabilities: what `probabilities` gave, to reuse."""
         depth = max(self.depth, k)  # never fewer candidates than asked for
         probabilities = probabilities if probabilities is not None else self.probabilities(mentions, found, k)
         out = []
         for cands, probs in zip(found, probabilities):
-            scores = {j: self.fuse(c, probs[j]) if j in probs else self.bounds(c)[0]
-                      for j, c in enumerate(cands[:depth]) if not _accepted(c)}
+            scores = {}
+            for j, p in probs.items():
+                share = self.share(cands[j].code)
+                scores[j] = share * p + (1.0 - share) * max(0.0, min(1.0, cands[j].score))
             head = [c for c in cands[:depth] if _accepted(c)]
             rest = sorted(scores, key=lambda j: (-round(scores[j], 6), j))
             ranked = head + [replace(cands[j], score=round(scores[j], 6)) for j in rest]

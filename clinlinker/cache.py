@@ -188,23 +188,24 @@ class CachedEncoder:
         return getattr(self.encoder, name)
 
     def encode(self, texts: Sequence[str], **kwargs) -> np.ndarray:
-        texts = list(texts)
-        dim = self.encoder.dim
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        keys = {t: cache_key(self.encoder.fingerprint, t) for t in dict.fromkeys(texts)}
-        found = self.cache.get_many(list(keys.values()))
-        vectors: dict[str, np.ndarray] = {}
-        missing = []
-        for text, value in zip(keys, found):
-            if value is not None and len(value) == 4 * dim:
-                vectors[text] = np.frombuffer(value, dtype=np.float32)
-            else:
-                missing.append(text)
-        if missing:
-            fresh = self.encoder.encode(missing, **kwargs)
-            self.cache.set_many({keys[t]: fresh[i].tobytes() for i, t in enumerate(missing)})
-            for i, text in enumerate(missing):
-                vectors[text] = fresh[i]
-        for i, text in enumerate(texts):
-            out[i] = vectors[text]
-        return out
+        return through_cache(self.cache, self.encoder.fingerprint, list(texts),
+                             lambda missing: self.encoder.encode(missing, **kwargs), self.encoder.dim)
+
+
+def through_cache(cache, fingerprint: str, items: Sequence, compute, width: int, text=lambda item: item) -> np.ndarray:
+    """float32 rows of `width` values, one per item: what the cache holds under cache_key(fingerprint, text(item)),
+    the rest computed once each (`compute(missing items)`: their rows, in order) and stored."""
+    keys = {item: cache_key(fingerprint, text(item)) for item in dict.fromkeys(items)}
+    rows: dict = {}
+    for item, value in zip(keys, cache.get_many(list(keys.values()))):
+        if value is not None and len(value) == 4 * width:
+            rows[item] = np.frombuffer(value, dtype=np.float32)
+    missing = [item for item in keys if item not in rows]
+    if missing:
+        fresh = np.asarray(compute(missing), dtype=np.float32).reshape(len(missing), width)
+        cache.set_many({keys[item]: fresh[i].tobytes() for i, item in enumerate(missing)})
+        rows.update(zip(missing, fresh))
+    out = np.empty((len(items), width), dtype=np.float32)
+    for i, item in enumerate(items):
+        out[i] = rows[item]
+    return out

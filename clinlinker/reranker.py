@@ -131,19 +131,10 @@ class CrossEncoderReranker:
         the pairs it does not hold are read, and they are stored)."""
         if not pairs or self.cache is None:
             return self._score(pairs)
-        from clinlinker.cache import cache_key
+        from clinlinker.cache import through_cache
 
-        keys = {pair: cache_key(self._cache_id, f"{pair[0]}\x00{pair[1]}") for pair in dict.fromkeys(pairs)}
-        known = {}
-        for pair, value in zip(keys, self.cache.get_many(list(keys.values()))):
-            if value is not None and len(value) == 4:
-                known[pair] = float(np.frombuffer(value, dtype=np.float32)[0])
-        missing = [pair for pair in keys if pair not in known]
-        if missing:
-            fresh = self._score(missing)
-            known.update(zip(missing, fresh.tolist()))
-            self.cache.set_many({keys[pair]: np.float32(p).tobytes() for pair, p in zip(missing, fresh)})
-        return np.array([known[pair] for pair in pairs], dtype=np.float32)
+        return through_cache(self.cache, self._cache_id, [tuple(pair) for pair in pairs], self._score, 1,
+                             text=lambda pair: f"{pair[0]}\x00{pair[1]}")[:, 0]
 
     def _score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         import torch

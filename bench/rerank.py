@@ -74,7 +74,7 @@ def _load(name: str):
 
 
 def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs: float, batch_size: int, lr: float,
-          term: str, max_seconds: float | None, bf16: bool = False, synonyms: int = 0) -> None:
+          term: str, max_seconds: float | None, bf16: bool = False, synonyms: int = 0, layers: int | None = None) -> None:
     from clinlinker.reranker import reranker_examples, train_cross_encoder
 
     kb, cands = _load(name)
@@ -92,7 +92,8 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
         random.Random(0).shuffle(examples)
     print(f"{len(examples)} examples ({sum(y for _, _, y in examples):.0f} positive) from the fit part", flush=True)
     record = train_cross_encoder(examples, minilm(), out, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                                 lr=lr, max_length=48, max_seconds=max_seconds, bf16=bf16, codes=codes)
+                                 lr=lr, max_length=48, max_seconds=max_seconds, bf16=bf16, codes=codes,
+                                 layers=layers)
     print(json.dumps(record))
 
 
@@ -204,8 +205,10 @@ def prior(name: str, bonuses=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)) -> None:
                                        "dev": report})
 
 
-def latency(index_dir: str, reranker_dir: str, depths: list[int], out: str, n: int = 30,
+def latency(index_dir: str, reranker_dirs: list[str], depths: list[int], out: str, n: int = 30,
             precisions=("fp32", "bf16", "int8"), weight: float = 1.0, novel_weight: float | None = None) -> None:
+    """p50 and p95 of a 15-span case through the first stage and each re-ranker x precision x depth. The
+    configurations take turns case by case (interleaved), so that they all meet the same machine."""
     from clinlinker.linker import Linker
     from clinlinker.reranker import CrossEncoderReranker
     from clinlinker.routing import LabelRouting
@@ -215,29 +218,34 @@ def latency(index_dir: str, reranker_dir: str, depths: list[int], out: str, n: i
     mentions = corpus_mentions(15 * n, seed=3)
     cases = [mentions[i * 15:(i + 1) * 15] for i in range(n)]
     labels = ["PROCEDIMIENTO"] * 15
-    figures = {}
 
-    def p50(fn):
-        fn(cases[0])
-        times = []
-        for case in cases:
+    def reranked(reranker, depth):
+        return lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels), 25)
+
+    runs = {"first stage": lambda case: linker.link(case, 25, labels=labels)}
+    for reranker_dir in reranker_dirs:
+        named = f"{Path(reranker_dir).name} " if len(reranker_dirs) > 1 else ""
+        for precision in precisions:
+            for depth in depths:
+                reranker = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision, weight=weight,
+                                                novel_weight=novel_weight)
+                runs[f"{named}rerank N={depth} {precision}"] = reranked(reranker, depth)
+    times = {name: [] for name in runs}
+    for name, fn in runs.items():
+        fn(cases[0])  # warm-up
+    for case in cases:
+        for name, fn in runs.items():
             started = time.perf_counter()
             fn(case)
-            times.append((time.perf_counter() - started) * 1000)
-        return round(statistics.median(times), 1), round(sorted(times)[int(0.95 * len(times))], 1)
-
-    figures["first stage"] = p50(lambda case: linker.link(case, 25, labels=labels))
-    for precision in precisions:
-        for depth in depths:
-            reranker = CrossEncoderReranker(reranker_dir, depth=depth, precision=precision, weight=weight,
-                                            novel_weight=novel_weight)
-            figures[f"rerank N={depth} {precision}"] = p50(
-                lambda case: reranker.rerank(case, linker.link(case, depth, labels=labels), 25))
+            times[name].append((time.perf_counter() - started) * 1000)
+    figures = {name: (round(statistics.median(t), 1), round(sorted(t)[int(0.95 * len(t))], 1))
+               for name, t in times.items()}
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     for name, (median, p95) in figures.items():
-        print(f"{name:28s} p50 {median:7.1f} ms  p95 {p95:7.1f} ms   (15 spans, {cpu}, {os.cpu_count()} cores)")
-    save(out, {"cpu": cpu, "cores": os.cpu_count(), "cases": n, "index": index_dir, "reranker": reranker_dir,
-               "weight": weight, "novel_weight": novel_weight, "figures": {k: {"p50_ms": v[0], "p95_ms": v[1]} for k, v in figures.items()}})
+        print(f"{name:40s} p50 {median:7.1f} ms  p95 {p95:7.1f} ms   (15 spans, {cpu}, {os.cpu_count()} cores)")
+    save(out, {"cpu": cpu, "cores": os.cpu_count(), "cases": n, "index": index_dir, "rerankers": reranker_dirs,
+               "interleaved": True, "weight": weight, "novel_weight": novel_weight,
+               "figures": {k: {"p50_ms": v[0], "p95_ms": v[1]} for k, v in figures.items()}})
 
 
 def stream(index_dir: str, reranker_dir: str, out: str, corpus: str = "medprocner", depth: int = 25,
@@ -393,6 +401,7 @@ def main() -> None:
     p.add_argument("--term", default="matched")
     p.add_argument("--bf16", action="store_true", help="train in bfloat16 autocast (CPUs with AVX-512 BF16)")
     p.add_argument("--synonyms", type=int, default=0, help="also this many gazetteer concepts' synonym examples")
+    p.add_argument("--layers", type=int, help="keep only MiniLM's first LAYERS layers (default: all 6)")
     p = sub.add_parser("eval")
     p.add_argument("--name", required=True)
     p.add_argument("--reranker", required=True)
@@ -408,7 +417,8 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p = sub.add_parser("latency")
     p.add_argument("--index", required=True)
-    p.add_argument("--reranker", required=True)
+    p.add_argument("--reranker", required=True, help="a re-ranker directory, or several comma-separated (timed "
+                   "interleaved, case by case)")
     p.add_argument("--depths", default="25,50,100")
     p.add_argument("--out", default="rerank-latency.json", help="the result file's name in bench/results")
     p.add_argument("--precisions", default="fp32,bf16,int8")
@@ -434,7 +444,7 @@ def main() -> None:
     elif args.command == "train":
         train(args.name, args.out, negatives=args.negatives, max_steps=args.max_steps, epochs=args.epochs,
               batch_size=args.batch_size, lr=args.lr, term=args.term, max_seconds=args.max_seconds,
-              bf16=args.bf16, synonyms=args.synonyms)
+              bf16=args.bf16, synonyms=args.synonyms, layers=args.layers)
     elif args.command == "eval":
         evaluate(args.name, args.reranker, depths=tuple(int(d) for d in args.depths.split(",")),
                  terms=tuple(args.terms.split(",")), weights=tuple(float(w) for w in args.weights.split(",")),
@@ -448,7 +458,7 @@ def main() -> None:
         stream(args.index, args.reranker, args.out, corpus=args.corpus, depth=args.depth, precision=args.precision,
                limit=args.limit)
     else:
-        latency(args.index, args.reranker, [int(d) for d in args.depths.split(",")], args.out,
+        latency(args.index, args.reranker.split(","), [int(d) for d in args.depths.split(",")], args.out,
                 precisions=tuple(args.precisions.split(",")), weight=args.weight, novel_weight=args.novel_weight)
 
 

@@ -75,6 +75,40 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(tiny_cross_encoder
     assert scores[labels == 1].mean() > scores[labels == 0].mean()  # it learned something of the task
 
 
+def test_layers_keeps_the_bases_first_layers_and_refuses_more_than_it_has(tiny_cross_encoder, demo_gazetteer,
+                                                                          demo_hierarchy, tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from clinlinker.errors import ClinlinkerError
+    from tests.conftest import FIXTURES
+
+    base = AutoModelForSequenceClassification.from_pretrained(str(tiny_cross_encoder))
+    assert base.config.num_hidden_layers == 2
+    examples = [("fiebre alta", "fiebre", 1.0), ("fiebre alta", "tos", 0.0)] * 4
+    record = train_cross_encoder(examples, str(tiny_cross_encoder), tmp_path / "one", max_steps=1, batch_size=4,
+                                 lr=0.0, layers=1)  # lr 0: the weights stay the base's
+    assert record["layers"] == 1
+    shallow = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "one"))
+    assert shallow.config.num_hidden_layers == 1 and len(shallow.roberta.encoder.layer) == 1
+    kept, first = shallow.roberta.encoder.layer[0].state_dict(), base.roberta.encoder.layer[0].state_dict()
+    assert all(torch.equal(kept[name], first[name]) for name in first)  # the base's first layer, not a new one
+    pairs = [("fiebre alta", "fiebre"), ("dolor abdominal", "tos")]
+    assert CrossEncoderReranker(str(tmp_path / "one")).score(pairs).shape == (2,)
+    assert not np.allclose(CrossEncoderReranker(str(tmp_path / "one")).score(pairs),
+                           CrossEncoderReranker(str(tiny_cross_encoder)).score(pairs))  # one layer fewer read
+    with pytest.raises(ClinlinkerError, match="between 1 and the 2 layers"):
+        train_cross_encoder(examples, str(tiny_cross_encoder), tmp_path / "three", max_steps=1, layers=3)
+    assert not (tmp_path / "three").exists()
+    args = ["train-reranker", "--index", str(_lexical_dir(demo_gazetteer, demo_hierarchy, tmp_path)), "--links",
+            str(FIXTURES / "corpus" / "links.tsv"), "--model", str(tiny_cross_encoder), "--max-steps", "2"]
+    assert main([*args, "--layers", "3", "--out", str(tmp_path / "cli3")]) == 2
+    err = capsys.readouterr().err
+    assert "between 1 and the 2 layers" in err and "Traceback" not in err and not (tmp_path / "cli3").exists()
+    assert main([*args, "--layers", "1", "--out", str(tmp_path / "cli1")]) == 0
+    assert AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "cli1")).config.num_hidden_layers == 1
+
+
 def test_train_reranker_then_index_records_it_and_link_uses_it(tiny_cross_encoder, demo_gazetteer, demo_hierarchy,
                                                                  tmp_path, capsys):
     from tests.conftest import FIXTURES

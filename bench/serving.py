@@ -103,9 +103,12 @@ def main() -> None:
     parser.add_argument("--index-type", choices=["flat", "ivf", "hnsw", "sq8"], default="flat")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--cases", type=int, default=30)
+    parser.add_argument("--index", help="serve this index directory instead (e.g. one that records a re-ranker); "
+                        "--engine and --index-type are then ignored")
     args = parser.parse_args()
 
-    index = build_index(args.engine, args.index_type if args.engine == "dense" else "flat")
+    index = Path(args.index) if args.index else build_index(args.engine, args.index_type if args.engine == "dense"
+                                                            else "flat")
     port = free_port()
     prefix = f"bench{port}:"
     env = {**os.environ, "CLINLINKER_INDEX": str(index), "REDIS_URL": args.redis_url,
@@ -124,7 +127,7 @@ def main() -> None:
                 time.sleep(0.5)
         health = json.loads(urllib.request.urlopen(url + "/health").read())
         print(f"gunicorn backend: {health['engine']} engine, model {health['model']}, {health['concepts']} concepts; "
-              f"cache {health['cache'].get('backend')}")
+              f"cache {health['cache'].get('backend')}; model_version {health['model_version']}")
         fifteen, hundred = cases(args.cases)
         spans = [len(t["data"]["mentions"]) for t in fifteen]
         post(url, {"tasks": [hundred[-1]]})  # first request of the process (lazy imports, worker thread)
@@ -140,7 +143,7 @@ def main() -> None:
         batch_spans = sum(len(t["data"]["mentions"]) for t in hundred)
         batch_cold = post(url, {"tasks": hundred})
         batch_warm = post(url, {"tasks": hundred})
-        metrics = json.loads(urllib.request.urlopen(url + "/metrics").read())
+        after = json.loads(urllib.request.urlopen(url + "/health").read())  # /metrics is Prometheus text
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -154,14 +157,15 @@ def main() -> None:
             pass
 
     result = {
-        "machine": machine(), "engine": args.engine, "index_type": args.index_type, "index": str(index),
+        "machine": machine(), "engine": health["engine"], "model_version": health["model_version"],
+        "index_type": args.index_type, "index": str(index),
         "case_spans_median": statistics.median(spans), "cases": len(fifteen),
         "single_case_cold_ms": {"p50": round(pct(cold, .5) * 1000, 1), "p95": round(pct(cold, .95) * 1000, 1)},
         "single_case_warm_ms": {"p50": round(pct(warm, .5) * 1000, 1), "p95": round(pct(warm, .95) * 1000, 1)},
         "interactive_single_span_ms": {"p50": round(pct(interactive, .5) * 1000, 1),
                                        "p95": round(pct(interactive, .95) * 1000, 1)},
         "batch_100_tasks": {"spans": batch_spans, "cold_s": round(batch_cold, 2), "warm_s": round(batch_warm, 2)},
-        "cache": metrics.get("cache"),
+        "cache": after.get("cache"), "rerank_cache": after.get("rerank_cache"),
     }
     print(f"{len(fifteen)} cases of {statistics.median(spans):.0f} spans (median):")
     print(f"  one case, cold cache: p50 {result['single_case_cold_ms']['p50']} ms, p95 "
@@ -171,6 +175,8 @@ def main() -> None:
     print(f"  interactive single span: p50 {result['interactive_single_span_ms']['p50']} ms")
     print(f"  100-task batch ({batch_spans} spans): cold {batch_cold:.2f} s, warm {batch_warm:.2f} s")
     name = f"backend-{args.engine}" + (f"-{args.index_type}" if args.engine == "dense" else "")
+    if args.index:
+        name = f"backend-{index.name}"
     print("written", save(f"{name}.json", result))
 
 

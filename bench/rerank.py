@@ -74,7 +74,8 @@ def _load(name: str):
 
 
 def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs: float, batch_size: int, lr: float,
-          term: str, max_seconds: float | None, bf16: bool = False, synonyms: int = 0, layers: int | None = None) -> None:
+          term: str, max_seconds: float | None, bf16: bool = False, synonyms: int = 0,
+          layers: int | None = None) -> None:
     from clinlinker.reranker import reranker_examples, train_cross_encoder
 
     kb, cands = _load(name)

@@ -502,9 +502,10 @@ def cmd_train(args) -> int:
 def cmd_train_reranker(args) -> int:
     from clinlinker.linker import Linker
     from clinlinker.links import read_links
-    from clinlinker.reranker import reranker_examples, train_cross_encoder
+    from clinlinker.reranker import first_layers, reranker_examples, train_cross_encoder
     from clinlinker.routing import routing_from_setting
 
+    first_layers(args.model, args.layers)  # a --layers the base cannot have is refused before the lists are built
     linker = Linker.from_directory(args.index, routing=routing_from_setting(args.routing), reranker=None,
                                    device=args.device)
     links = [link for path in args.links for link in read_links(path) if link.is_clean]

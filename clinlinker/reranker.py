@@ -257,7 +257,7 @@ def synonym_examples(kb, index, n: int, *, negatives: int = 3, seed: int = 0) ->
     return out
 
 
-def _first_layers(base: str, layers: int | None) -> dict:
+def first_layers(base: str, layers: int | None) -> dict:
     """from_pretrained's config override that keeps the base's first `layers` layers (its weights for the others
     are left unread), or nothing when all are kept. Refuses more layers than the base has: those would be new,
     untrained layers, not a smaller copy of the base."""
@@ -300,7 +300,7 @@ def train_cross_encoder(examples: Sequence[tuple[str, str, float]], base: str, o
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **_first_layers(base, layers))
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **first_layers(base, layers))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{base}: cannot load as a sequence-classification model ({exc})") from None
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import CACHE, RESULTS, save
+from common import CACHE, save
 
 sys.path.insert(0, str(Path(__file__).parent))
 import quality  # noqa: E402

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from clinlinker.agreement import Coded, Coding
 from clinlinker.errors import ClinlinkerError
 from clinlinker.links import Link
 
-from backend.export import Problem, _filename, _get_json, annotation_links, auth_header
+from backend.export import Problem, _filename, annotation_links
+from backend.label_studio_api import LabelStudio
 from backend.regions import code_of, group_regions, result_problem
 
 CERTAINTY_BANDS = ((0.0, 0.5, "low (< 0.5)"), (0.5, 0.8, "medium (0.5-0.8)"), (0.8, 1.01, "high (>= 0.8)"))
@@ -461,9 +461,7 @@ def report_html(title: str, curation: Curation, agree: dict, effect: dict, adjud
 
 def fetch_users(url: str, token: str, timeout: float = 60.0) -> dict:
     """User id -> email, so that the report names coders as Label Studio shows them."""
-    headers = {"Authorization": auth_header(url, token, timeout)}
-    users = _get_json(f"{url.rstrip('/')}/api/users", headers, timeout)
-    users = users.get("results", users) if isinstance(users, dict) else users
+    users = LabelStudio(url, token, timeout=timeout).users()
     return {u.get("id"): u.get("email") or u.get("username") for u in users if isinstance(u, dict)}
 
 
@@ -471,22 +469,14 @@ def create_review_tab(url: str, token: str, project: int, task_ids, title: str =
                       timeout: float = 60.0) -> dict:
     """A Data Manager tab in the project that shows only the tasks in disagreement (an adjudicator opens it and
     walks them). An earlier tab of the same title is replaced."""
-    import urllib.request
-
-    base = url.rstrip("/")
-    headers = {"Authorization": auth_header(url, token, timeout), "Content-Type": "application/json"}
-    views = _get_json(f"{base}/api/dm/views?project={int(project)}", headers, timeout)
-    for view in views if isinstance(views, list) else []:
+    ls = LabelStudio(url, token, timeout=timeout)
+    for view in ls.views(project):
         if (view.get("data") or {}).get("title") == title:
-            request = urllib.request.Request(f"{base}/api/dm/views/{view['id']}", headers=headers, method="DELETE")
-            urllib.request.urlopen(request, timeout=timeout).close()
+            ls.delete_view(view["id"])
     ids = sorted({int(t) for t in task_ids})
     items = [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": t} for t in ids]
     if not items:  # a tab that shows nothing, rather than every task
         items = [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": -1}]
-    body = {"project": int(project), "data": {"title": title, "filters": {"conjunction": "or", "items": items}}}
-    request = urllib.request.Request(f"{base}/api/dm/views", data=json.dumps(body).encode(), headers=headers,
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        view = json.loads(response.read())
+    view = ls.create_view(project, {"title": title, "filters": {"conjunction": "or", "items": items}})
+    base = url.rstrip("/")
     return {"id": view.get("id"), "tasks": len(ids), "url": f"{base}/projects/{int(project)}/data?tab={view.get('id')}"}

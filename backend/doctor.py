@@ -164,42 +164,33 @@ def check_label_studio(report: Report, url: str | None, token: str | None, proje
     if not url:
         report.warn("label studio", "no --ls-url: Label Studio not checked")
         return
-    import json
-    import urllib.error
-    import urllib.request
-
-    from backend.export import auth_header
     from backend.label_config import LabelConfigError, parse_label_config
+    from backend.label_studio_api import LabelStudio, LabelStudioError
 
     base = url.rstrip("/")
-
-    def get(path):
-        request = urllib.request.Request(base + path, headers={"Authorization": auth_header(url, token, 10)})
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return json.loads(reply.read())
-
     if not token:
         report.fail("label studio", f"{base}: no token", "pass --ls-token or set LABEL_STUDIO_API_KEY")
         return
+    ls = LabelStudio(url, token, timeout=10)
     try:
-        version = get("/api/version")  # answers without a token
+        version = ls.version()  # answers without a token
         release = version.get("release") or (version.get("label-studio-os-package") or {}).get("version", "?")
-        user = get("/api/current-user/whoami")  # needs a valid token
+        user = ls.whoami()  # needs a valid token
         report.ok("label studio", f"{base}: Label Studio {release}, token of {user.get('email') or user.get('id')}")
-    except urllib.error.HTTPError as exc:
-        report.fail("label studio", f"{base}: HTTP {exc.code}", "check the token (Account & Settings → Access Token)"
-                    if exc.code in (401, 403) else "check the URL")
-        return
-    except Exception as exc:  # noqa: BLE001
-        report.fail("label studio", f"{base}: {_first_line(exc)}", "start Label Studio or fix --ls-url")
+    except LabelStudioError as exc:
+        if exc.status is None:
+            report.fail("label studio", f"{base}: {_first_line(exc)}", "start Label Studio or fix --ls-url")
+        else:
+            report.fail("label studio", f"{base}: HTTP {exc.status}", "check the token (Account & Settings → Access "
+                        "Token)" if exc.status in (401, 403) else "check the URL")
         return
     if project is None:
         return
     try:
-        config = get(f"/api/projects/{int(project)}").get("label_config", "")
-        hooks = get(f"/api/webhooks?project={int(project)}")
-        backends = get(f"/api/ml?project={int(project)}")
-    except Exception as exc:  # noqa: BLE001
+        config = ls.project(project).get("label_config", "")
+        hooks = ls.webhooks(project)
+        backends = ls.get("/api/ml", project=int(project)) or []
+    except LabelStudioError as exc:
         report.fail("project", f"{project}: {_first_line(exc)}", "check the project id")
         return
     try:

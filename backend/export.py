@@ -171,41 +171,12 @@ def read_export(path) -> list:
 
 def fetch_export(url: str, token: str, project: int, timeout: float = 300.0) -> list:
     """Pull a project's full JSON export (and its predictions) from a Label Studio server."""
-    import urllib.error
+    from backend.label_studio_api import LabelStudio
 
-    base = url.rstrip("/")
-    endpoint = f"{base}/api/projects/{int(project)}/export?exportType=JSON&download_all_tasks=true"
-    try:
-        headers = {"Authorization": auth_header(url, token, timeout)}
-        tasks = _get_json(endpoint, headers, timeout)
-        # The export lists prediction ids only; fetch them to measure agreement with the pre-annotations.
-        predictions = _get_json(f"{base}/api/predictions?project={int(project)}", headers, timeout)
-    except urllib.error.HTTPError as exc:
-        raise ClinlinkerError(f"Label Studio answered {exc.code} for {exc.url}: check the URL, the project id "
-                              "and the token") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise ClinlinkerError(f"cannot reach Label Studio at {url}: {getattr(exc, 'reason', exc)}") from None
-    by_id = {p.get("id"): p for p in predictions if isinstance(p, dict)}
+    ls = LabelStudio(url, token, timeout=timeout)
+    tasks = ls.export(project)
+    # The export lists prediction ids only; fetch them to measure agreement with the pre-annotations.
+    by_id = {p.get("id"): p for p in ls.predictions(project) if isinstance(p, dict)}
     for task in tasks:
         task["predictions"] = [by_id.get(p, p) if not isinstance(p, dict) else p for p in task.get("predictions") or []]
     return tasks
-
-
-def _get_json(url: str, headers: dict, timeout: float):
-    import urllib.request
-
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
-        return json.loads(response.read().decode("utf-8"))
-
-
-def auth_header(url: str, token: str, timeout: float = 30.0) -> str:
-    """Legacy tokens go as `Token ...`; personal access tokens (JWT refresh tokens) are exchanged first."""
-    import urllib.request
-
-    if token.count(".") != 2:
-        return f"Token {token}"
-    request = urllib.request.Request(f"{url.rstrip('/')}/api/token/refresh",
-                                     data=json.dumps({"refresh": token}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return f"Bearer {json.loads(response.read())['access']}"

@@ -3,7 +3,7 @@
 Reads a linking TSV (or a spans TSV without codes) and the texts it points into, creates a
 project with our labeling config, asks the running backend for the candidates of every span
 (so that its picker knows them), imports the tasks in bulk WITH those predictions, and
-connects the backend (interactive). Uses `label-studio-sdk` (pip install 'clinlinker[labelstudio]').
+connects the backend (interactive), through backend/label_studio_api.py.
 """
 
 from __future__ import annotations
@@ -104,31 +104,29 @@ def backend_predictions(backend_url: str, tasks: list[dict], config_xml: str, *,
 def create_project(*, url: str, token: str, backend_url: str, links_path, texts_dir, title: str,
                    config: str = "all", backend_public_url: str | None = None, limit: int | None = None,
                    basic_auth: tuple[str, str] | None = None, picker_token: str | None = None) -> dict:
-    try:
-        from label_studio_sdk.client import LabelStudio
-    except ImportError:
-        raise ClinlinkerError("ls-project needs label-studio-sdk: pip install 'clinlinker[labelstudio]'") from None
     import base64
+
+    from backend.label_studio_api import LabelStudio
 
     xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token)
     tasks, problems = tasks_from_links(links_path, texts_dir, limit=limit)
     auth = ("Basic " + base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()) if basic_auth else None
-    ls = LabelStudio(base_url=url, api_key=token)
-    project = ls.projects.create(title=title, label_config=xml, show_collab_predictions=True)
+    ls = LabelStudio(url, token, timeout=600)
+    project = ls.create_project(title=title, label_config=xml, show_collab_predictions=True)["id"]
     # the candidate lists are the project's own: its id goes into the picker's URL and the predictions' request
     try:
-        xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token, project=project.id)
-        ls.projects.update(id=project.id, label_config=xml)
-        predictions = backend_predictions(backend_url, tasks, xml, auth=auth, project=str(project.id))
+        xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token, project=project)
+        ls.update_project(project, label_config=xml)
+        predictions = backend_predictions(backend_url, tasks, xml, auth=auth, project=str(project))
     except BaseException:
-        ls.projects.delete(id=project.id)  # no half-made project left behind
+        ls.delete_project(project)  # no half-made project left behind
         raise
-    ls.projects.import_tasks(id=project.id, request=[
-        {"data": data, "predictions": [prediction]} for data, prediction in zip(tasks, predictions)])
+    ls.import_tasks(project, [{"data": data, "predictions": [prediction]}
+                              for data, prediction in zip(tasks, predictions)])
     ml_args = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0],
                "basic_auth_pass": basic_auth[1]} if basic_auth else {}
-    ls.ml.create(project=project.id, url=backend_url, title="clinlinker", is_interactive=True, **ml_args)
+    ls.connect_ml_backend(project, backend_url, title="clinlinker", is_interactive=True, **ml_args)
     spans = sum(len(t["mentions"]) for t in tasks)
-    return {"project": project.id, "url": f"{url.rstrip('/')}/projects/{project.id}", "tasks": len(tasks),
+    return {"project": project, "url": f"{url.rstrip('/')}/projects/{project}", "tasks": len(tasks),
             "spans": spans, "model_version": predictions[0]["model_version"] if predictions else None,
             "problems": problems}

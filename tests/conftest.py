@@ -1,6 +1,7 @@
 import contextlib
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 DEMO_GAZETTEER = ROOT / "clinlinker" / "data" / "demo_gazetteer.tsv"
 DEMO_HIERARCHY = ROOT / "clinlinker" / "data" / "demo_hierarchy.tsv"
 SHARED_DATA = Path(os.environ.get("CLINLINKER_SHARED_DATA", ROOT.parent / "shared" / "data"))
-REDIS_URL = os.environ.get("CLINLINKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A Redis or PostgreSQL given here is used as it is; otherwise the session starts throwaway servers of its own
+# (tests/servers.py), so the suite never depends on, nor touches, a service of the machine.
+GIVEN_REDIS_URL = os.environ.get("CLINLINKER_TEST_REDIS_URL")
+GIVEN_POSTGRES_URL = os.environ.get("CLINLINKER_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="session")
@@ -76,20 +80,88 @@ def lexical_index(demo_kb):
     return build_index(demo_kb)
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """The URL of the session's Redis: CLINLINKER_TEST_REDIS_URL, or a throwaway redis-server (db 15)."""
+    if GIVEN_REDIS_URL:
+        SERVICES_USED["redis"] = GIVEN_REDIS_URL
+        yield GIVEN_REDIS_URL
+        return
+    from tests.servers import OwnRedis
+
+    server = OwnRedis(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(f"could not start a throwaway Redis: {exc}")
+    SERVICES_USED["redis"] = server.binary
+    yield server.url.rsplit("/", 1)[0] + "/15"
+    server.stop()
+
+
 @pytest.fixture
-def redis_url():
-    """The real local Redis (db 15), flushed before each test. `.ci/run` makes sure it runs."""
+def redis_url(redis_server):
+    """The session's Redis, flushed before and after each test."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    client = redis.Redis.from_url(redis_server, socket_timeout=2)
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not answering ({exc}); start it (`.ci/run` does) or set "
-                    "CLINLINKER_TEST_REDIS_URL")
+        pytest.fail(f"Redis at {redis_server} is not answering ({exc}); unset CLINLINKER_TEST_REDIS_URL to let "
+                    "the tests start their own")
     client.flushdb()
-    yield REDIS_URL
+    yield redis_server
     client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of the session's PostgreSQL server: CLINLINKER_TEST_POSTGRES_URL, or a throwaway one."""
+    if GIVEN_POSTGRES_URL:
+        SERVICES_USED["postgresql"] = GIVEN_POSTGRES_URL
+        yield GIVEN_POSTGRES_URL
+        return
+    from tests.servers import OwnPostgres
+
+    try:
+        server = OwnPostgres().start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"could not start a throwaway PostgreSQL: {exc} {getattr(exc, 'stderr', '') or ''}")
+    SERVICES_USED["postgresql"] = str(server.bin)
+    yield server.url
+    server.stop()
+
+
+@contextlib.contextmanager
+def postgres_database(server_url: str):
+    """A fresh database on the session's PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"clinlinker_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {server_url} is not answering ({str(exc).splitlines()[0]})")
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    with postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture
@@ -104,43 +176,46 @@ def _quiet_logs(caplog):
     caplog.set_level(logging.INFO)
 
 
-POSTGRES_URL = os.environ.get("CLINLINKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-@contextlib.contextmanager
-def postgres_database():
-    """A fresh database on the real local PostgreSQL, dropped afterwards. `.ci/run` makes sure one runs."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"clinlinker_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not answering ({str(exc).splitlines()[0]}); start it "
-                    "(`.ci/run` does) or set CLINLINKER_TEST_POSTGRES_URL")
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture
-def postgres_url():
-    with postgres_database() as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request):
     """Each store test runs on both stores of record: SQLite (None: the data directory's file) and PostgreSQL."""
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_url")
+
+
+# --- which tests used the real servers; with CLINLINKER_REQUIRE_SERVICES=1 (.ci/run) a skipped one fails the run ---
+SERVICE_FIXTURES = {"redis": {"redis_server", "redis_url"},
+                    "postgresql": {"postgres_server", "postgres_url", "database_url"}}
+SERVICES_USED: dict[str, str] = {}
+_SERVICE_OUTCOMES = {kind: {"passed": 0, "failed": 0, "skipped": 0} for kind in SERVICE_FIXTURES}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.when == "call" or report.outcome != "passed":  # one outcome per test: its call, or what stopped it
+        used = set(getattr(item, "fixturenames", ()))
+        if "database_url" in used and getattr(item, "callspec", None) and \
+                item.callspec.params.get("database_url") == "sqlite":
+            used.discard("database_url")
+        for kind, names in SERVICE_FIXTURES.items():
+            if names & used:
+                _SERVICE_OUTCOMES[kind][report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    for kind, outcome in _SERVICE_OUTCOMES.items():
+        if sum(outcome.values()):
+            terminalreporter.write_line(
+                f"{kind} tests: {outcome['passed']} passed, {outcome['failed']} failed, {outcome['skipped']} skipped "
+                f"(server: {SERVICES_USED.get(kind, 'none started')})")
+
+
+def pytest_sessionfinish(session):
+    if os.environ.get("CLINLINKER_REQUIRE_SERVICES") != "1":
+        return
+    bad = [kind for kind, outcome in _SERVICE_OUTCOMES.items() if outcome["skipped"] or not outcome["passed"]]
+    if bad:
+        print(f"\nCLINLINKER_REQUIRE_SERVICES=1: {' and '.join(bad)} tests were skipped, or none ran")
+        session.exitstatus = 1

@@ -1,7 +1,10 @@
 """What can be checked of the install story without a container engine: the Dockerfile, .ci/run, the requirements
 and the README say the same thing."""
 
+import json
 import re
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -85,6 +88,108 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
 
 def test_installs_are_quiet():
     """No editable install in the install command nor in CI: each of setuptools' editable modes prints a warning."""
-    assert not re.search(r"^-e\s", REQUIREMENTS, re.M) and re.search(r"^\.$", REQUIREMENTS, re.M)
+    assert not re.search(r"^-e\s", REQUIREMENTS, re.M) and re.search(r"^\.\[test,ray\]$", REQUIREMENTS, re.M)
     assert "pip install -q -e" not in CI and "pip install -e" not in DOCKERFILE
     assert "--no-install-recommends chromium" in CI
+
+
+def _declared() -> tuple[set[str], set[str]]:
+    """The distributions pyproject.toml declares: (dependencies, optional dependencies), normalised names."""
+    import tomllib
+
+    project = tomllib.loads(PYPROJECT)["project"]
+
+    def names(specs):
+        return {re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in specs}
+
+    return names(project["dependencies"]), names(s for extra in project["optional-dependencies"].values()
+                                                   for s in extra)
+
+
+def _imports(folder: str) -> dict[str, bool]:
+    """Top-level module -> imported at module level somewhere (else only inside functions), for folder's sources."""
+    import ast
+
+    found: dict[str, bool] = {}
+    for path in (ROOT / folder).rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                name = module.split(".")[0]
+                found[name] = found.get(name, False) or id(node) in top
+    return found
+
+
+def test_pyproject_declares_every_package_the_code_imports():
+    """`pip install .` alone must give a working `clinlinker serve` and commands: whatever clinlinker/ and backend/
+    import is a declared dependency (an optional extra only for what is imported inside the function that needs
+    it, e.g. ray)."""
+    import sys
+    from importlib.metadata import packages_distributions
+
+    required, optional = _declared()
+    dists = packages_distributions()
+    own = {"clinlinker", "backend", "label_studio_config"}
+    for folder in ("clinlinker", "backend"):
+        for module, at_top in sorted(_imports(folder).items()):
+            if module in sys.stdlib_module_names or module in own:
+                continue
+            names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+            assert names & (required | optional), f"{folder}/ imports {module} ({names}), not in pyproject.toml"
+            if at_top:
+                assert names & required, f"{folder}/ imports {module} at module level: it must be a dependency"
+
+
+def test_requirements_install_the_package_and_say_no_other_dependency():
+    lines = [line.split("#")[0].strip() for line in REQUIREMENTS.splitlines()]
+    assert [line for line in lines if line] == ["torch==2.13.0", ".[test,ray]"]
+
+
+@pytest.mark.slow
+def test_pip_install_dot_alone_gives_a_working_serve(tmp_path):
+    """A fresh virtual environment, `pip install .` (no requirements file, no extras), then `clinlinker serve`
+    answers /health on the demo gazetteer."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.servers import free_port
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-cache-dir", str(ROOT)],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert install.returncode == 0, install.stderr[-3000:]
+    port = free_port()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1",
+           "CLINLINKER_DATA_DIR": str(tmp_path / "var")}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([str(venv / "bin" / "clinlinker"), "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        import time
+
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+                    health = json.loads(reply.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(0.5)
+        assert health["status"] == "UP" and health["demo"] is True
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

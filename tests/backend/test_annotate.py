@@ -145,6 +145,7 @@ def test_the_json_reader_streams_items_across_its_buffer(tmp_path):
                                                                        for i, n in enumerate(starts)]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_finished_shard(dense_index_dir, tmp_path):
     tasks = corpus_tasks(600)
     (tmp_path / "tasks.json").write_text(json.dumps(tasks))

@@ -20,6 +20,8 @@ from clinlinker.index import build_index, save_index
 from tests.backend.test_annotate import corpus_tasks, without_scores
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 ray = pytest.importorskip("ray")
 
 

@@ -19,6 +19,8 @@ import pytest
 from backend.store import Store
 from tests.servers import OwnRedis, Server, free_port
 
+pytestmark = pytest.mark.faults
+
 TEXT = "Paciente con fiebre y dolor abdominal tras apendicectomía laparoscópica."
 
 

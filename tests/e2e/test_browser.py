@@ -12,6 +12,8 @@ from backend.export import export_tasks
 from tests.e2e.conftest import PASSWORD, USER
 from tests.e2e.test_label_studio import project, tasks_of  # noqa: F401 - the shared module fixture
 
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = os.environ.get("CLINLINKER_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]

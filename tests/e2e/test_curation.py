@@ -15,6 +15,8 @@ from tests import curation_fixture as fx
 from tests.e2e.conftest import TOKEN, USER
 from tests.e2e.test_browser import browser  # noqa: F401 - the module's Chromium
 
+pytestmark = pytest.mark.e2e
+
 DOCS = ["caso1", "caso2", "caso3"]  # the tasks ana and luis both coded
 
 

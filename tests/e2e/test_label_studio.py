@@ -11,6 +11,8 @@ from clinlinker.cli import main
 from clinlinker.links import read_links
 from tests.e2e.conftest import CORPUS, ROOT, TOKEN
 
+pytestmark = pytest.mark.e2e
+
 
 def tasks_of(api, project):
     return api("GET", f"/api/tasks?project={project}&fields=all&page_size=1000")["tasks"]

@@ -2,6 +2,8 @@
 
 It only translates JSON to calls on `ClinLinkerModel` and back; no ML logic lives here.
 Run in production with gunicorn: `clinlinker serve` (or `gunicorn 'backend.app:create_app()'`).
+One file of ~570 lines: the routes of one Flask app share its closure (config, model, store); each handler is a
+few lines of translation, and the protocol reads best in one place.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from flask_cors import CORS
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from clinlinker.cache import _redact
+from clinlinker.encode.cache import _redact
 from clinlinker.errors import ClinlinkerError
 
 from backend.config import BackendConfig
@@ -41,7 +43,7 @@ DEMO_BANNER = ("\n" + "!" * 78 + "\n!! NO GAZETTEER CONFIGURED: serving the DEMO
 def _encoder_facts(model, describe: dict, info: dict) -> dict:
     """The precision and runtime the encoder runs in, why (the index's record), and what this hardware runs fast."""
     if "hardware" not in info:
-        from clinlinker.precision import detect
+        from clinlinker.evaluate.precision import detect
 
         info["hardware"] = detect()
     manifest = getattr(model.linker.index, "manifest", None) or {}
@@ -52,11 +54,11 @@ def _encoder_facts(model, describe: dict, info: dict) -> dict:
 
 def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     """Load the index, the encoder and the store once, at process start."""
-    from clinlinker.cache import make_cache
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import build_index
-    from clinlinker.linker import Linker
-    from clinlinker.routing import routing_from_setting
+    from clinlinker.encode.cache import make_cache
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import build_index
+    from clinlinker.linking.linker import Linker
+    from clinlinker.kb.routing import routing_from_setting
 
     from backend.learning import LearnedLayers
     from backend.retrain import Retrainer
@@ -78,7 +80,7 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     def reranker_of(directory):
         if config.reranker:
             return config.reranker
-        from clinlinker.index import read_manifest
+        from clinlinker.search.index import read_manifest
 
         for candidate in dict.fromkeys((directory, config.index_dir)):
             try:

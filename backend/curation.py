@@ -6,7 +6,7 @@ and keeps every non-cancelled annotation of every task: one per coder when the p
 counted, never used. What cannot be read is reported with its task and region, never guessed: a task without text,
 a region without a code, a candidate ticked under another mention, a code that is not in the knowledge base.
 
-- Agreement: `clinlinker.agreement` on the coders' codings (spans by offsets, labels, codes, family through the
+- Agreement: `clinlinker.evaluate.agreement` on the coders' codings (spans by offsets, labels, codes, family through the
   hierarchy, Cohen's and Fleiss' kappa, every disagreement).
 - Adjudication: per task, the annotation Label Studio marks as ground truth; else a policy: `newest`, `coder:NAME`
   (that coder's annotation, else the newest, said so), or `majority` (per span, the label and code a strict majority of
@@ -26,7 +26,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from clinlinker.agreement import Coded, Coding
+from clinlinker.evaluate.agreement import Coded, Coding
 from clinlinker.errors import ClinlinkerError
 from clinlinker.links import Link
 

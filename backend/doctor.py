@@ -88,7 +88,7 @@ def check_index(report: Report, index_dir: str | None, model: str | None) -> dic
         report.warn("index", "CLINLINKER_INDEX unset: the backend serves the DEMO gazetteer (lexical), not yours")
         return {}
     from clinlinker.errors import ClinlinkerError
-    from clinlinker.index import load_index
+    from clinlinker.search.index import load_index
 
     path = Path(index_dir)
     if not path.is_dir():
@@ -118,7 +118,7 @@ def check_redis(report: Report, url: str | None) -> None:
         return
     import redis
 
-    from clinlinker.cache import _redact
+    from clinlinker.encode.cache import _redact
 
     try:
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -148,7 +148,7 @@ def check_store(report: Report, database_url: str | None, data_dir: str) -> None
         facts = store.describe()
         store.dispose()
     except Exception as exc:  # noqa: BLE001
-        from clinlinker.cache import _redact
+        from clinlinker.encode.cache import _redact
 
         where = _redact(database_url) if database_url else data_dir
         report.fail("store", f"{where}: {_first_line(exc)}", "check CLINLINKER_DATABASE_URL (PostgreSQL reachable, "

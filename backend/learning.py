@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 
-from clinlinker.learned import LearnedTerms
+from clinlinker.linking.learned import LearnedTerms
 
 from backend.store import reviewed
 

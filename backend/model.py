@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from clinlinker.candidates import certainty
-from clinlinker.linker import Linker
+from clinlinker.search.candidates import certainty
+from clinlinker.linking.linker import Linker
 
 from backend.label_config import LabelConfig, parse_label_config
 from backend.regions import NO_CODE_LEAF, Region, leaf_of, mention_node, result_problem, span_regions

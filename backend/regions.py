@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from clinlinker.candidates import context_parts
+from clinlinker.search.candidates import context_parts
 
 from backend.label_config import SEMANTIC_RELATIONS
 

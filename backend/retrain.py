@@ -67,7 +67,7 @@ class Retrainer:
     def _trains_reranker(self) -> bool:
         """The serving index's recorded re-ranker is trained further (CLINLINKER_TRAIN_RERANKER, on by default).
         A re-ranker given by CLINLINKER_RERANKER is the operator's pick: it is not replaced."""
-        from clinlinker.index import read_manifest
+        from clinlinker.search.index import read_manifest
 
         serving = self.model.serving
         if not self.config.train_reranker or self.config.reranker or serving.index_dir is None:

@@ -18,6 +18,8 @@ Facts:
 - `projects`: what Label Studio's /setup said about a project (its address and access token, for a resync).
 - `counters`: webhook and intake counts, shared by every process (so /metrics is the same whichever answers).
 - `meta`: small shared facts (the published fine-tuned index, the last training's state, the schema version).
+
+One file of ~530 lines: the schema and every transaction on it; one place to read what is stored and how.
 """
 
 from __future__ import annotations

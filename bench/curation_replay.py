@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.regions import candidate_leaf, mention_node  # noqa: E402
-from clinlinker.candidates import certainty  # noqa: E402
+from clinlinker.search.candidates import certainty  # noqa: E402
 from clinlinker.links import read_links  # noqa: E402
 
 CODER_A, CODER_B = "coder-a@replay", "coder-b@replay"
@@ -132,9 +132,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from clinlinker.cli import main as cli
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import build_index, save_index
-    from clinlinker.linker import Linker
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import build_index, save_index
+    from clinlinker.linking.linker import Linker
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ def main() -> None:
 
     import torch
 
-    from clinlinker.encoders import DenseEncoder
+    from clinlinker.encode.encoders import DenseEncoder
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.mentions_file:
@@ -154,9 +154,9 @@ def ranking_overlap(device, n_mentions: int) -> dict:
     import importlib.util
     from pathlib import Path
 
-    from clinlinker.encoders import DenseEncoder
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import DenseIndex
+    from clinlinker.encode.encoders import DenseEncoder
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import DenseIndex
 
     from common import DATA
 
@@ -167,7 +167,7 @@ def ranking_overlap(device, n_mentions: int) -> dict:
     model_dir = Path(spec.origin).parent / "model"
     import random
 
-    from clinlinker.knowledge_base import KnowledgeBase
+    from clinlinker.kb.knowledge_base import KnowledgeBase
     from clinlinker.links import read_links
 
     full = load_knowledge_base([DATA / "gazetteers" / "medprocner_procedures_es.tsv"])

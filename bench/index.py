@@ -50,7 +50,7 @@ def main() -> None:
 
     import faiss
 
-    from clinlinker import index as ix
+    from clinlinker.search import index as ix
 
     faiss.cvar.distance_compute_blas_threshold = ix.BLAS_THRESHOLD
     if args.vectors_from:

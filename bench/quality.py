@@ -69,7 +69,7 @@ def _gold(corpus: str, part: str):
 
 def candidate_lists(index_dir: str, name: str) -> dict:
     """Top-DEPTH (code, score) per dev and tune mention, computed once per system and cached."""
-    from clinlinker.linker import Linker
+    from clinlinker.linking.linker import Linker
 
     path = LISTS / f"{name}.json"
     if path.exists():
@@ -88,7 +88,7 @@ def candidate_lists(index_dir: str, name: str) -> dict:
 
 
 def score(lists: dict, kb_codes: set, part: str = "dev") -> dict:
-    from clinlinker.evaluation import evaluate_links
+    from clinlinker.evaluate.metrics import evaluate_links
 
     report = {}
     for corpus in CORPORA:
@@ -134,9 +134,9 @@ def evaluate(index_dir: str, name: str) -> None:
 
 
 def fuse(dense: list, lexical: list, method: str, weight: float, k: int = 25) -> list:
-    """The same fusion as clinlinker.hybrid.HybridIndex, on cached (code, score) lists."""
-    from clinlinker.candidates import Candidate
-    from clinlinker.hybrid import HybridIndex
+    """The same fusion as clinlinker.search.hybrid.HybridIndex, on cached (code, score) lists."""
+    from clinlinker.search.candidates import Candidate
+    from clinlinker.search.hybrid import HybridIndex
 
     hybrid = HybridIndex.__new__(HybridIndex)
     hybrid.method, hybrid.weight = method, weight

@@ -287,11 +287,11 @@ def main(argv=None) -> int:
     LABEL[0] = args.label
 
     if args.index:  # the accepted codes must be the served knowledge base's, or nothing is learned
-        from clinlinker.index import load_index
+        from clinlinker.search.index import load_index
 
         kb = load_index(args.index).kb
     else:
-        from clinlinker.gazetteer import load_knowledge_base
+        from clinlinker.kb.gazetteer import load_knowledge_base
 
         kb = load_knowledge_base([ROOT / "clinlinker" / "data" / "demo_gazetteer.tsv"])
     codes = sorted(c.code for c in kb.concepts)

@@ -19,7 +19,7 @@ CHILD = """
 import sys, time, json
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
-from clinlinker import index as ix
+from clinlinker.search import index as ix
 t1 = time.perf_counter()
 manifest = ix.read_manifest({path!r})
 kb = ix._read_kb(__import__('pathlib').Path({path!r}), manifest)
@@ -37,9 +37,9 @@ print(json.dumps({{"import_s": t1 - t0, "manifest_and_concepts_s": t2 - t1, "fai
 def main() -> None:
     import faiss
 
-    from clinlinker.encoders import DenseEncoder
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import DenseIndex, save_index
+    from clinlinker.encode.encoders import DenseEncoder
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import DenseIndex, save_index
 
     out = CACHE / "index-both-gazetteers-dense-flat"
     if not (out / "manifest.json").exists():

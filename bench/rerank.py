@@ -43,8 +43,8 @@ def minilm() -> str:
 
 
 def lists(index_dir: str, name: str) -> None:
-    from clinlinker.linker import Linker
-    from clinlinker.routing import LabelRouting
+    from clinlinker.linking.linker import Linker
+    from clinlinker.kb.routing import LabelRouting
 
     linker = Linker.from_directory(index_dir, routing=LabelRouting.default())
     out = {"index": str(index_dir), "lists": {}}
@@ -61,8 +61,8 @@ def lists(index_dir: str, name: str) -> None:
 
 
 def _load(name: str):
-    from clinlinker.candidates import Candidate
-    from clinlinker.index import load_index
+    from clinlinker.search.candidates import Candidate
+    from clinlinker.search.index import load_index
 
     data = json.loads((LISTS / f"{name}.json").read_text())
     kb = load_index(data["index"]).kb
@@ -76,7 +76,7 @@ def _load(name: str):
 def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs: float, batch_size: int, lr: float,
           term: str, max_seconds: float | None, bf16: bool = False, synonyms: int = 0,
           layers: int | None = None) -> None:
-    from clinlinker.reranker import reranker_examples, train_cross_encoder
+    from clinlinker.rerank.cross_encoder import reranker_examples, train_cross_encoder
 
     kb, cands = _load(name)
     examples, codes = [], set()
@@ -85,8 +85,8 @@ def train(name: str, out: str, *, negatives: int, max_steps: int | None, epochs:
         examples += reranker_examples(gold, cands[f"{corpus}_fit"], kb, negatives=negatives, term=term)
         codes |= {link.code for link in gold if link.code in kb}
     if synonyms:
-        from clinlinker.index import load_index
-        from clinlinker.reranker import synonym_examples
+        from clinlinker.search.index import load_index
+        from clinlinker.rerank.cross_encoder import synonym_examples
 
         index_dir = json.loads((LISTS / f"{name}.json").read_text())["index"]
         examples += synonym_examples(kb, load_index(index_dir), synonyms, negatives=3)
@@ -113,7 +113,7 @@ def evaluate(name: str, reranker_dir: str, depths=(25, 50), terms=("matched", "p
              out: str | None = None) -> None:
     """Term, weight and novel weight (for candidates of codes the re-ranker was not trained on; None: the weight)
     chosen on tune (N = 25); dev scored at each N with them, in `precision` and in fp32."""
-    from clinlinker.reranker import CrossEncoderReranker, read_trained_codes
+    from clinlinker.rerank.cross_encoder import CrossEncoderReranker, read_trained_codes
 
     kb, cands = _load(name)
     kb_codes = {c.code for c in kb.concepts}
@@ -210,9 +210,9 @@ def latency(index_dir: str, reranker_dirs: list[str], depths: list[int], out: st
             precisions=("fp32", "bf16", "int8"), weight: float = 1.0, novel_weight: float | None = None) -> None:
     """p50 and p95 of a 15-span case through the first stage and each re-ranker x precision x depth. The
     configurations take turns case by case (interleaved), so that they all meet the same machine."""
-    from clinlinker.linker import Linker
-    from clinlinker.reranker import CrossEncoderReranker
-    from clinlinker.routing import LabelRouting
+    from clinlinker.linking.linker import Linker
+    from clinlinker.rerank.cross_encoder import CrossEncoderReranker
+    from clinlinker.kb.routing import LabelRouting
     from common import corpus_mentions
 
     linker = Linker.from_directory(index_dir, routing=LabelRouting.default())
@@ -254,11 +254,11 @@ def stream(index_dir: str, reranker_dir: str, out: str, corpus: str = "medprocne
     """What the re-ranker's score cache saves in a coder's flow: a corpus's documents in order (each one a case:
     its spans), re-ranked without a cache and with one that the stream fills, interleaved in one process, and each
     document re-ranked again as when a task is opened a second time."""
-    from clinlinker.cache import LRUCache
-    from clinlinker.linker import Linker
+    from clinlinker.encode.cache import LRUCache
+    from clinlinker.linking.linker import Linker
     from clinlinker.links import read_links
-    from clinlinker.reranker import CrossEncoderReranker
-    from clinlinker.routing import LabelRouting
+    from clinlinker.rerank.cross_encoder import CrossEncoderReranker
+    from clinlinker.kb.routing import LabelRouting
     from common import DATA
 
     linker = Linker.from_directory(index_dir, routing=LabelRouting.default(), reranker=None)
@@ -315,7 +315,7 @@ def runtimes(reranker_dir: str, out: str, cases: int = 12) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from clinlinker.encoders import _quantize_int8
+    from clinlinker.encode.encoders import _quantize_int8
     from common import corpus_mentions
 
     tokenizer = AutoTokenizer.from_pretrained(reranker_dir)

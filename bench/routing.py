@@ -33,7 +33,7 @@ VARIANTS = ROOT / "bench" / "routing_variants"
 
 
 def routing_of(setting: str):
-    from clinlinker.routing import routing_from_setting
+    from clinlinker.kb.routing import routing_from_setting
 
     path = VARIANTS / f"{setting}.toml"
     return routing_from_setting(str(path) if path.exists() else setting)
@@ -41,7 +41,7 @@ def routing_of(setting: str):
 
 def lists(index_dir: str, name: str, setting: str) -> Path:
     """Top-DEPTH [code, score, evidence] per dev and tune mention, searched with the mention's label."""
-    from clinlinker.linker import Linker
+    from clinlinker.linking.linker import Linker
 
     path = LISTS / f"{name}@{setting}.json"
     if path.exists():

@@ -30,8 +30,8 @@ from common import CACHE, DATA, ROOT, corpus_mentions, free_port, machine, rober
 
 
 def build_index(engine: str, index_type: str = "flat") -> Path:
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import DenseIndex, build_index as build, save_index
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import DenseIndex, build_index as build, save_index
 
     out = CACHE / f"index-medprocner-{engine}-{index_type}"
     if (out / "manifest.json").exists():
@@ -41,7 +41,7 @@ def build_index(engine: str, index_type: str = "flat") -> Path:
         return save_index(build(kb), out)
     import faiss
 
-    from clinlinker.encoders import DenseEncoder
+    from clinlinker.encode.encoders import DenseEncoder
 
     encoder = DenseEncoder(str(roberta_base_random(CACHE / "roberta-base-random", corpus_mentions(20000))))
     vectors = np.random.default_rng(0).standard_normal((kb.n_terms, encoder.dim)).astype(np.float32)

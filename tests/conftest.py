@@ -33,7 +33,7 @@ def demo_hierarchy() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_kb():
-    from clinlinker.gazetteer import load_knowledge_base
+    from clinlinker.kb.gazetteer import load_knowledge_base
 
     return load_knowledge_base([DEMO_GAZETTEER], DEMO_HIERARCHY)
 
@@ -61,21 +61,21 @@ def tiny_cross_encoder(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir):
-    from clinlinker.encoders import DenseEncoder
+    from clinlinker.encode.encoders import DenseEncoder
 
     return DenseEncoder(str(tiny_model_dir), pooling="cls", max_length=64, batch_size=8)
 
 
 @pytest.fixture(scope="session")
 def dense_index(demo_kb, tiny_encoder):
-    from clinlinker.index import build_index
+    from clinlinker.search.index import build_index
 
     return build_index(demo_kb, tiny_encoder)
 
 
 @pytest.fixture(scope="session")
 def lexical_index(demo_kb):
-    from clinlinker.index import build_index
+    from clinlinker.search.index import build_index
 
     return build_index(demo_kb)
 

@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from backend.annotate import AnnotateSettings, _read_json_array, annotate
+from backend.annotate import AnnotateSettings, annotate
+from backend.corpus import read_json_array
 from backend.app import create_app, load_model
 from backend.config import BackendConfig
 from clinlinker.cli import main
-from clinlinker.index import build_index, save_index
+from clinlinker.search.index import build_index, save_index
 from tests.conftest import FIXTURES, ROOT
 
 LINKS = FIXTURES / "corpus" / "links.tsv"
@@ -138,10 +139,10 @@ def test_the_json_reader_streams_items_across_its_buffer(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps(tasks, ensure_ascii=False, indent=2))
     for chunk in (7, 64, 1 << 20):  # items and numbers cut by the buffer's end, and read whole
-        assert [task for _, task in _read_json_array(path, chunk=chunk)] == tasks
+        assert [task for _, task in read_json_array(path, chunk=chunk)] == tasks
     starts = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line == "  {"]
     for chunk in (50, 1 << 20):  # each task named by its index and the line it starts on
-        assert [w for w, _ in _read_json_array(path, chunk=chunk)] == [f"{path}: tasks[{i}] (line {n})"
+        assert [w for w, _ in read_json_array(path, chunk=chunk)] == [f"{path}: tasks[{i}] (line {n})"
                                                                        for i, n in enumerate(starts)]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backend.annotate import AnnotateSettings, annotate
-from clinlinker.index import build_index, save_index
+from clinlinker.search.index import build_index, save_index
 from tests.backend.test_annotate import corpus_tasks, without_scores
 from tests.conftest import ROOT
 
@@ -74,7 +74,7 @@ def test_a_local_ray_cluster_gives_the_local_output(corpus, tmp_path):
     (None, 16.0, 0.0, 100, 1),  # never fewer than one
 ])
 def test_the_actor_pool_fills_the_cluster_unless_told(workers, cpus, gpus, items, expected):
-    from clinlinker.ray_encoding import pool_size
+    from clinlinker.encode.ray import pool_size
 
     assert pool_size(workers, {"CPU": 8.0, "GPU": 2.0}, cpus, gpus, items) == expected
 

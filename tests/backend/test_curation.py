@@ -6,7 +6,7 @@ import json
 import pytest
 
 from backend.curation import adjudicate, assistant_effect, read_curation, report_html
-from clinlinker.agreement import Coded, Coding, agreement, cohen_kappa, fleiss_kappa, same_family
+from clinlinker.evaluate.agreement import Coded, Coding, agreement, cohen_kappa, fleiss_kappa, same_family
 from clinlinker.cli import main
 from clinlinker.links import read_links
 from tests import curation_fixture as fx
@@ -117,7 +117,7 @@ def test_adjudication_policies(curation):
 
 
 def test_assistant_effect(curation, lexical_index):
-    from clinlinker.linker import Linker
+    from clinlinker.linking.linker import Linker
 
     gold = adjudicate(curation, "majority")["links"]
     effect = assistant_effect(curation, gold=gold)
@@ -142,7 +142,7 @@ def test_assistant_effect(curation, lexical_index):
 
 
 def test_curate_command_writes_gold_disagreements_report_and_json(tmp_path, lexical_index, capsys):
-    from clinlinker.index import save_index
+    from clinlinker.search.index import save_index
 
     source = tmp_path / "export.json"
     source.write_text(json.dumps(fx.export(), ensure_ascii=False), encoding="utf-8")

@@ -3,7 +3,7 @@
 import shutil
 
 from clinlinker.cli import main
-from clinlinker.index import save_index
+from clinlinker.search.index import save_index
 
 
 def test_a_working_installation(tmp_path, redis_url, database_url, capsys):

@@ -112,7 +112,7 @@ def own_redis(tmp_path):
 
 @pytest.fixture
 def dense_index_dir(tmp_path, dense_index):
-    from clinlinker.index import save_index
+    from clinlinker.search.index import save_index
 
     return save_index(dense_index, tmp_path / "ix")
 
@@ -168,8 +168,8 @@ def test_the_rerankers_scores_go_to_redis_and_its_loss_costs_only_speed(tmp_path
     it is slower."""
     import redis as redis_client
 
-    from clinlinker.index import save_index
-    from clinlinker.reranker import CrossEncoderReranker
+    from clinlinker.search.index import save_index
+    from clinlinker.rerank.cross_encoder import CrossEncoderReranker
 
     index_dir = save_index(dense_index, tmp_path / "ix-rr",
                            reranker=CrossEncoderReranker(str(tiny_cross_encoder), depth=10).describe())

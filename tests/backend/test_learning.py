@@ -11,7 +11,7 @@ import pytest
 from backend.app import create_app, load_model
 from backend.config import BackendConfig
 from backend.regions import NO_CODE_LEAF
-from clinlinker.index import build_index, save_index
+from clinlinker.search.index import build_index, save_index
 from tests.backend.test_export import TEXT, region
 
 MENTION = {"start": 13, "end": 19, "label": "SINTOMA"}  # "fiebre"
@@ -124,7 +124,7 @@ def test_hot_swap_under_concurrent_predictions(tmp_path, dense_index, lexical_in
     config = BackendConfig(data_dir=str(tmp_path / "var"), worker=False)
     a = Backend(config)
     linkers = {}
-    from clinlinker.linker import Linker
+    from clinlinker.linking.linker import Linker
 
     for index in (lexical_index, dense_index):
         linker = Linker(index)
@@ -167,7 +167,7 @@ def test_hot_swap_under_concurrent_predictions(tmp_path, dense_index, lexical_in
 @pytest.fixture
 def tiny_dense_index(tmp_path, tiny_model_dir, demo_kb):
     """A dense index whose model is a private copy (a test may break it)."""
-    from clinlinker.encoders import DenseEncoder
+    from clinlinker.encode.encoders import DenseEncoder
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
@@ -221,7 +221,7 @@ def test_failed_training_leaves_the_old_model_serving(tmp_path, tiny_dense_index
 
 def test_training_request_trains_the_re_ranker_of_a_lexical_index_and_serves_it(tmp_path, demo_kb,
                                                                                 tiny_cross_encoder):
-    from clinlinker.reranker import CrossEncoderReranker
+    from clinlinker.rerank.cross_encoder import CrossEncoderReranker
 
     record = CrossEncoderReranker(str(tiny_cross_encoder), depth=10).describe()
     index_dir = save_index(build_index(demo_kb), tmp_path / "ix", reranker=record)

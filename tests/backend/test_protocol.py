@@ -69,7 +69,7 @@ def test_each_span_gets_its_candidates_top1_preselected(client):
 
 
 def test_task_score_is_the_mean_certainty_of_its_spans(client, app):
-    from clinlinker.candidates import certainty
+    from clinlinker.search.candidates import certainty
 
     sure = task(1, "a", [{"start": 13, "end": 19, "label": "SINTOMA"}])
     unsure = task(2, "b", [{"start": 13, "end": 19, "label": "SINTOMA"}, {"start": 0, "end": 8, "label": "SINTOMA"}])

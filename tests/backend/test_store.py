@@ -12,7 +12,7 @@ import pytest
 from backend.config import BackendConfig
 from backend.learning import LearnedLayers
 from backend.store import Store
-from clinlinker.learned import LearnedTerms
+from clinlinker.linking.learned import LearnedTerms
 
 
 def link(region, code, span="fiebre", origin="prediction-changed"):
@@ -131,7 +131,7 @@ def test_incremental_learned_terms_equal_a_full_rebuild(lexical_index):
 
 
 def test_every_process_follows_the_changes(tmp_path, database_url, lexical_index):
-    from clinlinker.linker import Linker
+    from clinlinker.linking.linker import Linker
 
     store = Store(database_url, tmp_path / "var")
     linker = Linker(lexical_index)

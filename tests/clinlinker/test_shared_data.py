@@ -2,10 +2,10 @@
 
 import pytest
 
-from clinlinker.evaluation import evaluate_links
-from clinlinker.gazetteer import load_knowledge_base
-from clinlinker.index import build_index
-from clinlinker.linker import Linker
+from clinlinker.evaluate.metrics import evaluate_links
+from clinlinker.kb.gazetteer import load_knowledge_base
+from clinlinker.search.index import build_index
+from clinlinker.linking.linker import Linker
 from clinlinker.links import read_links
 
 
@@ -47,7 +47,7 @@ def test_medprocner_lexical_accuracy_is_sane(procedures_linker, shared_data):
 @pytest.fixture(scope="module")
 def merged_linker():
     """Both shared gazetteers and the hierarchy in one KB: the setting where labels matter."""
-    from clinlinker.routing import LabelRouting
+    from clinlinker.kb.routing import LabelRouting
     from tests.conftest import SHARED_DATA
 
     gazetteers = sorted((SHARED_DATA / "gazetteers").glob("*.tsv"))

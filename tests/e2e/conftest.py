@@ -101,8 +101,8 @@ def label_studio(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def lexical_index_dir(tmp_path_factory):
-    from clinlinker.gazetteer import load_knowledge_base
-    from clinlinker.index import build_index, save_index
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.index import build_index, save_index
 
     from tests.conftest import DEMO_GAZETTEER, DEMO_HIERARCHY
 

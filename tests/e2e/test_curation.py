@@ -9,7 +9,7 @@ import pytest
 
 from backend.curation import read_curation
 from backend.ls_project import label_config
-from clinlinker.agreement import agreement
+from clinlinker.evaluate.agreement import agreement
 from clinlinker.cli import main
 from tests import curation_fixture as fx
 from tests.e2e.conftest import TOKEN, USER

@@ -1,0 +1,5 @@
+import sys
+
+from clinlinker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""The linker: mentions (and their labels) in, up to k distinct candidate concepts out, whatever engine serves."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from clinlinker.search.candidates import Candidate
+from clinlinker.errors import ClinlinkerError
+from clinlinker.search.index import DEFAULT_TOP_K, load_index
+from clinlinker.kb.routing import NO_ROUTING, LabelRouting
+
+HIERARCHY_FILL_FROM = 5  # the hits whose parents, children and siblings may complete a short list
+
+
+class Linker:
+    """Wraps a loaded index (dense, lexical or hybrid) with input checks, a default k and label routing.
+
+    >>> linker = Linker.from_directory("ix", routing=LabelRouting.default())
+    >>> linker.link(["apendicectomía laparoscópica"], labels=["PROCEDIMIENTO"])[0][0].code
+    '6025007'
+
+    A list holds only concepts with evidence: similarity (lexical, dense, learned) or, when similarity finds
+    fewer than k in the label's part, the hierarchy neighbours (parents, children, siblings) of the hits, marked
+    `evidence="hierarchy"`. When even those run out the list is shorter than k.
+    """
+
+    def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None, routing: LabelRouting | None = None,
+                 hierarchy_fill: bool = True, reranker=None):
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        self.index = index
+        self.reranker = reranker  # a CrossEncoderReranker: re-orders the first stage's `depth` candidates
+        self.top_k = top_k
+        self.learned = learned  # a LearnedTerms layer (accepted wordings), searched beside the index
+        self.routing = routing or NO_ROUTING
+        self.hierarchy_fill = hierarchy_fill
+        self._masks = self.routing.masks(index.kb)
+
+    def learn(self, links) -> "Linker":
+        """Make (mention text, code) pairs synonyms of their concepts; replaces what was learned before."""
+        from clinlinker.linking.learned import LearnedTerms
+
+        if self.learned is None:
+            self.learned = LearnedTerms(self.index.kb, self.index.encoder)
+        self.learned.replace(links)
+        return self
+
+    @classmethod
+    def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
+                       cache=None, top_k: int = DEFAULT_TOP_K, routing: LabelRouting | None = None,
+                       reranker=..., rerank_depth: int | None = None, rerank_cache=None, **kwargs) -> "Linker":
+        """reranker: a cross-encoder's hub id or path (or a manifest's record of one); None or "none": no
+        re-ranking; default: the one the index manifest records (`clinlinker index --reranker`), if any.
+        rerank_depth: the first-stage candidates it reads (N >= k). rerank_cache: where its scores are kept
+        (default: Redis under clinlinker:rr: with redis_url, else an in-process LRU)."""
+        if cache is None and redis_url:
+            from clinlinker.encode.cache import RedisCache
+
+            cache = RedisCache(redis_url)
+        index = load_index(directory, model=model, cache=cache, **kwargs)
+        if reranker is ...:
+            spec = dict((getattr(index, "manifest", None) or {}).get("reranker") or {})
+        elif isinstance(reranker, dict):  # a manifest's record
+            spec = dict(reranker)
+        else:
+            spec = {"model": reranker} if reranker and reranker != "none" else {}
+        stage = None
+        if spec.get("model"):
+            from clinlinker.encode.cache import make_cache
+            from clinlinker.rerank.cross_encoder import CrossEncoderReranker
+
+            try:
+                stage = CrossEncoderReranker(spec["model"], depth=rerank_depth or spec.get("depth") or 50,
+                                             term=spec.get("term", "matched"), max_length=spec.get("max_length", 64),
+                                             device=kwargs.get("device"), precision=spec.get("precision", "fp32"),
+                                             weight=float(spec.get("weight", 1.0)),
+                                             novel_weight=spec.get("novel_weight"),
+                                             cache=rerank_cache if rerank_cache is not None else
+                                             make_cache(redis_url, prefix="clinlinker:rr:"))
+            except ValueError as exc:  # a manifest edited by hand, int8 on a GPU host
+                raise ClinlinkerError(f"{directory}: the re-ranker {spec['model']}: {exc}") from None
+            if spec.get("fingerprint") and spec["fingerprint"] != stage.fingerprint:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "the re-ranker %s is not the model the index %s recorded (fingerprint %s, now %s)", spec["model"],
+                    directory, spec["fingerprint"][:12], stage.fingerprint[:12])
+        return cls(index, top_k=top_k, routing=routing, reranker=stage)
+
+    @property
+    def kb(self):
+        return self.index.kb
+
+    def allowed(self, label: str | None):
+        """The mask of the label's part of the knowledge base; None: the whole of it."""
+        return self._masks.get(label) if label else None
+
+    def link(self, mentions: Sequence[str], k: int | None = None,
+             labels: Sequence[str | None] | None = None, learned=...) -> list[list[Candidate]]:
+        """Candidates for each mention, best first: at most k distinct codes each, from the label's part of the
+        knowledge base when `labels` (one per mention, None for none) names a routed label.
+
+        learned: the learned-terms layer to search beside the index (e.g. one project's); default, the linker's own.
+        """
+        learned = self.learned if learned is ... else learned
+        k = self.top_k if k is None else k
+        if k < 1:
+            raise ClinlinkerError(f"k must be at least 1, got {k}")
+        if labels is not None and len(labels) != len(mentions):
+            raise ClinlinkerError(f"{len(mentions)} mentions but {len(labels)} labels")
+        cleaned = []
+        for i, mention in enumerate(mentions):
+            if not isinstance(mention, str):
+                raise ClinlinkerError(f"mention {i + 1} is a {type(mention).__name__}, not text")
+            text = " ".join(mention.split())
+            if not text:
+                raise ClinlinkerError(f"mention {i + 1} is empty")
+            label = labels[i] if labels is not None else None
+            cleaned.append((text, label if label in self._masks else None))
+        if not cleaned:
+            return []
+        unique = list(dict.fromkeys(cleaned))
+        found: dict = {}
+        depth = max(k, self.reranker.depth) if self.reranker is not None else k  # what the first stage retrieves
+        for label in dict.fromkeys(label for _, label in unique):
+            group = [text for text, lab in unique if lab == label]
+            allowed = self.allowed(label)
+            results = self.index.search(group, depth, allowed=allowed)
+            if learned is not None and len(learned):
+                results = learned.merge(group, results, depth, allowed=allowed)
+            if self.reranker is not None:
+                results = self.reranker.rerank(group, results, k)
+            if self.hierarchy_fill and self.kb.has_hierarchy:
+                results = [self._fill(cands, k, allowed) for cands in results]
+            found.update(((text, label), cands) for text, cands in zip(group, results))
+        return [found[key] for key in cleaned]
+
+    def _fill(self, candidates: list[Candidate], k: int, allowed) -> list[Candidate]:
+        """Fewer than k similar concepts: add the hierarchy neighbours of the hits, best hit first."""
+        if len(candidates) >= k or not candidates:
+            return candidates
+        kb = self.kb
+        taken = {c.code for c in candidates}
+        out = list(candidates)
+        for hit in candidates[:HIERARCHY_FILL_FROM]:
+            neighbours = [(p, "parent") for p in kb.parents(hit.code)]
+            neighbours += [(c, "child") for c in kb.children(hit.code)]
+            neighbours += [(s, "sibling") for p in kb.parents(hit.code) for s in kb.children(p) if s != hit.code]
+            for code, relation in neighbours:
+                concept = kb.get(code)
+                if code in taken or concept is None or (allowed is not None and not allowed[kb.index_of(code)]):
+                    continue
+                taken.add(code)
+                out.append(Candidate.of(kb, concept, matched_term=concept.preferred_term, score=0.0, rank=len(out) + 1,
+                                        evidence="hierarchy", via=f"{relation} of {hit.code}"))
+                if len(out) >= k:
+                    return out
+        return out
+
+    def describe(self) -> dict:
+        out = {**self.index.describe(), "top_k": self.top_k,
+               "routing": {**self.routing.describe(),
+                           "concepts_per_label": {label: int(mask.sum()) for label, mask in self._masks.items()}}}
+        if self.learned is not None:
+            out["learned"] = self.learned.describe()
+        if self.reranker is not None:
+            out["reranker"] = self.reranker.describe()
+        return out

@@ -1,0 +1,95 @@
+"""Precision by hardware and by accuracy: what the machine runs fast, the accuracy check that keeps or refuses a
+faster precision for a model, and `--precision auto` choosing from both (hardware faked where the test needs a
+kind of machine it may not run on)."""
+
+import json
+import shutil
+
+import pytest
+
+import clinlinker.evaluate.precision as precision
+from clinlinker.cli import main
+from clinlinker.search.index import read_manifest
+from tests.conftest import FIXTURES
+
+GOLD = str(FIXTURES / "corpus" / "links.tsv")
+FAST = {"cpu": "test CPU", "cpu_flags": ["avx2", "avx512f", "avx512_bf16"], "torch_cpu_capability": "AVX512",
+        "gpu": None, "fast_precisions": ["bf16"], "device": "cpu"}
+SLOW = {**FAST, "cpu_flags": ["avx2"], "torch_cpu_capability": "AVX2", "fast_precisions": []}
+
+
+def test_detect_says_bf16_is_fast_exactly_where_the_cpu_has_the_instructions():
+    hardware = precision.detect()
+    flags = open("/proc/cpuinfo").read().split()
+    has = any(f in flags for f in precision.FAST_FLAGS) or bool(hardware["gpu"] and hardware["gpu"]["bf16"])
+    assert ("bf16" in hardware["fast_precisions"]) == has
+    assert set(hardware["cpu_flags"]) <= set(flags) and hardware["cpu"]
+
+
+@pytest.fixture
+def model_and_index(tmp_path, tiny_model_dir, demo_gazetteer, demo_hierarchy, monkeypatch):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    monkeypatch.setattr(precision, "detect", lambda: SLOW)
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
+                 str(model), "--pooling", "mean", "--out", str(tmp_path / "ix")]) == 0
+    return model, tmp_path / "ix"
+
+
+def test_check_measures_fp32_and_bf16_and_keeps_the_verdict_beside_the_model(model_and_index, monkeypatch):
+    model, ix = model_and_index
+    record = precision.check(ix, [GOLD])
+    fp32, bf16 = record["accuracy"]["fp32"][GOLD], record["accuracy"]["bf16"][GOLD]
+    verdict = record["precisions"]["bf16"]
+    assert verdict["deltas"][GOLD] == {"top1": round(bf16["top1"] - fp32["top1"], 4),
+                                       "top25": round(bf16["top25"] - fp32["top25"], 4)}
+    assert verdict["passed"] == all(abs(v) <= precision.TOLERANCE for v in verdict["deltas"][GOLD].values())
+    saved = json.loads((model / precision.VERDICT).read_text())
+    assert saved["fingerprint"] == read_manifest(ix)["fingerprint"] and saved["precisions"]["bf16"] == verdict
+    monkeypatch.setattr(precision, "TOLERANCE", -1.0)  # nothing can pass: the verdict says so
+    assert precision.check(ix, [GOLD])["precisions"]["bf16"]["passed"] is False
+
+
+def _verdict(model, fingerprint, passed):
+    (model / precision.VERDICT).write_text(json.dumps({"fingerprint": fingerprint, "precisions": {"bf16": {
+        "passed": passed, "gold": "dev.tsv", "worst": "-0.5 points on dev.tsv"}}}))
+
+
+def test_choose_takes_bf16_only_where_it_is_fast_and_passed(model_and_index):
+    model, ix = model_and_index
+    fingerprint = read_manifest(ix)["fingerprint"]
+    assert precision.choose(str(model), fingerprint, FAST)[0] == "fp32"  # fast here, never checked
+    assert "never checked" in precision.choose(str(model), fingerprint, FAST)[1]
+    _verdict(model, fingerprint, True)
+    assert precision.choose(str(model), fingerprint, FAST)[0] == "bf16"
+    assert precision.choose(str(model), fingerprint, SLOW)[0] == "fp32"  # passed, but slow on this machine
+    assert precision.choose(str(model), "0" * 64, FAST)[0] == "fp32"  # a verdict of other weights is not used
+    _verdict(model, fingerprint, False)
+    choice, why = precision.choose(str(model), fingerprint, FAST)
+    assert choice == "fp32" and "-0.5 points" in why
+
+
+def test_index_auto_records_the_choice_and_why(model_and_index, demo_gazetteer, tmp_path, monkeypatch):
+    model, ix = model_and_index
+    assert read_manifest(ix)["precision"] == "fp32" and "no faster precision" in read_manifest(ix)[
+        "precision_choice"]["why"]
+    _verdict(model, read_manifest(ix)["fingerprint"], True)
+    monkeypatch.setattr(precision, "detect", lambda: FAST)
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", str(model), "--pooling", "mean", "--out",
+                 str(tmp_path / "ix-auto")]) == 0
+    manifest = read_manifest(tmp_path / "ix-auto")
+    assert manifest["precision"] == "bf16" and manifest["precision_choice"]["chosen"] == "bf16"
+    assert manifest["precision_choice"]["hardware"]["fast_precisions"] == ["bf16"]
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", str(model), "--pooling", "mean",
+                 "--precision", "fp32", "--out", str(tmp_path / "ix-fixed")]) == 0
+    assert read_manifest(tmp_path / "ix-fixed")["precision"] == "fp32"  # an explicit precision is obeyed
+
+
+def test_precision_command_prints_the_detection_and_the_verdict(model_and_index, capsys):
+    _, ix = model_and_index
+    assert main(["precision", "--detect", "--index", str(ix), "--gold", GOLD]) == 0
+    assert "fast here: fp32 only" in capsys.readouterr().out  # the faked AVX2-only machine
+    assert main(["precision", "--index", str(ix), "--gold", GOLD]) == 0
+    out = capsys.readouterr().out
+    assert "bf16: PASSED" in out or "bf16: FAILED" in out
+    assert "verdict written to" in out

@@ -1,0 +1,151 @@
+import pytest
+
+from clinlinker.linking.learned import LearnedTerms
+from clinlinker.linking.linker import Linker
+
+
+@pytest.fixture(params=["lexical", "dense"])
+def linker(request, lexical_index, dense_index):
+    return Linker(lexical_index if request.param == "lexical" else dense_index)
+
+
+def _other_code(linker, mention):
+    """A concept the index does NOT rank first for `mention`: what a coder would correct it to."""
+    ranked = linker.link([mention], 25)[0]
+    return ranked[-1].code, ranked[0].code
+
+
+def test_accepted_wording_ranks_its_concept_first(linker):
+    mention = "molestias al tragar"
+    target, first_before = _other_code(linker, mention)
+    n = len(linker.link([mention], 25)[0])  # 25 dense; the lexical engine lists only concepts sharing n-grams
+    assert target != first_before and n >= 10
+    linker.learn([(mention, target)])
+    for variant in (mention, "  Molestias AL   tragar ", "molestías al tragar"):  # case, accents, spaces
+        top = linker.link([variant], 25)[0]
+        assert top[0].code == target and top[0].score == 1.0
+        assert top[0].matched_term == mention
+        assert len({c.code for c in top}) == len(top) == n and [c.rank for c in top] == list(range(1, n + 1))
+
+
+def test_correction_and_removal_undo_the_synonym(linker):
+    mention = "molestias al tragar"
+    target, first_before = _other_code(linker, mention)
+    linker.learn([(mention, target)])
+    assert linker.link([mention])[0][0].code == target
+    other = linker.link([mention], 25)[0][5].code
+    linker.learn([(mention, other)])  # the coder changed the link
+    top = linker.link([mention], 25)[0]
+    assert top[0].code == other and target not in [c.code for c in top[:1]]
+    linker.learn([])  # the annotation was deleted
+    assert linker.link([mention])[0][0].code == first_before
+
+
+def test_no_code_composite_and_unknown_codes_never_become_synonyms(linker):
+    mention = "molestias al tragar"
+    before = [c.code for c in linker.link([mention])[0]]
+    linker.learn([(mention, "NO_CODE"), (mention, "22298006+NO_CODE"), (mention, "999999999"), ("  ", "22298006")])
+    assert len(linker.learned) == 0
+    assert linker.learned.skipped == {"no_code": 1, "composite": 1, "unknown_code": 1, "empty": 1}
+    assert [c.code for c in linker.link([mention])[0]] == before
+
+
+def test_most_accepted_code_of_a_wording_comes_first(lexical_index):
+    linker = Linker(lexical_index)
+    codes = [c.code for c in lexical_index.search(["dolor"], 25)[0]]
+    a, b = codes[3], codes[7]
+    linker.learn([("dolor", a), ("dolor", b), ("Dolor", b)])
+    top = [c.code for c in linker.link(["dolor"], 25)[0]]
+    assert top[:2] == [b, a]
+
+
+def test_a_similar_wording_is_lifted_by_the_learned_term(lexical_index):
+    linker = Linker(lexical_index)
+    mention = "disfagia a solidos de larga evolucion"
+    ranked = [c.code for c in linker.link([mention], 25)[0]]
+    target = ranked[-1]
+    linker.learn([("disfagia a solidos de larga evolucion progresiva", target)])
+    after = linker.link([mention], 25)[0]
+    assert [c.code for c in after].index(target) < ranked.index(target)
+    assert after[[c.code for c in after].index(target)].matched_term.endswith("progresiva")
+
+
+def test_learned_layer_follows_the_encoder_of_its_index(dense_index):
+    learned = LearnedTerms(dense_index.kb, dense_index.encoder).replace([("fiebre alta", "386661006")])
+    assert learned.describe()["terms"] == 1
+    [merged] = learned.merge(["fiebre alta"], dense_index.search(["fiebre alta"], 10), 10)
+    assert merged[0].code == "386661006" and len(merged) == 10
+
+
+class _DenseOf:
+    """The lexical encoder's vectors as dense float64 arrays: the dense code path, with values that do not depend
+    on how wordings are batched (a transformer's do, in the last float32 digit)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, texts):
+        return self.encoder.encode(texts).toarray().astype("float64")
+
+
+def _reference_merge(learned_links, index, encoder, mentions, k, allowed):
+    """What merge must return, computed the slow way: every live learned wording scored against every mention."""
+    import numpy as np
+
+    from clinlinker.text import fold
+
+    counts, first_wording = {}, {}
+    for text, code, delta in learned_links:
+        key = (fold(" ".join(text.split())), code)
+        counts[key] = counts.get(key, 0) + delta
+        first_wording.setdefault(key, " ".join(text.split()))
+    live = [key for key, n in counts.items() if n > 0]
+    found = index.search(mentions, k, allowed=allowed)
+    out = []
+    for mention, cands in zip(mentions, found):
+        firsts = [code for code, _ in sorted(((code, counts[(key, code)]) for key, code in live if key == fold(mention)),
+                                             key=lambda e: (-e[1], e[0]))]
+        best = {c.code: (c.score, 1, c.rank) for c in cands}
+        index_rank = {c.code: c.rank for c in cands}
+        query = encoder.encode([mention])
+        for key, code in live:
+            if code in firsts or (allowed is not None and not allowed[index.kb.index_of(code)]):
+                continue
+            value = query @ encoder.encode([first_wording[(key, code)]]).T
+            value = float(value.toarray()[0, 0] if hasattr(value, "toarray") else value[0, 0])
+            score = round(min(1.0, value), 6)
+            if value > 0 and (code not in best or best[code][0] <= score):
+                best[code] = (score, 0, index_rank.get(code, 0))
+        rest = sorted((c for c in best if c not in firsts), key=lambda c: (-best[c][0], best[c][1], best[c][2], c))
+        out.append(([(code, 1.0) for code in firsts] + [(code, best[code][0]) for code in rest])[:k])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vectors", ["sparse", "dense"])
+def test_merge_equals_scoring_every_learned_wording(vectors, lexical_index):
+    """The fast merge (only wordings that can enter a list of k looked at, vectors in blocks, removals masked)
+    gives what scoring every live learned wording against every mention gives, ties included."""
+    import random
+
+    import numpy as np
+
+    index = lexical_index
+    encoder = index.encoder if vectors == "sparse" else _DenseOf(index.encoder)
+    rng = random.Random(7)
+    codes = [c.code for c in index.kb.concepts]
+    words = "dolor fiebre tos seca abdominal torácico apendicectomía laparoscópica cefalea tensional disnea".split()
+    links = []
+    learned = LearnedTerms(index.kb, encoder)
+    for _ in range(20):  # several applies: several vector blocks (consolidated past 16), some links removed again
+        batch = [(" ".join(rng.sample(words, rng.randint(1, 3))), rng.choice(codes), 1) for _ in range(15)]
+        batch += [(text, code, -1) for text, code, delta in rng.sample(links, min(len(links), 3)) if delta > 0]
+        links += batch
+        learned.apply(batch)
+    mentions = [" ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(25)] + [links[0][0]]
+    allowed = np.array([rng.random() < 0.7 for _ in range(len(index.kb))])
+    for k, mask in ((5, None), (25, None), (10, allowed)):
+        merged = learned.merge(mentions, index.search(mentions, k, allowed=mask), k, allowed=mask)
+        expected = _reference_merge(links, index, encoder, mentions, k, mask)
+        assert [[(c.code, c.score) for c in cands] for cands in merged] == expected
+        assert all([c.rank for c in cands] == list(range(1, len(cands) + 1)) for cands in merged)

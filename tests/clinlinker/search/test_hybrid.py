@@ -1,0 +1,62 @@
+import pytest
+
+from clinlinker.search.hybrid import HybridIndex
+from clinlinker.search.index import load_index, save_index
+
+
+@pytest.mark.parametrize("method", ["interpolate", "rrf"])
+def test_hybrid_returns_k_distinct_concepts_exact_match_first(dense_index, lexical_index, method):
+    hybrid = HybridIndex(dense_index, lexical_index, method=method, weight=0.5)
+    [candidates] = hybrid.search(["colecistectomía por laparoscopia"], k=25)
+    assert len({c.code for c in candidates}) == 25
+    assert candidates[0].code == "45595009"
+    assert [c.rank for c in candidates] == list(range(1, 26))
+    assert all(a.score >= b.score for a, b in zip(candidates, candidates[1:]))
+
+
+@pytest.mark.parametrize("weight, part", [(1.0, "dense"), (0.0, "lexical")])
+def test_extreme_weights_reproduce_one_part(dense_index, lexical_index, weight, part):
+    hybrid = HybridIndex(dense_index, lexical_index, method="interpolate", weight=weight, depth=62)
+    source = dense_index if part == "dense" else lexical_index
+    mention = "dolor en el pecho"
+    fused = hybrid.search([mention], k=10)[0]
+    alone = source.search([mention], k=10)[0]
+    # the same scores in the same order (concepts tied on a score may come in another order)
+    assert [c.score for c in fused] == pytest.approx([c.score for c in alone], abs=1e-6)
+    assert fused[0].code == alone[0].code
+
+
+def test_hybrid_saves_and_reloads(dense_index, lexical_index, tmp_path):
+    hybrid = HybridIndex(dense_index, lexical_index, method="rrf", weight=0.7)
+    save_index(hybrid, tmp_path / "ix")
+    loaded = load_index(tmp_path / "ix")
+    assert (loaded.engine, loaded.method, loaded.weight) == ("hybrid", "rrf", 0.7)
+    mentions = ["fiebre alta", "TAC de abdomen"]
+    assert [[c.code for c in r] for r in loaded.search(mentions, 25)] == \
+        [[c.code for c in r] for r in hybrid.search(mentions, 25)]
+    assert loaded.describe()["engine"] == "hybrid"
+
+
+def test_hybrid_cli_needs_a_dense_model(demo_gazetteer, tmp_path, capsys):
+    from clinlinker.cli import main
+
+    assert main(["index", "--gazetteer", str(demo_gazetteer), "--model", "char-ngrams", "--hybrid", "rrf",
+                 "--out", str(tmp_path / "ix")]) == 2
+    assert "needs a dense --model" in capsys.readouterr().err
+
+
+def test_backend_serves_a_hybrid_index(dense_index, lexical_index, tmp_path):
+    from backend.app import create_app, load_model
+    from backend.config import BackendConfig
+
+    save_index(HybridIndex(dense_index, lexical_index), tmp_path / "ix")
+    config = BackendConfig(index_dir=str(tmp_path / "ix"), data_dir=str(tmp_path / "var"), worker=False)
+    model, info = load_model(config)
+    client = create_app(config, model, info).test_client()
+    health = client.get("/health").get_json()
+    assert health["engine"] == "hybrid" and health["cache"]["backend"] == "memory"
+    text = "Paciente con fiebre."
+    reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text, "mentions": [
+        {"start": 13, "end": 19, "label": "SINTOMA"}]}}]}).get_json()
+    taxonomy = [i for i in reply["results"][0]["result"] if i["type"] == "taxonomy"]
+    assert taxonomy[0]["value"]["taxonomy"][0][1] == "386661006 | fiebre · hallazgo"

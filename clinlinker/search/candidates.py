@@ -107,8 +107,7 @@ def sorted_hits(term_ids: np.ndarray, scores: np.ndarray, limit: int | None = No
     """Sort term hits by descending score (ties by term id, for stable results); optionally only the best `limit`
     and every hit tied with the last of them (a tie at the cut must not be decided by position)."""
     if limit is not None and limit < len(scores):
-        part = np.argpartition(-scores, limit - 1)[:limit]
-        floor = scores[part].min()
+        floor = np.partition(scores, len(scores) - limit)[len(scores) - limit]  # the limit-th best score
         part = np.flatnonzero(scores >= floor)
         term_ids, scores = term_ids[part], scores[part]
     order = np.lexsort((term_ids, -scores))

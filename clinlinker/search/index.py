@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -231,6 +232,8 @@ class LexicalIndex(_IndexBase):
         super().__init__(kb, encoder, index_type)
         self.matrix = matrix.tocsr()  # terms x features
         self._by_feature = self.matrix.T.tocsr()  # features x terms: a query row times this = its scores
+        self._parts: dict[int, tuple] = {}  # routing mask -> how to search only its terms (see _part)
+        self._parts_lock = threading.Lock()
 
     @classmethod
     def build(cls, kb: KnowledgeBase, encoder: CharNgramEncoder | None = None, index_type: str = "flat"):
@@ -245,28 +248,64 @@ class LexicalIndex(_IndexBase):
         """Concepts sharing character n-grams with each mention, best first: at most k, fewer when fewer match
         (no filler). allowed: optional boolean mask over concepts (the label's part of the knowledge base)."""
         k = min(k, len(self.kb))
+        by_feature, columns, check = self._part(allowed)
         out: list[list[Candidate]] = []
         for start in range(0, len(mentions), self.CHUNK):
             queries = self.encoder.encode(list(mentions[start:start + self.CHUNK]))
-            scores = (queries @ self._by_feature).tocsr()
+            scores = (queries @ by_feature).tocsr()
+            if len(scores.data) and scores.data.min() <= 0:  # TF-IDF weights are positive: never, in practice
+                scores.data[scores.data < 0] = 0
+                scores.eliminate_zeros()
+            indices = scores.indices if columns is None else columns[scores.indices]
             for row in range(scores.shape[0]):
                 lo, hi = scores.indptr[row], scores.indptr[row + 1]
-                ids, sc = scores.indices[lo:hi].astype(np.int64), scores.data[lo:hi]
-                if allowed is not None:
-                    keep = allowed[self.term_concept[ids]]
-                    ids, sc = ids[keep], sc[keep]
-                out.append(self._row_candidates(ids, sc, k))
+                out.append(self._candidates(*self._row_candidates(indices[lo:hi], scores.data[lo:hi], k, check)))
         return out
 
-    def _row_candidates(self, term_ids: np.ndarray, scores: np.ndarray, k: int) -> list[Candidate]:
-        positive = scores > 0
-        term_ids, scores = term_ids[positive], scores[positive]
-        limit = 8 * k
-        ids, sc = sorted_hits(term_ids, scores, limit=limit)
-        cids, tids, best = self._rank(ids, sc, k)
-        if len(cids) < k and len(term_ids) > len(ids):
-            cids, tids, best = self._rank(term_ids, scores, k)
-        return self._candidates(cids, tids, best)
+    # A label's part of the knowledge base (a routing mask over concepts) is searched the cheapest exact way. All
+    # terms: no filter. At most PART_COPY of the terms: the product is restricted to the part's terms (a copy of
+    # those columns, built once per mask), so a small part costs a small product. More: the whole product, and only
+    # a mention's best hits (sorted_hits' cut) are filtered, unless they hold fewer than k of the part's concepts. A
+    # concept's rank depends on its own terms only, so k concepts found above the cut are the part's top k.
+    PART_COPY = 0.6
+
+    def _part(self, allowed):
+        """(features x terms matrix, its columns' term ids or None, a concept mask to filter with or None)."""
+        if allowed is None:
+            return self._by_feature, None, None
+        entry = self._parts.get(id(allowed))
+        if entry is None or entry[0] is not allowed:
+            with self._parts_lock:
+                mask = np.asarray(allowed, dtype=bool)
+                allowed_terms = mask[self.term_concept]
+                share = allowed_terms.mean() if len(allowed_terms) else 1.0
+                if share == 1.0:
+                    part = (self._by_feature, None, None)
+                elif share <= self.PART_COPY:
+                    columns = np.flatnonzero(allowed_terms).astype(np.int32)
+                    part = (self._by_feature[:, columns].tocsr(), columns, None)
+                else:
+                    part = (self._by_feature, None, mask)
+                entry = (allowed, part)  # the mask is kept: its id is not reused while the entry lives
+                self._parts[id(allowed)] = entry
+        return entry[1]
+
+    def _row_candidates(self, term_ids: np.ndarray, scores: np.ndarray, k: int, check=None):
+        """One mention's best k distinct concepts from its term hits: (concept ids, term ids, scores); with `check`
+        (a concept mask), of the concepts it allows only."""
+        ids, sc = sorted_hits(term_ids, scores, limit=8 * k)
+        if check is not None:
+            keep = check[self.term_concept[ids]]
+            found = self._rank(ids[keep], sc[keep], k)
+            if len(found[0]) == k or len(ids) == len(term_ids):
+                return found  # k allowed concepts above the cut outrank every allowed concept under it
+            keep = check[self.term_concept[term_ids]]
+            term_ids, scores = term_ids[keep], scores[keep]
+            ids, sc = sorted_hits(term_ids, scores, limit=8 * k)
+        found = self._rank(ids, sc, k)
+        if len(found[0]) < k and len(term_ids) > len(ids):
+            found = self._rank(term_ids, scores, k)
+        return found
 
     def save_data(self, directory: Path) -> None:
         import scipy.sparse as sp

@@ -233,3 +233,37 @@ def test_search_deepens_until_k_distinct_codes(demo_kb, tiny_encoder, index_type
     assert len({c.code for c in candidates}) == 25
     assert candidates[0].code == "1"
     assert np.all(np.diff([c.score for c in candidates]) <= 1e-6)
+
+
+@pytest.mark.parametrize("part_copy", [0.0, 0.6, 1.0])
+@pytest.mark.parametrize("mask", ["all", "97%", "80%", "50%", "5%", "best excluded"])
+def test_a_labels_part_is_searched_exactly_whichever_way_it_is_cut(lexical_index, part_copy, mask, monkeypatch):
+    """A routing mask over concepts is searched through a restricted copy of the matrix (a small part), a filter of
+    each mention's best hits (a large part) or nothing (every concept): always what ranking every hit of the
+    allowed concepts gives. k is kept low, so that the cut of the best hits matters; "best excluded" leaves out the
+    concepts of each mention's best hits, so that the cut holds none of the part."""
+    from clinlinker.search.candidates import rank_concepts
+
+    index = lexical_index
+    monkeypatch.setattr(index, "PART_COPY", part_copy)
+    mentions = ["dolor abdominal", "apendicectomía laparoscópica", "fiebre alta", "tos seca", "cefalea",
+                "diabetes", "colecistectomía", "xyz"]
+    scores = (index.encoder.encode(mentions) @ index.matrix.T).tocsr()
+    if mask == "best excluded":
+        allowed = np.ones(len(index.kb), dtype=bool)
+        for row in range(len(mentions)):
+            lo, hi = scores.indptr[row], scores.indptr[row + 1]
+            best = scores.indices[lo:hi][np.argsort(-scores.data[lo:hi])[:8]]
+            allowed[index.term_concept[best]] = False
+    else:
+        allowed = np.random.default_rng(len(mask)).random(len(index.kb)) < (1.0 if mask == "all" else
+                                                                             int(mask[:-1]) / 100)
+    for k in (1, 3, 8):
+        found = index.search(mentions, k, allowed=allowed)
+        for row, candidates in enumerate(found):
+            lo, hi = scores.indptr[row], scores.indptr[row + 1]
+            concepts, _, best = rank_concepts(scores.indices[lo:hi], scores.data[lo:hi], index.term_concept, k,
+                                              preferred=index.term_preferred, allowed=allowed,
+                                              code_rank=index.code_rank)
+            assert [c.code for c in candidates] == [index.kb.concepts[c].code for c in concepts], (k, row)
+            assert np.allclose([c.score for c in candidates], best)

@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -466,19 +467,39 @@ class Store:
         self.put_candidate_lists(project, {doc: nodes})
 
     def put_candidate_lists(self, project: str, lists: dict[str, list[dict]]) -> None:
-        """The candidate lists of a request's documents ({doc: mention nodes}), in one transaction."""
+        """The candidate lists of a request's documents ({doc: mention nodes}), in one transaction: one upsert
+        (a mention listed again replaces its list)."""
         now = time.time()
+        rows = [{"project": project, "doc": doc, "node": node["node"], "stored": now,
+                 "payload": json.dumps(node, ensure_ascii=False, separators=(",", ":"))}
+                for doc, nodes in lists.items() for node in nodes]
+        if not rows:
+            return
+        rows = list({(r["doc"], r["node"]): r for r in rows}.values())  # a node twice in one request: the last
         with self._write() as conn:
-            for doc, nodes in lists.items():
-                rows = {n["node"]: json.dumps(n, ensure_ascii=False, separators=(",", ":")) for n in nodes}
-                if not rows:
-                    continue
-                conn.execute(delete(candidates_t).where(candidates_t.c.project == project,
-                                                        candidates_t.c.doc == doc,
-                                                        candidates_t.c.node.in_(list(rows))))
-                conn.execute(candidates_t.insert(), [{"project": project, "doc": doc, "node": node,
-                                                      "payload": payload, "stored": now}
-                                                     for node, payload in rows.items()])
+            if self._upsert_candidates is not None:
+                conn.execute(self._upsert_candidates, rows)
+                return
+            for doc in {r["doc"] for r in rows}:
+                conn.execute(delete(candidates_t).where(candidates_t.c.project == project, candidates_t.c.doc == doc,
+                                                        candidates_t.c.node.in_([r["node"] for r in rows
+                                                                                 if r["doc"] == doc])))
+            conn.execute(candidates_t.insert(), rows)
+
+    @cached_property
+    def _upsert_candidates(self):
+        """One statement writing candidate lists, each replacing its mention's previous one (None where the dialect
+        has no upsert: delete, then insert)."""
+        if self.kind == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.kind == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            return None
+        statement = insert(candidates_t)
+        return statement.on_conflict_do_update(index_elements=["project", "doc", "node"],
+                                               set_={"payload": statement.excluded.payload,
+                                                     "stored": statement.excluded.stored})
 
     def get_candidates(self, project: str | None, doc: str) -> list[dict]:
         """A document's candidate lists: of one project, or (no project) the newest per mention of any."""

@@ -79,6 +79,10 @@ class ClinLinkerModel:
         self.load_index = load_index  # directory -> Linker, for following a fine-tuned index
         self._follow = {"checked": 0.0, "loading": None, "failed": {}}
         self.serving = Serving(linker, model_version_of(linker, config.top_k), index_dir)
+        # One request's candidates are computed at a time per process: the computation holds the GIL (or, dense,
+        # all cores), so several at once only interleave; waiting here instead leaves the GIL to the webhooks and
+        # picker requests the same process answers meanwhile (bench/concurrency.py: their p99 under load).
+        self._compute = threading.Lock()
 
     @property
     def linker(self) -> Linker:
@@ -172,7 +176,8 @@ class ClinLinkerModel:
         self.follow()
         serving = self.serving  # one model for the whole response, whatever a swap does meanwhile
         self.sync_learned(serving)
-        answered = self._answer(tasks, per_task, cfg, serving, self.learned_for(project, serving))
+        with self._compute:
+            answered = self._answer(tasks, per_task, cfg, serving, self.learned_for(project, serving))
         lists = {}
         for task, (_, nodes) in zip(tasks, answered):
             if nodes:

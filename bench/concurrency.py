@@ -9,6 +9,7 @@ directory's file) and PostgreSQL (a throwaway server, tests/servers.py); a ref o
 no store to choose and is measured as it is.
 
     python bench/concurrency.py --ref 47b3f8a --stores sqlite,postgresql --clients 1,4,8 --seconds 8 --rounds 3
+    python bench/concurrency.py --plot bench/results/concurrency-NAME.json     # docs/concurrency.png
 
 Prints, per store and client count, each side's requests per second and p50/p99 latency (medians over rounds) and
 the ratio of this tree to the ref (median of the rounds' ratios); with --webhook-clients, the webhook's p50/p99
@@ -215,7 +216,11 @@ def main(argv=None) -> int:
     p.add_argument("--webhook-clients", type=int, default=4, help="/predict clients while webhooks are timed "
                    "(0: no webhook figures)")
     p.add_argument("--name", default="run")
+    p.add_argument("--plot", metavar="JSON", help="draw docs/concurrency.png from a run's results, run nothing")
     args = p.parse_args(argv)
+    if args.plot:
+        print("written", plot(json.loads(Path(args.plot).read_text(encoding="utf-8"))))
+        return 0
     if not GAZETTEER.is_file():
         print(f"needs {GAZETTEER} (../shared/data)")
         return 2
@@ -300,6 +305,33 @@ def print_store(store, summary, ref) -> None:
     for name, hook in summary["webhook"].items():
         print(f"  webhook under load, {name}: p50 {hook['webhook_p50_ms']} ms, p99 {hook['webhook_p99_ms']} ms "
               f"(/predict {hook['predict_rps']} req/s)")
+
+
+def plot(results: dict) -> Path:
+    """Requests per second against clients, each store a panel, this tree beside the ref."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stores = results["stores"]
+    fig, axes = plt.subplots(1, len(stores), figsize=(5.2 * len(stores), 3.8), squeeze=False)
+    for ax, (store, summary) in zip(axes[0], stores.items()):
+        clients = [int(c) for c in summary["clients"]]
+        for name, style in (("this", "-o"), (results["ref"], "--s")):
+            rps = [summary["clients"][str(c) if str(c) in summary["clients"] else c][name]["rps"] for c in clients]
+            ax.plot(clients, rps, style, label=name if name != "this" else "this tree")
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("/predict requests per second")
+        ax.set_xticks(clients)
+        ax.set_title(f"{store}, gunicorn --workers {results['workers']}", fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"15-span MedProcNER cases, lexical engine; {results['machine'].get('cpu')}, 2 cores", fontsize=10)
+    fig.tight_layout()
+    out = ROOT / "docs" / "concurrency.png"
+    fig.savefig(out, dpi=110)
+    return out
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ An index directory holds the engine's data, `concepts.json` (the term -> concept
 hierarchy) and `manifest.json` (what built it). Loading checks the manifest against the
 encoder in use and refuses a mismatch: vectors from two models are not comparable.
 
-One file of ~530 lines: both engines, saving and loading share the manifest and its checks; split, the halves
+One file of ~570 lines: both engines, saving and loading share the manifest and its checks; split, the halves
 would import each other.
 """
 
@@ -31,7 +31,7 @@ from clinlinker import __version__
 from clinlinker.search.candidates import Candidate, code_ranks, rank_concepts, sorted_hits
 from clinlinker.errors import ClinlinkerError, IndexLoadError, IndexMismatchError
 from clinlinker.kb.knowledge_base import Concept, KnowledgeBase
-from clinlinker.search.lexical import LEXICAL_MODEL, CharNgramEncoder
+from clinlinker.search.lexical import LEXICAL_MODEL, CharNgramEncoder, sparse_product
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class LexicalIndex(_IndexBase):
         by_feature, columns, check = self._part(allowed)
         out: list[list[Candidate]] = []
         for start in range(0, len(mentions), self.CHUNK):
-            scores = _product(self.encoder.encode(list(mentions[start:start + self.CHUNK])), by_feature)
+            scores = sparse_product(self.encoder.encode(list(mentions[start:start + self.CHUNK])), by_feature)
             if len(scores.data) and scores.data.min() <= 0:  # TF-IDF weights are positive: never, in practice
                 scores.data[scores.data < 0] = 0
                 scores.eliminate_zeros()
@@ -329,38 +329,6 @@ class LexicalIndex(_IndexBase):
             raise IndexLoadError(f"{directory}: lexical matrix {matrix.shape} does not match the manifest "
                                  f"({kb.n_terms} terms, {encoder.n_features} features); rebuild the index")
         return cls(kb, encoder, matrix, "flat")
-
-
-def _product(queries, by_feature):
-    """queries (CSR) @ by_feature (CSR, features x terms): scipy's own kernel, called in one pass. scipy's `@` first
-    counts the product's entries exactly (a pass as long as the product itself: a third of a 15-span request on
-    MedProcNER's gazetteer, bench/concurrency.py); the posting lengths give a bound instead, and the kernel fills
-    what it finds. The same entries in the same order (tests/clinlinker/search/test_index.py checks it against `@`);
-    `@` itself where the private kernel is missing or the types differ."""
-    import scipy.sparse as sp
-
-    queries = queries.tocsr()
-    try:
-        from scipy.sparse._sparsetools import csr_matmat
-    except ImportError:  # a scipy without it
-        return (queries @ by_feature).tocsr()
-    index = by_feature.indices.dtype
-    if queries.data.dtype != by_feature.data.dtype or by_feature.indptr.dtype != index:
-        return (queries @ by_feature).tocsr()
-    rows, cols = queries.shape[0], by_feature.shape[1]
-    features = queries.indices
-    lengths = by_feature.indptr[features + 1] - by_feature.indptr[features]  # each query feature's postings
-    ends = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
-    bound = int(np.minimum(ends[queries.indptr[1:]] - ends[queries.indptr[:-1]], cols).sum())
-    if bound >= np.iinfo(index).max:
-        return (queries @ by_feature).tocsr()
-    indptr = np.empty(rows + 1, dtype=index)
-    indices = np.empty(bound, dtype=index)
-    data = np.empty(bound, dtype=by_feature.data.dtype)
-    csr_matmat(rows, cols, queries.indptr.astype(index, copy=False), queries.indices.astype(index, copy=False),
-               queries.data, by_feature.indptr, by_feature.indices, by_feature.data, indptr, indices, data)
-    filled = int(indptr[-1])
-    return sp.csr_matrix((data[:filled], indices[:filled], indptr), shape=(rows, cols))
 
 
 ENGINES = {"dense": DenseIndex, "lexical": LexicalIndex}

@@ -270,13 +270,13 @@ def test_a_labels_part_is_searched_exactly_whichever_way_it_is_cut(lexical_index
 
 
 def test_the_one_pass_product_is_scipys_to_the_last_bit(lexical_index):
-    """_product calls scipy's kernel without its counting pass: the same entries, in the same order, as `@`."""
-    from clinlinker.search.index import _product
+    """sparse_product calls scipy's kernel without its counting pass: the same entries, in the same order, as `@`."""
+    from clinlinker.search.lexical import sparse_product
 
     mentions = ["dolor abdominal", "apendicectomía laparoscópica", "xyz", "", "fiebre alta y tos seca"] * 3
     queries = lexical_index.encoder.encode(mentions)
     for by_feature in (lexical_index._by_feature, lexical_index._by_feature[:, ::3].tocsr()):
-        expected, got = (queries @ by_feature).tocsr(), _product(queries, by_feature)
+        expected, got = (queries @ by_feature).tocsr(), sparse_product(queries, by_feature)
         assert got.shape == expected.shape
         for a, b in ((got.indptr, expected.indptr), (got.indices, expected.indices), (got.data, expected.data)):
             assert np.array_equal(a, b)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 
@@ -171,6 +172,9 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     if model is None:
         model, info = load_model(config)
     info = info or {}
+    # a thread waiting for the GIL (a webhook, a picker request) asks for it after 1 ms instead of Python's 5: the
+    # computing thread gives it up at its next chance (bench/concurrency.py: webhook p99 under /predict load)
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     app = Flask("clinlinker-backend")
     app.config["MAX_CONTENT_LENGTH"] = int(config.max_body_mb * 1024 * 1024)
     app.json.ensure_ascii = False

@@ -200,3 +200,24 @@ def test_a_schema_1_data_directory_is_carried_over(tmp_path):
     assert model.layers.describe()["terms"] == 2
     model2, info2 = load_model(BackendConfig(data_dir=str(var), worker=False))  # a second start changes nothing
     assert len(info2["store"].accepted_links()) == 2
+
+
+def test_sqlite_writers_of_several_processes_wait_on_one_file_lock(tmp_path):
+    """A write transaction on SQLite waits, in the kernel, for the writer lock every process of the data directory
+    shares (SQLite's own wait sleeps 1, 2, 5, 10 ... ms between tries); a process that holds it keeps another
+    process's write out until it lets go, and that write then lands."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    store = Store(None, tmp_path)
+    script = ("import sys; from backend.store import Store; "
+              "Store(None, sys.argv[1]).put_candidate_lists('p', {'doc': [{'node': 'n', 'candidates': []}]})")
+    with store._one_writer():
+        other = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT)
+        time.sleep(3)
+        assert other.poll() is None, "the other process wrote while this one held the writer lock"
+        assert store.get_candidates("p", "doc") == []
+    assert other.wait(60) == 0
+    assert [n["node"] for n in store.get_candidates("p", "doc")] == ["n"]

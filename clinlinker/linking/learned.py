@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from clinlinker.search.candidates import Candidate
+from clinlinker.search.lexical import sparse_product
 from clinlinker.text import fold
 
 NO_CODE = "NO_CODE"
@@ -186,7 +187,7 @@ def _similarities(queries, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]
     per_query = [([], []) for _ in range(queries.shape[0])]
     offset = 0
     for block in blocks:
-        part = queries @ block
+        part = sparse_product(queries, block) if sp.issparse(block) and sp.issparse(queries) else queries @ block
         width = block.shape[1]
         if sp.issparse(part):
             part = part.tocsr()

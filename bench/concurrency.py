@@ -102,21 +102,10 @@ def request(port: int, method: str, path: str, body, connection=None):
 
 
 def cases() -> list[dict]:
-    from collections import defaultdict
+    """The data of every MedProcNER training case of 13-17 gold spans (bench/serving.py's cases)."""
+    from serving import cases as serving_cases
 
-    from clinlinker.links import read_links
-
-    by_doc = defaultdict(list)
-    for link in read_links(DATA / "corpora" / "medprocner_train.tsv"):
-        by_doc[link.filename].append(link)
-    out = []
-    for doc in sorted(by_doc):
-        text = (DATA / "corpora" / "texts_train" / f"{doc}.txt").read_text(encoding="utf-8")
-        mentions = [{"start": lk.start, "end": lk.end, "label": lk.label} for lk in by_doc[doc]
-                    if text[lk.start:lk.end] == lk.span]
-        if 13 <= len(mentions) <= 17:
-            out.append({"text": text, "doc_id": doc, "mentions": mentions})
-    return out
+    return [task["data"] for task in serving_cases(10 ** 6)[0]]
 
 
 class Counter:

@@ -172,9 +172,6 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     if model is None:
         model, info = load_model(config)
     info = info or {}
-    # a thread waiting for the GIL (a webhook, a picker request) asks for it after 1 ms instead of Python's 5: the
-    # computing thread gives it up at its next chance (bench/concurrency.py: webhook p99 under /predict load)
-    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     app = Flask("clinlinker-backend")
     app.config["MAX_CONTENT_LENGTH"] = int(config.max_body_mb * 1024 * 1024)
     app.json.ensure_ascii = False
@@ -539,8 +536,9 @@ def _training(info: dict) -> dict:
 
 def serve_app() -> Flask:
     """Entry point for gunicorn: a configuration or index problem is one clear log line, not a traceback."""
-    import sys
-
+    # a thread waiting for the GIL (a webhook, a picker request) asks for it after 1 ms instead of Python's 5: the
+    # computing thread gives it up at its next chance (bench/concurrency.py: webhook p99 under /predict load)
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
     logging.basicConfig(level=os.environ.get("CLINLINKER_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -19,7 +19,7 @@ Facts:
 - `counters`: webhook and intake counts, shared by every process (so /metrics is the same whichever answers).
 - `meta`: small shared facts (the published fine-tuned index, the last training's state, the schema version).
 
-One file of ~530 lines: the schema and every transaction on it; one place to read what is stored and how.
+One file of ~580 lines: the schema and every transaction on it; one place to read what is stored and how.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ would import each other.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -232,7 +233,7 @@ class LexicalIndex(_IndexBase):
         super().__init__(kb, encoder, index_type)
         self.matrix = matrix.tocsr()  # terms x features
         self._by_feature = self.matrix.T.tocsr()  # features x terms: a query row times this = its scores
-        self._parts: dict[int, tuple] = {}  # routing mask -> how to search only its terms (see _part)
+        self._parts: dict[bytes, tuple] = {}  # routing mask's digest -> how to search only its terms (see _part)
         self._parts_lock = threading.Lock()
 
     @classmethod
@@ -267,27 +268,30 @@ class LexicalIndex(_IndexBase):
     # a mention's best hits (sorted_hits' cut) are filtered, unless they hold fewer than k of the part's concepts. A
     # concept's rank depends on its own terms only, so k concepts found above the cut are the part's top k.
     PART_COPY = 0.6
+    PARTS_KEPT = 16
 
     def _part(self, allowed):
         """(features x terms matrix, its columns' term ids or None, a concept mask to filter with or None)."""
         if allowed is None:
             return self._by_feature, None, None
-        entry = self._parts.get(id(allowed))
-        if entry is None or entry[0] is not allowed:
+        mask = np.asarray(allowed, dtype=bool)
+        key = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()  # equal masks share a part
+        part = self._parts.get(key)
+        if part is None:
+            allowed_terms = mask[self.term_concept]
+            share = allowed_terms.mean() if len(allowed_terms) else 1.0
+            if share == 1.0:
+                part = (self._by_feature, None, None)
+            elif share <= self.PART_COPY:
+                columns = np.flatnonzero(allowed_terms).astype(np.int32)
+                part = (self._by_feature[:, columns].tocsr(), columns, None)
+            else:
+                part = (self._by_feature, None, mask.copy())
             with self._parts_lock:
-                mask = np.asarray(allowed, dtype=bool)
-                allowed_terms = mask[self.term_concept]
-                share = allowed_terms.mean() if len(allowed_terms) else 1.0
-                if share == 1.0:
-                    part = (self._by_feature, None, None)
-                elif share <= self.PART_COPY:
-                    columns = np.flatnonzero(allowed_terms).astype(np.int32)
-                    part = (self._by_feature[:, columns].tocsr(), columns, None)
-                else:
-                    part = (self._by_feature, None, mask)
-                entry = (allowed, part)  # the mask is kept: its id is not reused while the entry lives
-                self._parts[id(allowed)] = entry
-        return entry[1]
+                if len(self._parts) >= self.PARTS_KEPT:  # masks are a few per label routing; never grow unbounded
+                    self._parts.pop(next(iter(self._parts)))
+                self._parts[key] = part
+        return part
 
     def _row_candidates(self, term_ids: np.ndarray, scores: np.ndarray, k: int, check=None):
         """One mention's best k distinct concepts from its term hits: (concept ids, term ids, scores); with `check`

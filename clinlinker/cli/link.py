@@ -33,6 +33,10 @@ def register(sub) -> None:
                    help="gold linking TSV (filename mark label off0 off1 span code semantic_rel); repeatable")
     p.add_argument("--k", type=parse_ks, default=[1, 5, 10, 25], help="comma-separated k values (default 1,5,10,25)")
     p.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT ('-' for stdout)")
+    p.add_argument("--misses", metavar="FILE", help="also write every mention whose gold code is outside its top-k "
+                   "(the largest k) to FILE (TSV), each with its cause (not in the knowledge base, outside the "
+                   "label's part, abbreviation, the gold's parent or child listed instead, no shared character "
+                   "3-gram, outranked), and print the table of causes")
     add_runtime_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
@@ -125,6 +129,15 @@ def cmd_evaluate(args) -> int:
     if short:
         print(f"{short} of {len(candidates)} lists hold fewer than {depth} candidates (too few concepts with "
               "evidence in their label's part)")
+    if args.misses:
+        from clinlinker.evaluate.misses import classify_misses, format_summary, summarize, write_misses
+
+        misses = classify_misses(gold, [[c.code for c in cands] for cands in candidates], linker.kb, k=depth,
+                                 allowed=linker.allowed)
+        report["misses"] = summarize(misses, sum(link.is_clean for link in gold))
+        write_misses(misses, args.misses, linker.kb)
+        print(format_summary(report["misses"]))
+        print(f"misses written to {args.misses}")
     if args.json:
         text = json.dumps(report, indent=2, ensure_ascii=False)
         if args.json == "-":

@@ -82,6 +82,24 @@ def test_evaluate_prints_table_and_writes_json(lexical_index_dir, tmp_path, caps
     assert report["index"]["engine"] == "lexical"
 
 
+def test_evaluate_misses_writes_each_miss_with_its_cause(lexical_index_dir, tmp_path, capsys):
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("filename\tmark\tlabel\toff0\toff1\tspan\tcode\tsemantic_rel\n"
+                    "d\tT1\tSINTOMA\t0\t6\tpirexia\t386661006\tEXACT\n"
+                    "d\tT2\tENFERMEDAD\t0\t5\tgripe\t6142004\tEXACT\n"
+                    "d\tT3\tPROCEDIMIENTO\t0\t6\tpirexia\t386661006\tEXACT\n", encoding="utf-8")
+    misses, report_path = tmp_path / "misses.tsv", tmp_path / "report.json"
+    assert main(["evaluate", "--index", str(lexical_index_dir), "--gold", str(gold), "--k", "1,5",
+                 "--misses", str(misses), "--json", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    assert "gold concept not in the knowledge base" in out and f"misses written to {misses}" in out
+    rows = [line.split("\t") for line in misses.read_text(encoding="utf-8").splitlines()]
+    assert [(r[4], r[5], r[7]) for r in rows[1:]] == [("gripe", "6142004", "not_in_kb"),
+                                                     ("pirexia", "386661006", "outside_label")]
+    report = json.loads(report_path.read_text())
+    assert report["misses"]["misses"] == 2 and report["misses"]["by_cause"]["outside_label"]["n"] == 1
+
+
 def test_user_errors_are_one_line_and_exit_2(tmp_path, demo_gazetteer):
     bad = tmp_path / "bad.tsv"
     bad.write_text("code\tlanguage\tterm\tsemantic_tag\tmainterm\n1\tes\tuno\n", encoding="utf-8")

@@ -177,6 +177,16 @@ class LearnedTerms:
         return Candidate.of(self.kb, self.kb[code], matched_term=matched, score=min(1.0, score), rank=rank,
                             evidence="learned")
 
+    @property
+    def state(self):
+        """What searches read now: a new object whenever the accepted links change."""
+        return self._state
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(wording, code) of every live learned term, each once."""
+        exact = self._state[0]
+        return [(wording, code) for entries in exact.values() for code, _, wording in entries]
+
     def describe(self) -> dict:
         exact = self._state[0]
         return {"terms": len(self), "wordings": len(exact), "skipped": dict(self.skipped)}

@@ -10,6 +10,7 @@ from clinlinker.search.index import DEFAULT_TOP_K, load_index
 from clinlinker.kb.routing import NO_ROUTING, LabelRouting
 
 HIERARCHY_FILL_FROM = 5  # the hits whose parents, children and siblings may complete a short list
+ABBREVIATIONS = True  # default: acronyms searched also as their long forms (docs/quality.md, "As served")
 
 
 class Linker:
@@ -25,7 +26,7 @@ class Linker:
     """
 
     def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None, routing: LabelRouting | None = None,
-                 hierarchy_fill: bool = True, reranker=None):
+                 hierarchy_fill: bool = True, reranker=None, abbreviations: bool = ABBREVIATIONS):
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         self.index = index
@@ -34,7 +35,10 @@ class Linker:
         self.learned = learned  # a LearnedTerms layer (accepted wordings), searched beside the index
         self.routing = routing or NO_ROUTING
         self.hierarchy_fill = hierarchy_fill
+        self.abbreviations = abbreviations  # search a mention's acronyms also as their long forms
         self._masks = self.routing.masks(index.kb)
+        self._kb_abbreviations = None  # built on first use: the knowledge base's acronyms
+        self._learned_abbreviations = (None, None)  # (the learned layer's state it was built from, Abbreviations)
 
     def learn(self, links) -> "Linker":
         """Make (mention text, code) pairs synonyms of their concepts; replaces what was learned before."""
@@ -48,11 +52,13 @@ class Linker:
     @classmethod
     def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
                        cache=None, top_k: int = DEFAULT_TOP_K, routing: LabelRouting | None = None,
-                       reranker=..., rerank_depth: int | None = None, rerank_cache=None, **kwargs) -> "Linker":
+                       reranker=..., rerank_depth: int | None = None, rerank_cache=None,
+                       abbreviations: bool | None = None, **kwargs) -> "Linker":
         """reranker: a cross-encoder's hub id or path (or a manifest's record of one); None or "none": no
         re-ranking; default: the one the index manifest records (`clinlinker index --reranker`), if any.
         rerank_depth: the first-stage candidates it reads (N >= k). rerank_cache: where its scores are kept
-        (default: Redis under clinlinker:rr: with redis_url, else an in-process LRU)."""
+        (default: Redis under clinlinker:rr: with redis_url, else an in-process LRU). abbreviations: search acronyms
+        also as their long forms (default: what the manifest's `serving` records, else on)."""
         if cache is None and redis_url:
             from clinlinker.encode.cache import RedisCache
 
@@ -85,7 +91,10 @@ class Linker:
                 logging.getLogger(__name__).warning(
                     "the re-ranker %s is not the model the index %s recorded (fingerprint %s, now %s)", spec["model"],
                     directory, spec["fingerprint"][:12], stage.fingerprint[:12])
-        return cls(index, top_k=top_k, routing=routing, reranker=stage)
+        if abbreviations is None:
+            abbreviations = bool(((getattr(index, "manifest", None) or {}).get("serving") or {})
+                                 .get("abbreviations", ABBREVIATIONS))
+        return cls(index, top_k=top_k, routing=routing, reranker=stage, abbreviations=abbreviations)
 
     @property
     def kb(self):
@@ -122,10 +131,14 @@ class Linker:
         unique = list(dict.fromkeys(cleaned))
         found: dict = {}
         depth = max(k, self.reranker.depth) if self.reranker is not None else k  # what the first stage retrieves
+        expand = self.abbreviations_for(learned) if self.abbreviations else None
         for label in dict.fromkeys(label for _, label in unique):
             group = [text for text, lab in unique if lab == label]
             allowed = self.allowed(label)
-            results = self.index.search(group, depth, allowed=allowed)
+            if expand is not None and len(expand):
+                results = self._search_expanded(group, expand, depth, allowed)
+            else:
+                results = self.index.search(group, depth, allowed=allowed)
             if learned is not None and len(learned):
                 results = learned.merge(group, results, depth, allowed=allowed)
             if self.reranker is not None:
@@ -134,6 +147,44 @@ class Linker:
                 results = [self._fill(cands, k, allowed) for cands in results]
             found.update(((text, label), cands) for text, cands in zip(group, results))
         return [found[key] for key in cleaned]
+
+    def abbreviations_for(self, learned=None):
+        """The acronyms and long forms known to the knowledge base and, when given, a learned-terms layer's
+        accepted links (rebuilt when what was learned changes)."""
+        from clinlinker.linking.abbreviations import Abbreviations
+
+        if self._kb_abbreviations is None:
+            self._kb_abbreviations = Abbreviations.from_kb(self.kb)
+        if learned is None or not len(learned):
+            return self._kb_abbreviations
+        state, built = self._learned_abbreviations
+        if state is not learned.state:
+            built = self._kb_abbreviations.with_links(learned.pairs(), self.kb)
+            self._learned_abbreviations = (learned.state, built)
+        return built
+
+    def _search_expanded(self, group: list[str], expand, depth: int, allowed) -> list[list[Candidate]]:
+        """Search each mention and, where it holds known acronyms, its spelled-out variants; a concept keeps its
+        best similarity (the mention's own on a tie), marked with the expansion that found it."""
+        from dataclasses import replace
+
+        variants = {text: expand.variants(text) for text in group}
+        extra = list(dict.fromkeys(v for found in variants.values() for v, _, _ in found if v not in group))
+        texts = group + extra
+        by_text = dict(zip(texts, self.index.search(texts, depth, allowed=allowed)))
+        out = []
+        for text in group:
+            if not variants[text]:
+                out.append(by_text[text])
+                continue
+            best = {c.code: (c.score, 0, c.rank, c) for c in by_text[text]}
+            for order, (variant, acronym, form) in enumerate(variants[text], start=1):
+                for c in by_text[variant]:
+                    if c.code not in best or c.score > best[c.code][0]:
+                        best[c.code] = (c.score, order, c.rank, replace(c, via=f"{acronym} = {form}"))
+            ranked = sorted(best.values(), key=lambda e: (-e[0], e[1], e[2], e[3].code))[:depth]
+            out.append([entry[3].at_rank(rank) for rank, entry in enumerate(ranked, start=1)])
+        return out
 
     def _fill(self, candidates: list[Candidate], k: int, allowed) -> list[Candidate]:
         """Fewer than k similar concepts: add the hierarchy neighbours of the hits, best hit first."""
@@ -165,4 +216,5 @@ class Linker:
             out["learned"] = self.learned.describe()
         if self.reranker is not None:
             out["reranker"] = self.reranker.describe()
+        out["abbreviations"] = self.abbreviations
         return out

@@ -302,7 +302,10 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
                     "limits": {"max_tasks": config.max_tasks, "max_spans": config.max_spans,
                                "max_spans_per_task": config.max_spans_per_task, "max_body_mb": config.max_body_mb}},
             accepted_links=facts.get("accepted_links"), learned_terms=learned, training=_training(info),
-            routing=describe.get("routing"), encoder=_encoder_facts(model, describe, info))
+            routing=describe.get("routing"), encoder=_encoder_facts(model, describe, info),
+            serving={"hybrid": {k: describe[k] for k in ("method", "weight") if k in describe} or None,
+                     "abbreviations": describe.get("abbreviations"), "code_prior": False,
+                     "reranker": (describe.get("reranker") or {}).get("model")})
 
     @app.post("/setup")
     def setup():

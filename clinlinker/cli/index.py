@@ -8,6 +8,7 @@ from pathlib import Path
 
 from clinlinker.cli.common import positive_int, source_record
 from clinlinker.errors import ClinlinkerError
+from clinlinker.search.hybrid import DEFAULT_WEIGHT
 from clinlinker.search.lexical import LEXICAL_MODEL
 
 log = logging.getLogger("clinlinker")
@@ -26,10 +27,15 @@ def register(sub) -> None:
                    help="Faiss index: exact flat (default), ivf (approximate, fast, recall@25 ~0.99), "
                         "hnsw (approximate), sq8 (8-bit, 4x smaller)")
     p.add_argument("--pooling", default="cls", choices=["cls", "mean"], help="default cls, as the model card")
-    p.add_argument("--hybrid", choices=["interpolate", "rrf"],
-                   help="also build the lexical engine and fuse both lists (score interpolation or reciprocal "
-                        "rank fusion)")
-    p.add_argument("--hybrid-weight", type=float, default=0.5, help="weight of the dense side (default 0.5)")
+    p.add_argument("--hybrid", choices=["interpolate", "rrf", "none"],
+                   help="with a dense --model, also build the lexical engine and fuse both lists: score "
+                        "interpolation (the default: the best measured as served, docs/quality.md) or reciprocal "
+                        "rank fusion; none: the dense engine alone")
+    p.add_argument("--hybrid-weight", type=float, default=DEFAULT_WEIGHT,
+                   help="weight of the dense side (default %(default)s, chosen as served on the quality split)")
+    p.add_argument("--no-abbreviations", action="store_true",
+                   help="do not search a mention's acronyms also as their long forms (on by default; recorded in "
+                        "the manifest, which the backend follows)")
     p.add_argument("--max-length", type=positive_int, default=64, help="tokens per text (default 64)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per batch (default 32: fastest on 2-core CPUs, bench/encoding.py)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
@@ -114,14 +120,16 @@ def cmd_index(args) -> int:
             encoder = RayEncoder(encoder, address=args.ray_address, workers=args.workers,
                                  cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
                                  shard_size=args.ray_shard_size)
-    if args.hybrid and encoder is None:
+    if args.hybrid not in (None, "none") and encoder is None:
         raise ClinlinkerError("--hybrid needs a dense --model (the lexical side is built beside it)")
-    hybrid = {"method": args.hybrid, "weight": args.hybrid_weight} if args.hybrid else None
+    method = args.hybrid or ("interpolate" if encoder is not None else "none")
+    hybrid = {"method": method, "weight": args.hybrid_weight} if method != "none" else None
     index = build_index(kb, encoder, index_type=args.index_type, hybrid=hybrid)
     sources = {"gazetteers": [source_record(p, file_sha256) for p in args.gazetteer]}
     if args.hierarchy:
         sources["hierarchy"] = {"path": str(Path(args.hierarchy).resolve()), "sha256": file_sha256(args.hierarchy)}
-    out = save_index(index, args.out, sources=sources, reranker=reranker)
+    serving = {"abbreviations": not args.no_abbreviations, "code_prior": False}  # docs/quality.md, "As served"
+    out = save_index(index, args.out, sources=sources, reranker=reranker, serving=serving)
     print(f"index written to {out}: {index.engine} engine ({index.encoder.name}), {index.index_type}, "
           f"{len(kb)} concepts, {kb.n_terms} terms; {kb.report.summary()}"
           + (f"; re-ranked by {args.reranker} (depth {args.rerank_depth})" if reranker else ""))

@@ -14,6 +14,9 @@ from clinlinker.search.candidates import Candidate
 
 METHODS = ("interpolate", "rrf")
 RRF_K = 60
+# The dense side's weight `clinlinker index --model M` fuses with by default: the best on the quality split's tune
+# part as the backend serves (learned terms on), with a fine-tuned MiniLM (docs/quality.md, "As served")
+DEFAULT_WEIGHT = 0.7
 
 
 class HybridIndex:

@@ -361,14 +361,16 @@ def build_index(kb: KnowledgeBase, encoder=None, *, index_type: str = "flat", hy
     return index
 
 
-def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | None = None) -> Path:
+def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | None = None,
+               serving: dict | None = None) -> Path:
     """Write the index directory atomically: a half-written directory is never left under `out_dir`.
 
     `sources` describes the input files (path, sha256, rows) for the manifest; `reranker` the second stage loaded
-    with the index (a CrossEncoderReranker's describe()).
+    with the index (a CrossEncoderReranker's describe()); `serving` the linker's settings the backend follows
+    (e.g. {"abbreviations": true}).
     """
     if index.engine == "hybrid":
-        return _save_hybrid(index, Path(out_dir), sources, reranker)
+        return _save_hybrid(index, Path(out_dir), sources, reranker, serving)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ClinlinkerError(f"{out} exists and is not a directory")
@@ -404,6 +406,7 @@ def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | 
             "load_report": vars(kb.report).copy() if kb.report else {},
             "sources": sources or {},
             **({"reranker": reranker} if reranker else {}),
+            **({"serving": serving} if serving else {}),
             "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir())},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": _versions(),
@@ -425,7 +428,7 @@ def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | 
     return out
 
 
-def _save_hybrid(index, out: Path, sources, reranker=None) -> Path:
+def _save_hybrid(index, out: Path, sources, reranker=None, serving=None) -> Path:
     """A hybrid index is a directory holding a dense and a lexical index, and a manifest saying how to fuse."""
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
         raise ClinlinkerError(f"{out} is a non-empty directory that is not a clinlinker index; "
@@ -434,10 +437,14 @@ def _save_hybrid(index, out: Path, sources, reranker=None) -> Path:
     (out / MANIFEST).unlink(missing_ok=True)  # an interrupted rebuild leaves no manifest: never half an index
     save_index(index.dense, out / "dense", sources=sources)
     save_index(index.lexical, out / "lexical", sources=sources)
+    dense = read_manifest(out / "dense")  # what a reader of this manifest wants to know of the model, said here too
     manifest = {"format_version": FORMAT_VERSION, "engine": "hybrid", "method": index.method,
                 "weight": index.weight, "depth": index.depth, "parts": ["dense", "lexical"],
+                **{key: dense[key] for key in ("model", "model_path", "fingerprint", "pooling", "max_length",
+                                               "precision", "precision_choice", "dim", "index_type", "concepts",
+                                               "terms", "hierarchy_edges") if key in dense},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions(),
-                **({"reranker": reranker} if reranker else {})}
+                **({"reranker": reranker} if reranker else {}), **({"serving": serving} if serving else {})}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     index.manifest = {**index.dense.manifest, **manifest}
     return out

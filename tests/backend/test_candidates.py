@@ -176,3 +176,15 @@ def test_the_search_page_keeps_the_token_on_its_own_searches(tmp_path):
     assert client.get("/search?q=tos", headers={"Accept": "text/html"}).status_code == 401
     page = client.get("/search?q=tos&token=t0k", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert '<input type=hidden name=token value="t0k">' in page and "49727002" in page
+
+
+def test_a_dotted_acronym_finds_its_concept_and_the_hint_says_how(client):
+    text = "Se solicita T.A.C. urgente."
+    spans = [{"start": 12, "end": 18, "label": "PROCEDIMIENTO"}]
+    health = client.get("/health").get_json()
+    assert health["serving"]["abbreviations"] is True and health["serving"]["code_prior"] is False
+    reply = client.post("/predict", json={"tasks": [task(text=text, mentions=spans)]})
+    assert reply.status_code == 200
+    leaves = tree(client)["T.A.C. [12-18] · PROCEDIMIENTO"]["children"][:-1]
+    assert leaves[0]["value"].startswith("77477000 | tomografía computarizada")
+    assert "(TAC = " in leaves[0]["hint"]  # the long form that found it, e.g. "TAC = escáner"

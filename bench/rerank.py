@@ -47,7 +47,7 @@ def lists(index_dir: str, name: str) -> None:
     from clinlinker.kb.routing import LabelRouting
 
     linker = Linker.from_directory(index_dir, routing=LabelRouting.default())
-    out = {"index": str(index_dir), "lists": {}}
+    out = {"index": str(Path(index_dir).resolve()), "lists": {}}
     for corpus in quality.CORPORA:
         for part in PARTS:
             gold = quality._gold(corpus, part)

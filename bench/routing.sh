@@ -15,7 +15,7 @@ G=(--gazetteer $D/gazetteers/snomed_es_public.tsv --gazetteer $D/gazetteers/medp
 mkdir -p "$C"
 python bench/quality.py split
 [ -f $C/ix-lexical/manifest.json ] || clinlinker index "${G[@]}" --model char-ngrams --out $C/ix-lexical
-[ -f $C/ix-0shot/manifest.json ] || clinlinker index "${G[@]}" --model "$M" --pooling mean --batch-size 128 --out $C/ix-0shot
+[ -f $C/ix-0shot/manifest.json ] || clinlinker index "${G[@]}" --model "$M" --pooling mean --batch-size 128 --hybrid none --out $C/ix-0shot
 
 # before: the same indexes searched by the code of $BEFORE (its own bench/quality.py, no labels)
 W=bench/.cache/before-$BEFORE
@@ -39,7 +39,7 @@ if [ "${FT:-0}" = 1 ]; then
          --links bench/.cache/split/medprocner_fit.tsv --link-repeats 4)
   [ -f $C/m-links/config.json ] || clinlinker train "${G[@]}" "${LINKS[@]}" --model "$M" --pooling mean \
     --max-steps 250 --lr 1e-4 --batch-size 64 --out $C/m-links
-  [ -f $C/ix-links/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-links --pooling mean --batch-size 128 \
+  [ -f $C/ix-links/manifest.json ] || clinlinker index "${G[@]}" --model $C/m-links --pooling mean --batch-size 128 --hybrid none \
     --out $C/ix-links
   (cd $W/bench && python quality.py eval --index "$OLDPWD/$C/ix-links" --name minilm-ft-links)
   python bench/routing.py import-before --name minilm-ft-links --lists $W/bench/.cache/quality/minilm-ft-links.json

@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray")
 
 def test_an_index_encoded_on_ray_equals_the_local_one(demo_gazetteer, demo_hierarchy, tiny_model_dir, tmp_path):
     common = ["index", "--gazetteer", str(demo_gazetteer), "--hierarchy", str(demo_hierarchy), "--model",
-              str(tiny_model_dir), "--pooling", "mean", "--precision", "fp32"]
+              str(tiny_model_dir), "--pooling", "mean", "--precision", "fp32", "--hybrid", "none"]  # the dense index
     assert main(common + ["--out", str(tmp_path / "local")]) == 0
     try:
         assert main(common + ["--out", str(tmp_path / "ray"), "--ray", "--workers", "2", "--ray-shard-size",

@@ -59,6 +59,7 @@ class AnnotateSettings:
     reranker: str | None = None
     redis_url: str | None = None
     runtime: str | None = None
+    abbreviations: bool | None = None  # None: what the index manifest records (else on)
     batch_size: int = 32
     device: str | None = None
     threads: int | None = None
@@ -92,7 +93,7 @@ def load_annotator(settings: AnnotateSettings):
     routing = routing_from_setting(settings.routing)
     if settings.index is None:
         linker = Linker(build_index(load_knowledge_base([DEMO_GAZETTEER], DEMO_HIERARCHY)), top_k=settings.top_k,
-                        routing=routing)
+                        routing=routing, abbreviations=settings.abbreviations is not False)
     else:
         from clinlinker.encode.cache import make_cache
 
@@ -101,7 +102,8 @@ def load_annotator(settings: AnnotateSettings):
                                        reranker=settings.reranker or ..., batch_size=settings.batch_size,
                                        device=settings.device, cache=make_cache(settings.redis_url) if
                                        settings.redis_url else None,
-                                       rerank_cache=make_cache(settings.redis_url, prefix="clinlinker:rr:"), **kwargs)
+                                       rerank_cache=make_cache(settings.redis_url, prefix="clinlinker:rr:"),
+                                       abbreviations=settings.abbreviations, **kwargs)
     model = ClinLinkerModel(linker, config)
     return model, parse_label_config(settings.label_config, tuple(settings.labels)), _dense(linker.index)
 

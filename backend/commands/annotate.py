@@ -62,6 +62,7 @@ def cmd_annotate(args) -> int:
                                 routing=args.routing, reranker=args.reranker, redis_url=args.redis_url,
                                 runtime=getattr(args, "runtime", None), batch_size=args.batch_size,
                                 device=args.device, threads=args.threads,
+                                abbreviations=False if args.no_abbreviations else None,
                                 **({"labels": labels} if labels else {}))
     summary = annotate(args.inputs, args.out, settings, work_dir=args.work, texts=args.texts,
                        shard_size=args.shard_size, chunk_size=args.chunk_size, restart=args.restart,

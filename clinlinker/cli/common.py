@@ -52,6 +52,8 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
                         "$CLINLINKER_RERANKER, else the one the index records)")
     p.add_argument("--rerank-depth", type=positive_int, help="first-stage candidates the re-ranker reads (default: "
                    "the index's, else 50)")
+    p.add_argument("--no-abbreviations", action="store_true", help="do not search acronyms also as their long forms "
+                   "(default: what the index manifest records, else on)")
 
 
 def source_record(path, file_sha256) -> dict:

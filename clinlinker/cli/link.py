@@ -183,7 +183,8 @@ def _linker(args):
     linker = Linker.from_directory(args.index, model=args.model, cache=cache, batch_size=args.batch_size,
                                    device=args.device, routing=routing, runtime=args.runtime, reranker=args.reranker or ...,
                                    rerank_depth=args.rerank_depth,
-                                   rerank_cache=make_cache(args.redis_url, prefix="clinlinker:rr:"))
+                                   rerank_cache=make_cache(args.redis_url, prefix="clinlinker:rr:"),
+                                   abbreviations=False if args.no_abbreviations else None)
     if args.learn:
         linker.learn([(link.span, link.code) for path in args.learn for link in read_links(path)])
     for label, count in linker.describe()["routing"]["concepts_per_label"].items():

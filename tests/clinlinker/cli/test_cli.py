@@ -100,6 +100,16 @@ def test_evaluate_misses_writes_each_miss_with_its_cause(lexical_index_dir, tmp_
     assert report["misses"]["misses"] == 2 and report["misses"]["by_cause"]["outside_label"]["n"] == 1
 
 
+def test_link_spells_out_acronyms_unless_told_not_to(lexical_index_dir, capsys):
+    assert main(["link", "--index", str(lexical_index_dir), "--format", "json", "--top-k", "5", "T.A.C."]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert item["candidates"][0]["code"] == "77477000" and item["candidates"][0]["via"].startswith("TAC = ")
+    assert main(["link", "--index", str(lexical_index_dir), "--format", "json", "--top-k", "5", "--no-abbreviations",
+                 "T.A.C."]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert "77477000" not in [c["code"] for c in item["candidates"]]
+
+
 def test_user_errors_are_one_line_and_exit_2(tmp_path, demo_gazetteer):
     bad = tmp_path / "bad.tsv"
     bad.write_text("code\tlanguage\tterm\tsemantic_tag\tmainterm\n1\tes\tuno\n", encoding="utf-8")

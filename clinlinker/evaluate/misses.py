@@ -24,8 +24,9 @@ from typing import Callable, Sequence
 
 from clinlinker.linking.abbreviations import acronym_tokens
 from clinlinker.links import Link
-from clinlinker.text import fold
+from clinlinker.search.lexical import CharNgramEncoder
 
+_LEXICAL = CharNgramEncoder()  # its n-grams only (no idf needed)
 CAUSES = ("not_in_kb", "outside_label", "abbreviation", "relative_listed", "no_shared_ngram", "outranked")
 CAUSE_TEXT = {
     "not_in_kb": "gold concept not in the knowledge base",
@@ -50,13 +51,9 @@ def acronyms(text: str) -> list[str]:
     return [acronym for _, acronym in acronym_tokens(text)]
 
 
-def char_ngrams(text: str, n: int = 3) -> set[str]:
-    """Character n-grams of each word padded with spaces, after folding (the lexical engine's `char_wb`)."""
-    grams = set()
-    for word in fold(text).split():
-        padded = f" {word} "
-        grams.update(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
-    return grams
+def char_ngrams(text: str) -> set[str]:
+    """The character 3-grams the lexical engine matches a text on."""
+    return _LEXICAL.ngrams(text)
 
 
 def classify_misses(gold: Sequence[Link], candidates: Sequence[Sequence[str]], kb, *, k: int = 25,

@@ -33,6 +33,11 @@ _MAYBE = re.compile(rf"[{_LETTER}][{_LETTER}0-9]|\.")  # a quick test before tok
 _DEFINED = re.compile(rf"\(([{_LETTER}][{_LETTER}0-9]{{1,5}}s?)\)")
 
 
+def may_hold_acronym(text: str) -> bool:
+    """A cheap first test (two capitals in a row, or a dot): only such texts can define or be an acronym."""
+    return _MAYBE.search(text) is not None
+
+
 def normalize(token: str) -> str | None:
     """The acronym a token spells ("T.A.C." -> "TAC", "AINEs" -> "AINE"), or None when it reads as a word."""
     plain = token.replace(".", "") if _DOTTED.fullmatch(token) else token
@@ -123,7 +128,7 @@ class Abbreviations:
         out = cls()
         for concept in kb.concepts:
             for term in concept.terms:
-                if not _MAYBE.search(term):
+                if not may_hold_acronym(term):
                     continue
                 tokens = acronym_tokens(term)
                 if len(tokens) == 1 and len(term.split()) == 1:

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from clinlinker.linking.abbreviations import may_hold_acronym
 from clinlinker.search.candidates import Candidate
 from clinlinker.search.lexical import sparse_product
 from clinlinker.text import fold
@@ -48,6 +49,10 @@ class LearnedTerms:
         self._concepts = np.zeros(0, dtype=np.int64)  # row -> the knowledge base's number of its concept
         self._exact: dict = {}  # folded wording -> [(code, count, wording)], most accepted first
         self._by_key: dict = {}  # folded wording -> codes accepted for it
+        # the live (wording, code) pairs that may hold an acronym, kept as links change: what the abbreviation lever
+        # reads (a few hundred, not every wording); acronym_version moves when they change
+        self._acronym_pairs: dict = {}
+        self.acronym_version = 0
         # what searches read, swapped whole: (exact, codes, terms, alive mask, vector blocks, rows)
         self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0, self._concepts)
 
@@ -61,6 +66,8 @@ class LearnedTerms:
             self._counts, self._wording, self._row, self._terms, self._codes = {}, {}, {}, [], []
             self._concepts = np.zeros(0, dtype=np.int64)
             self._exact, self._by_key = {}, {}
+            self._acronym_pairs = {}
+            self.acronym_version += 1
             self._state = (self._exact, self._codes, self._terms, np.zeros(0, dtype=bool), (), 0, self._concepts)
         return self.apply((text, code, 1) for text, code in links)
 
@@ -87,6 +94,16 @@ class LearnedTerms:
                 touched.add(pair)
             if not touched:
                 return self
+            changed = False
+            for pair in touched:
+                keep = pair in self._counts and may_hold_acronym(self._wording[pair])
+                if keep and pair not in self._acronym_pairs:
+                    self._acronym_pairs[pair] = self._wording[pair]
+                    changed = True
+                elif not keep and self._acronym_pairs.pop(pair, None) is not None:
+                    changed = True
+            if changed:
+                self.acronym_version += 1
             exact, codes, terms, alive, blocks, rows, _ = self._state
             fresh = [pair for pair in sorted(touched) if pair in self._counts and pair not in self._row]
             for pair in fresh:
@@ -177,15 +194,9 @@ class LearnedTerms:
         return Candidate.of(self.kb, self.kb[code], matched_term=matched, score=min(1.0, score), rank=rank,
                             evidence="learned")
 
-    @property
-    def state(self):
-        """What searches read now: a new object whenever the accepted links change."""
-        return self._state
-
-    def pairs(self) -> list[tuple[str, str]]:
-        """(wording, code) of every live learned term, each once."""
-        exact = self._state[0]
-        return [(wording, code) for entries in exact.values() for code, _, wording in entries]
+    def acronym_pairs(self) -> list[tuple[str, str]]:
+        """(wording, code) of the live learned terms that may hold an acronym (abbreviations.may_hold_acronym)."""
+        return [(wording, code) for (_, code), wording in list(self._acronym_pairs.items())]
 
     def describe(self) -> dict:
         exact = self._state[0]

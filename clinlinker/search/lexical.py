@@ -44,6 +44,12 @@ class CharNgramEncoder:
         self.idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
         return self
 
+    def ngrams(self, text: str) -> set[str]:
+        """The character n-grams this engine matches a text on (folded, per word, padded with spaces)."""
+        if not hasattr(self, "_analyzer"):
+            self._analyzer = self._hasher.build_analyzer()
+        return set(self._analyzer(text))
+
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         if self.idf is None:
             raise RuntimeError("CharNgramEncoder.fit must be called before encode")

@@ -170,7 +170,8 @@ class Linker:
         from dataclasses import replace
 
         variants = {text: expand.variants(text) for text in group}
-        extra = list(dict.fromkeys(v for found in variants.values() for v, _, _ in found if v not in group))
+        searched = set(group)
+        extra = list(dict.fromkeys(v for found in variants.values() for v, _, _ in found if v not in searched))
         texts = group + extra
         by_text = dict(zip(texts, self.index.search(texts, depth, allowed=allowed)))
         out = []

@@ -77,7 +77,7 @@ class LearnedLayers:
 
     @staticmethod
     def _new(linker) -> LearnedTerms:
-        return LearnedTerms(linker.index.kb, linker.index.encoder)
+        return LearnedTerms(linker.index.kb, linker.index.term_encoder)
 
     def _rebuild(self, linker) -> None:
         seq, rows = self.store.learned_snapshot()

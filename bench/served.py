@@ -74,7 +74,7 @@ def serve_lists(linker, cands: dict, parts=("tune", "dev"), depth: int = rerank.
     out = {}
     for corpus in quality.CORPORA:
         for part in parts:
-            learned = LearnedTerms(linker.kb, linker.index.encoder).replace(
+            learned = LearnedTerms(linker.kb, linker.index.term_encoder).replace(
                 (link.span, link.code) for link in quality._gold(corpus, LEARNED_FROM[part]))
             gold = quality._gold(corpus, part)
             rows = cands[f"{corpus}_{part}"]
@@ -115,7 +115,7 @@ def served(name: str, encoder_index: str | None = None) -> None:
 
 
 def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weight: float | None = None,
-           abbreviations: bool = True) -> None:
+           abbreviations: bool = True, learned_dense: bool = False) -> None:
     """Lists of tune and dev mentions through the backend's own path (Linker.link with the corpus's learned terms),
     for levers that act inside the search (the abbreviation expansion); a hybrid of two indexes with --lexical-index.
     Written as NAME-served (fit: NAME's first-stage lists, for a re-ranker to train on)."""
@@ -134,7 +134,8 @@ def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weigh
     out = {}
     for corpus in quality.CORPORA:
         for part in ("tune", "dev"):
-            learned = LearnedTerms(linker.kb, index.encoder).replace(
+            encoder = index.dense.encoder if learned_dense and lexical_index else index.term_encoder
+            learned = LearnedTerms(linker.kb, encoder).replace(
                 (link.span, link.code) for link in quality._gold(corpus, LEARNED_FROM[part]))
             gold = quality._gold(corpus, part)
             found = linker.link([link.span for link in gold], rerank.DEPTH, labels=[link.label for link in gold],
@@ -154,6 +155,7 @@ def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weigh
     print(f"tune objective {rerank.objective(tune):.5f} ({seconds:.1f} s)")
     _record("linked", name, {"index": index_dir, "lexical_index": lexical_index, "weight": weight,
                              "abbreviations": abbreviations, "served": report,
+                             "learned_similarity": "dense" if learned_dense and lexical_index else "index",
                              "served_tune_objective": round(rerank.objective(tune), 5), "seconds": round(seconds, 1)})
 
 
@@ -179,7 +181,7 @@ def curve(index_dir: str, name: str, *, lexical_index: str | None = None, weight
                                               for link in quality._gold(corpus, part)}
     docs = [(name, [l for l in links if l.is_clean]) for name, _, links in documents(corpus, seed)
             if keep is None or name in keep]
-    learned = LearnedTerms(linker.kb, index.encoder)
+    learned = LearnedTerms(linker.kb, index.term_encoder)
     points = []
     for start in range(0, len(docs), batch):
         gold = [link for _, links in docs[start:start + batch] for link in links]
@@ -196,17 +198,26 @@ def curve(index_dir: str, name: str, *, lexical_index: str | None = None, weight
                                              "batch_docs": batch, "seed": seed, "points": points})
 
 
-def fuse(dense: str, lexical: str, name: str, weights=tuple(w / 10 for w in range(1, 10))) -> None:
+def fuse(dense: str, lexical: str, name: str, weights=tuple(w / 10 for w in range(1, 10)),
+         learned_dense: bool = False) -> None:
     """The hybrid of two first stages, its interpolation weight chosen on tune as served (learned terms on)."""
     from clinlinker.search.hybrid import HybridIndex
 
+    from clinlinker.encode.cache import make_cache
+    from clinlinker.kb.routing import LabelRouting
+    from clinlinker.linking.linker import Linker
+    from clinlinker.search.index import load_index
+
     d_data = json.loads((rerank.LISTS / f"{dense}.json").read_text())
+    l_data = json.loads((rerank.LISTS / f"{lexical}.json").read_text())
     _, d = rerank._load(dense)
     _, lx = rerank._load(lexical)
-    linker = _linker(d_data["index"])  # the dense index: the learned terms are encoded with its encoder
+    # the learned terms are scored as the backend scores them: on the hybrid's scale at each weight (its
+    # term_encoder), or with learned_dense by the dense encoder alone (how the backend scored them before)
+    dense_index = load_index(d_data["index"], cache=make_cache(None))
+    hybrid = HybridIndex(dense_index, load_index(l_data["index"]), method="interpolate")
+    linker = Linker(dense_index if learned_dense else hybrid, routing=LabelRouting.default())
     kb_codes = {c.code for c in linker.kb.concepts}
-    hybrid = HybridIndex.__new__(HybridIndex)
-    hybrid.method = "interpolate"
 
     def fused(weight, parts):
         hybrid.weight = weight
@@ -227,9 +238,9 @@ def fuse(dense: str, lexical: str, name: str, weights=tuple(w / 10 for w in rang
           f"{max(tuning, key=lambda r: r['first_stage'])['weight']})")
     lists = fused(best["weight"], rerank.PARTS)
     _save_lists(name, d_data["index"], {k: [_rows(r) for r in v] for k, v in lists.items()}, parts=[dense, lexical],
-                method="interpolate", weight=best["weight"], tuning=tuning)
+                method="interpolate", weight=best["weight"], tuning=tuning, learned_dense=learned_dense)
     _record("hybrids", name, {"parts": [dense, lexical], "method": "interpolate", "weight": best["weight"],
-                              "tuning": tuning})
+                              "learned_similarity": "dense" if learned_dense else "interpolated", "tuning": tuning})
 
 
 def _counts(corpus: str, part: str, kb) -> dict:
@@ -333,6 +344,8 @@ def main() -> None:
     p.add_argument("--lexical-index", help="fuse with this lexical index (a hybrid), at --weight")
     p.add_argument("--weight", type=float, default=0.5)
     p.add_argument("--no-abbreviations", action="store_true")
+    p.add_argument("--learned-dense", action="store_true",
+                   help="a hybrid's learned terms scored by the dense encoder alone (the backend before the fix)")
     p = sub.add_parser("curve")
     p.add_argument("--index", required=True)
     p.add_argument("--name", required=True)
@@ -344,6 +357,8 @@ def main() -> None:
     p.add_argument("--dense", required=True)
     p.add_argument("--lexical", required=True)
     p.add_argument("--name", required=True)
+    p.add_argument("--learned-dense", action="store_true",
+                   help="the learned terms scored by the dense encoder alone (the backend before the fix)")
     p = sub.add_parser("served")
     p.add_argument("--name", required=True)
     p.add_argument("--encoder-index", help="the index whose encoder encodes the learned terms (default: the lists')")
@@ -355,12 +370,12 @@ def main() -> None:
         rerank.lists(args.index, args.name)
     elif args.command == "linked":
         linked(args.index, args.name, lexical_index=args.lexical_index, weight=args.weight,
-               abbreviations=not args.no_abbreviations)
+               abbreviations=not args.no_abbreviations, learned_dense=args.learned_dense)
     elif args.command == "curve":
         curve(args.index, args.name, lexical_index=args.lexical_index, weight=args.weight, docs_from=args.docs_from,
               batch=args.batch)
     elif args.command == "fuse":
-        fuse(args.dense, args.lexical, args.name)
+        fuse(args.dense, args.lexical, args.name, learned_dense=args.learned_dense)
     elif args.command == "served":
         served(args.name, args.encoder_index)
     elif args.command == "prior":

@@ -3,8 +3,9 @@
 Every accepted link (mention text -> code) makes the mention a synonym of that concept. At search time
 - a mention whose folded wording (case, accents and spaces ignored) was accepted before gets the accepted
   concept(s) first, most often accepted first, with score 1.0;
-- a mention close to a learned wording lifts that concept to the similarity of the two (same encoder as the
-  index, so a learned term counts like a gazetteer term).
+- a mention close to a learned wording lifts that concept to the similarity of the two, on the index's own scale
+  (the index's `term_encoder`: its encoder, or for a hybrid both of its encoders interpolated with its weight), so a
+  learned term counts like a gazetteer term.
 
 The layer follows the accepted links incrementally (`apply` adds and removes (mention, code) pairs; only the new
 wordings are encoded), so a corrected or removed link stops counting at once and a new one costs what it adds,
@@ -12,7 +13,7 @@ however many were learned before; `replace` starts again from a full list. NO_CO
 they are counted in `skipped`. The layer holds no vectors on disk: it is encoded with the encoder of the
 index it serves (the embedding cache makes that cheap), so it can never mix two models.
 
-    >>> learned = LearnedTerms(index.kb, index.encoder).replace([("IAM", "22298006")])
+    >>> learned = LearnedTerms(index.kb, index.term_encoder).replace([("IAM", "22298006")])
     >>> learned.merge(["iam"], index.search(["iam"], 25), 25)[0][0].code
     '22298006'
 """
@@ -38,7 +39,9 @@ class LearnedTerms:
 
     def __init__(self, kb, encoder=None):
         self.kb = kb
-        self.encoder = encoder  # None: exact wording only
+        # None: exact wording only. An encoder with `parts` ((encoder, weight), ...), like a hybrid's term_encoder,
+        # scores a wording by the weighted sum of its parts' similarities (one vector block per part)
+        self.encoder = encoder
         self.skipped = dict.fromkeys(("no_code", "composite", "unknown_code", "empty"), 0)
         self._lock = threading.Lock()
         self._counts: dict = {}  # (folded wording, code) -> accepted links
@@ -120,10 +123,10 @@ class LearnedTerms:
             blocks = list(blocks)
             if fresh and self.encoder is not None:
                 # kept transposed (one column per wording): a search multiplies without converting anything
-                vectors = self.encoder.encode([self._wording[pair] for pair in fresh])
-                blocks.append(vectors.T.tocsr() if sp.issparse(vectors) else np.ascontiguousarray(vectors.T))
+                words = [self._wording[pair] for pair in fresh]
+                blocks.append(tuple(_transposed(encoder.encode(words)) for encoder, _ in _parts(self.encoder)))
                 if len(blocks) > self.CONSOLIDATE_AFTER:
-                    blocks = [sp.hstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.hstack(blocks)]
+                    blocks = [tuple(_stack([block[p] for block in blocks]) for p in range(len(blocks[0])))]
             for key in {key for key, _ in touched}:
                 entries = self._entries(key)
                 if entries:
@@ -153,7 +156,11 @@ class LearnedTerms:
         exact, codes, terms, alive, blocks, rows, concepts = self._state
         if not rows or not alive.any():
             return [list(c) for c in found]
-        similar = _similarities(self.encoder.encode(list(mentions)), blocks, alive) if blocks else None
+        similar = None
+        if blocks:
+            parts = _parts(self.encoder)
+            similar = _similarities([encoder.encode(list(mentions)) for encoder, _ in parts],
+                                    [weight for _, weight in parts], blocks, alive)
         out = []
         for i, (mention, cands) in enumerate(zip(mentions, found)):
             wording = {code: text for code, _, text in exact.get(fold(mention), [])}
@@ -203,12 +210,35 @@ class LearnedTerms:
         return {"terms": len(self), "wordings": len(exact), "skipped": dict(self.skipped)}
 
 
-def _similarities(queries, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each query, (rows, similarities) of the live learned wordings it shares anything with."""
+def _parts(encoder) -> tuple:
+    """(encoder, weight) pairs whose weighted similarities make a learned wording's similarity."""
+    parts = getattr(encoder, "parts", None)
+    return tuple(parts) if parts else ((encoder, 1.0),)
+
+
+def _transposed(vectors):
+    return vectors.T.tocsr() if sp.issparse(vectors) else np.ascontiguousarray(vectors.T)
+
+
+def _stack(blocks):
+    return sp.hstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.hstack(blocks)
+
+
+def _product(queries, block):
+    return sparse_product(queries, block) if sp.issparse(block) and sp.issparse(queries) else queries @ block
+
+
+def _similarities(queries: list, weights: list, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each query, (rows, similarities) of the live learned wordings it shares anything with.
+
+    queries: the mentions encoded by each part; blocks: per block of wordings, one matrix per part (transposed)."""
+    if len(weights) > 1:
+        return _weighted_similarities(queries, weights, blocks, alive)
+    queries = queries[0]
     per_query = [([], []) for _ in range(queries.shape[0])]
     offset = 0
-    for block in blocks:
-        part = sparse_product(queries, block) if sp.issparse(block) and sp.issparse(queries) else queries @ block
+    for (block,) in blocks:
+        part = _product(queries, block)
         width = block.shape[1]
         if sp.issparse(part):
             part = part.tocsr()
@@ -228,6 +258,24 @@ def _similarities(queries, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]
         values = np.concatenate(values) if values else np.zeros(0, dtype=np.float32)
         keep = (values > 0) & alive[rows]
         out.append((rows[keep], values[keep]))
+    return out
+
+
+def _weighted_similarities(queries: list, weights: list, blocks, alive) -> list[tuple[np.ndarray, np.ndarray]]:
+    """_similarities for several parts: the weighted sum of each part's similarities (a hybrid's interpolation)."""
+    n_queries = queries[0].shape[0]
+    columns = []
+    for block in blocks:
+        total = np.zeros((n_queries, block[0].shape[1]))
+        for q, matrix, weight in zip(queries, block, weights):
+            part = _product(q, matrix)
+            total += weight * (part.toarray() if sp.issparse(part) else np.asarray(part)).astype(np.float64)
+        columns.append(total)
+    scores = np.hstack(columns) if len(columns) > 1 else columns[0]
+    out = []
+    for i in range(n_queries):
+        rows = np.flatnonzero((scores[i] > 0) & alive[:scores.shape[1]])
+        out.append((rows, scores[i, rows]))
     return out
 
 

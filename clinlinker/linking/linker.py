@@ -45,7 +45,7 @@ class Linker:
         from clinlinker.linking.learned import LearnedTerms
 
         if self.learned is None:
-            self.learned = LearnedTerms(self.index.kb, self.index.encoder)
+            self.learned = LearnedTerms(self.index.kb, self.index.term_encoder)
         self.learned.replace(links)
         return self
 

@@ -36,6 +36,12 @@ class HybridIndex:
         self.index_type = dense.index_type
         self.manifest: dict = {}
 
+    @property
+    def term_encoder(self):
+        """What scores wordings searched beside the index (a project's learned terms) on this hybrid's scale: for
+        `interpolate`, its two encoders at its weight; `rrf` has no similarity scale, so its dense encoder."""
+        return InterpolatedEncoder(self) if self.method == "interpolate" else self.dense.encoder
+
     def search(self, mentions: Sequence[str], k: int = 25, allowed=None) -> list[list[Candidate]]:
         """allowed: optional boolean mask over concepts (the label's part of the knowledge base), for both parts."""
         depth = max(self.depth, k)
@@ -78,4 +84,22 @@ class HybridIndex:
     def describe(self) -> dict:
         dense = self.dense.describe()
         return {**dense, "engine": "hybrid", "method": self.method, "weight": self.weight,
+                "learned_similarity": "interpolated" if self.method == "interpolate" else "dense",
                 "lexical": {k: v for k, v in self.lexical.describe().items() if k != "fingerprint"}}
+
+
+class InterpolatedEncoder:
+    """The interpolation's similarity for wordings outside the index: weight x dense cosine + (1 - weight) x lexical
+    cosine, as the hybrid scores its own terms. A learned wording scored by the dense cosine alone would be on
+    another scale than the fused scores it competes with (dense cosines run higher than char n-gram ones), and
+    merely similar accepted wordings would push out the gazetteer's better matches.
+    Read by LearnedTerms as `parts`, at search time (the hybrid's encoders and weight as they are then)."""
+
+    def __init__(self, hybrid: HybridIndex):
+        self.hybrid = hybrid
+
+    @property
+    def parts(self) -> tuple:
+        h = self.hybrid
+        return tuple((encoder, weight) for encoder, weight in ((h.dense.encoder, h.weight),
+                                                               (h.lexical.encoder, 1.0 - h.weight)) if weight > 0)

@@ -83,6 +83,11 @@ class _IndexBase:
                              score=score, rank=rank, evidence=self.engine)
                 for rank, (cid, tid, score) in enumerate(zip(concept_ids, term_ids, scores), start=1)]
 
+    @property
+    def term_encoder(self):
+        """What encodes wordings searched beside the index (a project's learned terms) on its scores' scale."""
+        return self.encoder
+
     def describe(self) -> dict:
         return {"engine": self.engine, "index_type": self.index_type, "concepts": len(self.kb),
                 "terms": self.kb.n_terms, **{k: v for k, v in self.encoder.describe().items() if k != "engine"}}

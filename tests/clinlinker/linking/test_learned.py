@@ -88,10 +88,26 @@ class _DenseOf:
         return self.encoder.encode(texts).toarray().astype("float64")
 
 
+class _Parts:
+    """Two encoders interpolated (a hybrid's term_encoder): a sparse one and a dense one with other n-grams."""
+
+    def __init__(self, lexical_encoder, weight=0.7):
+        from clinlinker.search.lexical import CharNgramEncoder
+
+        other = CharNgramEncoder(ngram_range=(2, 4), n_features=1 << 12).fit(["dolor fiebre tos seca abdominal torácico cefalea disnea"])
+        self.parts = ((lexical_encoder, weight), (_DenseOf(other), 1.0 - weight))
+
+
+def _similarity(encoder, mention: str, wording: str) -> float:
+    """One mention against one wording: the dot product, or for an encoder with parts the weighted sum of its parts'."""
+    if hasattr(encoder, "parts"):
+        return sum(weight * _similarity(part, mention, wording) for part, weight in encoder.parts)
+    value = encoder.encode([mention]) @ encoder.encode([wording]).T
+    return float(value.toarray()[0, 0] if hasattr(value, "toarray") else value[0, 0])
+
+
 def _reference_merge(learned_links, index, encoder, mentions, k, allowed):
     """What merge must return, computed the slow way: every live learned wording scored against every mention."""
-    import numpy as np
-
     from clinlinker.text import fold
 
     counts, first_wording = {}, {}
@@ -107,12 +123,10 @@ def _reference_merge(learned_links, index, encoder, mentions, k, allowed):
                                              key=lambda e: (-e[1], e[0]))]
         best = {c.code: (c.score, 1, c.rank) for c in cands}
         index_rank = {c.code: c.rank for c in cands}
-        query = encoder.encode([mention])
         for key, code in live:
             if code in firsts or (allowed is not None and not allowed[index.kb.index_of(code)]):
                 continue
-            value = query @ encoder.encode([first_wording[(key, code)]]).T
-            value = float(value.toarray()[0, 0] if hasattr(value, "toarray") else value[0, 0])
+            value = _similarity(encoder, mention, first_wording[(key, code)])
             score = round(min(1.0, value), 6)
             if value > 0 and (code not in best or best[code][0] <= score):
                 best[code] = (score, 0, index_rank.get(code, 0))
@@ -122,7 +136,7 @@ def _reference_merge(learned_links, index, encoder, mentions, k, allowed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("vectors", ["sparse", "dense"])
+@pytest.mark.parametrize("vectors", ["sparse", "dense", "parts"])
 def test_merge_equals_scoring_every_learned_wording(vectors, lexical_index):
     """The fast merge (only wordings that can enter a list of k looked at, vectors in blocks, removals masked)
     gives what scoring every live learned wording against every mention gives, ties included."""
@@ -131,7 +145,8 @@ def test_merge_equals_scoring_every_learned_wording(vectors, lexical_index):
     import numpy as np
 
     index = lexical_index
-    encoder = index.encoder if vectors == "sparse" else _DenseOf(index.encoder)
+    encoder = {"sparse": lambda: index.encoder, "dense": lambda: _DenseOf(index.encoder),
+               "parts": lambda: _Parts(index.encoder)}[vectors]()
     rng = random.Random(7)
     codes = [c.code for c in index.kb.concepts]
     words = "dolor fiebre tos seca abdominal torácico apendicectomía laparoscópica cefalea tensional disnea".split()
@@ -149,3 +164,28 @@ def test_merge_equals_scoring_every_learned_wording(vectors, lexical_index):
         expected = _reference_merge(links, index, encoder, mentions, k, mask)
         assert [[(c.code, c.score) for c in cands] for cands in merged] == expected
         assert all([c.rank for c in cands] == list(range(1, len(cands) + 1)) for cands in merged)
+
+
+def test_a_hybrids_learned_wording_is_scored_on_the_hybrids_scale(lexical_index, dense_index):
+    """A learned wording similar to the mention competes with the hybrid's fused scores at the same interpolation
+    (weight x dense cosine + (1 - weight) x lexical cosine), not at its dense cosine alone, which runs higher."""
+    import numpy as np
+
+    from clinlinker.search.hybrid import HybridIndex
+
+    hybrid = HybridIndex(dense_index, lexical_index, weight=0.7)
+    linker = Linker(hybrid)
+    mention, wording = "disfagia a solidos de larga evolucion", "disfagia a solidos de larga evolucion progresiva"
+    target = linker.link([mention], 25)[0][-1].code
+    linker.learn([(wording, target)])
+    lifted = next(c for c in linker.link([mention], 25)[0] if c.code == target)
+    assert lifted.evidence == "learned" and lifted.matched_term == wording
+
+    def cosine(encoder):
+        a, b = (encoder.encode([text]) for text in (mention, wording))
+        a, b = (v.toarray() if hasattr(v, "toarray") else np.asarray(v) for v in (a, b))
+        return float((a @ b.T)[0, 0])
+
+    dense, lexical = cosine(dense_index.encoder), cosine(lexical_index.encoder)
+    assert abs(dense - lexical) > 0.01  # the two scales differ: the test can tell them apart
+    assert lifted.score == pytest.approx(round(0.7 * dense + 0.3 * lexical, 6), abs=2e-6)

@@ -55,6 +55,12 @@ def test_backend_serves_a_hybrid_index(dense_index, lexical_index, tmp_path):
     client = create_app(config, model, info).test_client()
     health = client.get("/health").get_json()
     assert health["engine"] == "hybrid" and health["cache"]["backend"] == "memory"
+    # a project's learned terms are scored on the hybrid's scale (both encoders at its weight), as /health says
+    assert health["serving"]["hybrid"] == {"method": "interpolate", "weight": 0.5, "learned_similarity": "interpolated"}
+    from backend.learning import LearnedLayers
+
+    layer = LearnedLayers._new(model.linker)
+    assert [weight for _, weight in layer.encoder.parts] == [0.5, 0.5]
     text = "Paciente con fiebre."
     reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": text, "mentions": [
         {"start": 13, "end": 19, "label": "SINTOMA"}]}}]}).get_json()

@@ -303,7 +303,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
                                "max_spans_per_task": config.max_spans_per_task, "max_body_mb": config.max_body_mb}},
             accepted_links=facts.get("accepted_links"), learned_terms=learned, training=_training(info),
             routing=describe.get("routing"), encoder=_encoder_facts(model, describe, info),
-            serving={"hybrid": {k: describe[k] for k in ("method", "weight", "learned_similarity") if k in describe} or None,
+            serving={"hybrid": {k: describe[k] for k in ("method", "weight", "learned_similarity")
+                                if k in describe} or None,
                      "abbreviations": describe.get("abbreviations"), "code_prior": False,
                      "reranker": (describe.get("reranker") or {}).get("model")})
 

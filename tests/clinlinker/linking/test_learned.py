@@ -94,7 +94,8 @@ class _Parts:
     def __init__(self, lexical_encoder, weight=0.7):
         from clinlinker.search.lexical import CharNgramEncoder
 
-        other = CharNgramEncoder(ngram_range=(2, 4), n_features=1 << 12).fit(["dolor fiebre tos seca abdominal torácico cefalea disnea"])
+        other = CharNgramEncoder(ngram_range=(2, 4), n_features=1 << 12)
+        other.fit(["dolor fiebre tos seca abdominal torácico cefalea disnea"])
         self.parts = ((lexical_encoder, weight), (_DenseOf(other), 1.0 - weight))
 
 

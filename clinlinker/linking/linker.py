@@ -38,7 +38,7 @@ class Linker:
         self.abbreviations = abbreviations  # search a mention's acronyms also as their long forms
         self._masks = self.routing.masks(index.kb)
         self._kb_abbreviations = None  # built on first use: the knowledge base's acronyms
-        self._learned_abbreviations = (None, None)  # ((learned layer, its acronym_version), Abbreviations)
+        self._learned_abbreviations = (None, None, None)  # (learned layer, its acronym_version, Abbreviations)
 
     def learn(self, links) -> "Linker":
         """Make (mention text, code) pairs synonyms of their concepts; replaces what was learned before."""
@@ -157,11 +157,13 @@ class Linker:
             self._kb_abbreviations = Abbreviations.from_kb(self.kb)
         if learned is None or not len(learned):
             return self._kb_abbreviations
-        key = (id(learned), learned.acronym_version)
-        cached, built = self._learned_abbreviations
-        if cached != key:  # rebuilt only when the acronym-bearing accepted wordings change
+        layer, version, built = self._learned_abbreviations
+        # rebuilt only when the acronym-bearing accepted wordings change; the layer itself is held, not its id(),
+        # which a new layer may reuse once an old one is freed
+        if layer is not learned or version != learned.acronym_version:
+            version = learned.acronym_version
             built = self._kb_abbreviations.with_links(learned.acronym_pairs(), self.kb)
-            self._learned_abbreviations = (key, built)
+            self._learned_abbreviations = (learned, version, built)
         return built
 
     def _search_expanded(self, group: list[str], expand, depth: int, allowed) -> list[list[Candidate]]:

@@ -100,6 +100,7 @@ class InterpolatedEncoder:
 
     @property
     def parts(self) -> tuple:
+        # always both, even at weight 0 or 1: the vector blocks encoded under one weight line up with the parts read
+        # under another
         h = self.hybrid
-        return tuple((encoder, weight) for encoder, weight in ((h.dense.encoder, h.weight),
-                                                               (h.lexical.encoder, 1.0 - h.weight)) if weight > 0)
+        return ((h.dense.encoder, h.weight), (h.lexical.encoder, 1.0 - h.weight))

@@ -205,8 +205,10 @@ class ClinLinkerModel:
     def _answer(self, tasks, per_task, cfg, serving, learned) -> list[tuple[dict, list]]:
         mentions = [span.text for spans in per_task for span in spans]
         labels = [span.label for spans in per_task for span in spans]
-        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels, learned=learned) \
-            if mentions else []
+        # each span's document: the acronyms a case defines ("presión intraocular (PIO)") are read as it defines them
+        contexts = [task["data"][cfg.text_field] for task, spans in zip(tasks, per_task) for _ in spans]
+        candidates = serving.linker.link(mentions, self.config.top_k, labels=labels, learned=learned,
+                                         contexts=contexts) if mentions else []
         out, position = [], 0
         for task, spans in zip(tasks, per_task):
             task_candidates = candidates[position:position + len(spans)]

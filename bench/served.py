@@ -8,7 +8,7 @@ label); for a **tune** mention, the fit part's only (tune's own links are what i
 and scoring as bench/quality.py; every choice (hybrid weight, prior weight and guard) is made on tune.
 
     python bench/served.py lists --index DIR --name NAME        # per-label first stage (bench/rerank.py's lists)
-    python bench/served.py linked --index DIR --name NAME [--no-abbreviations]  # the backend's own path
+    python bench/served.py linked --index DIR --name NAME [--no-abbreviations] [--no-documents]  # the backend's path
     python bench/served.py fuse --dense NAME --lexical NAME --name NAME   # hybrid: weight chosen on tune AS SERVED
     python bench/served.py served --name NAME                  # NAME-served: the learned terms merged in
     python bench/served.py prior --name NAME                    # a code prior over NAME-served, tuned on tune
@@ -114,11 +114,24 @@ def served(name: str, encoder_index: str | None = None) -> None:
                               "served_tune_objective": round(rerank.objective(tune), 5)})
 
 
+def _documents(gold) -> list[str]:
+    """Each link's document (the texts of the training split), as the backend reads a task's text."""
+    from common import DATA
+
+    texts: dict = {}
+    for link in gold:
+        if link.filename not in texts:
+            texts[link.filename] = (DATA / "corpora" / "texts_train" / f"{link.filename}.txt").read_text(
+                encoding="utf-8")
+    return [texts[link.filename] for link in gold]
+
+
 def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weight: float | None = None,
-           abbreviations: bool = True, learned_dense: bool = False) -> None:
-    """Lists of tune and dev mentions through the backend's own path (Linker.link with the corpus's learned terms),
-    for levers that act inside the search (the abbreviation expansion); a hybrid of two indexes with --lexical-index.
-    Written as NAME-served (fit: NAME's first-stage lists, for a re-ranker to train on)."""
+           abbreviations: bool = True, learned_dense: bool = False, documents: bool = True) -> None:
+    """Lists of tune and dev mentions through the backend's own path (Linker.link with the corpus's learned terms
+    and each mention's document), for levers that act inside the search (the abbreviation expansion, from the
+    knowledge base, the links and, unless documents is False, what the document defines); a hybrid of two indexes
+    with --lexical-index. Written as NAME-served (fit: NAME's first-stage lists, for a re-ranker to train on)."""
     from clinlinker.encode.cache import make_cache
     from clinlinker.kb.routing import LabelRouting
     from clinlinker.linking.learned import LearnedTerms
@@ -139,7 +152,7 @@ def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weigh
                 (link.span, link.code) for link in quality._gold(corpus, LEARNED_FROM[part]))
             gold = quality._gold(corpus, part)
             found = linker.link([link.span for link in gold], rerank.DEPTH, labels=[link.label for link in gold],
-                                learned=learned)
+                                learned=learned, contexts=_documents(gold) if documents else None)
             out[f"{corpus}_{part}"] = found
     seconds = time.perf_counter() - started
     fit_from = rerank.LISTS / f"{name}.json"
@@ -147,6 +160,7 @@ def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weigh
     if fit_from.exists():
         lists.update({k: v for k, v in json.loads(fit_from.read_text())["lists"].items() if k.endswith("_fit")})
     _save_lists(f"{name}-served", index_dir, lists, first_stage=name, abbreviations=abbreviations,
+                documents=documents,
                 learned_from={p: f"the corpus's {src} part's links" for p, src in LEARNED_FROM.items()})
     kb_codes = {c.code for c in linker.kb.concepts}
     report = rerank._score({k: v for k, v in out.items() if k.endswith("_dev")}, kb_codes, "dev")
@@ -154,7 +168,7 @@ def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weigh
     quality._print(f"{name}-served", report)
     print(f"tune objective {rerank.objective(tune):.5f} ({seconds:.1f} s)")
     _record("linked", name, {"index": index_dir, "lexical_index": lexical_index, "weight": weight,
-                             "abbreviations": abbreviations, "served": report,
+                             "abbreviations": abbreviations, "documents": documents, "served": report,
                              "learned_similarity": "dense" if learned_dense and lexical_index else "index",
                              "served_tune_objective": round(rerank.objective(tune), 5), "seconds": round(seconds, 1)})
 
@@ -179,13 +193,15 @@ def curve(index_dir: str, name: str, *, lexical_index: str | None = None, weight
     linker = Linker(index, routing=LabelRouting.default())
     keep = None if docs_from == "train" else {link.filename for part in ("tune", "dev")
                                               for link in quality._gold(corpus, part)}
-    docs = [(name, [l for l in links if l.is_clean]) for name, _, links in documents(corpus, seed)
+    docs = [(text, [l for l in links if l.is_clean]) for name, text, links in documents(corpus, seed)
             if keep is None or name in keep]
     learned = LearnedTerms(linker.kb, index.term_encoder)
     points = []
     for start in range(0, len(docs), batch):
         gold = [link for _, links in docs[start:start + batch] for link in links]
-        found = linker.link([l.span for l in gold], 25, labels=[l.label for l in gold], learned=learned)
+        texts = [text for text, links in docs[start:start + batch] for _ in links]
+        found = linker.link([l.span for l in gold], 25, labels=[l.label for l in gold], learned=learned,
+                            contexts=texts)
         ranks = [next((i for i, c in enumerate(cands, 1) if c.code == l.code), None) for l, cands in zip(gold, found)]
         point = {"coded_docs": start, "mentions": len(gold),
                  "top1": round(sum(r == 1 for r in ranks) / len(gold), 4),
@@ -344,6 +360,8 @@ def main() -> None:
     p.add_argument("--lexical-index", help="fuse with this lexical index (a hybrid), at --weight")
     p.add_argument("--weight", type=float, default=0.5)
     p.add_argument("--no-abbreviations", action="store_true")
+    p.add_argument("--no-documents", action="store_true",
+                   help="without each mention's document (the acronyms it defines are not read)")
     p.add_argument("--learned-dense", action="store_true",
                    help="a hybrid's learned terms scored by the dense encoder alone (the backend before the fix)")
     p = sub.add_parser("curve")
@@ -370,7 +388,8 @@ def main() -> None:
         rerank.lists(args.index, args.name)
     elif args.command == "linked":
         linked(args.index, args.name, lexical_index=args.lexical_index, weight=args.weight,
-               abbreviations=not args.no_abbreviations, learned_dense=args.learned_dense)
+               abbreviations=not args.no_abbreviations, learned_dense=args.learned_dense,
+               documents=not args.no_documents)
     elif args.command == "curve":
         curve(args.index, args.name, lexical_index=args.lexical_index, weight=args.weight, docs_from=args.docs_from,
               batch=args.batch)

@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--label", help="the span label of the mentions given as arguments or lines (e.g. SINTOMA): "
                    "they are served from that label's part of the knowledge base (a linking TSV has its own labels)")
     p.add_argument("--format", choices=["tsv", "json"], default="tsv")
+    p.add_argument("--texts", metavar="DIR", help="the documents of a linking TSV's filename column (DIR/FILENAME.txt, "
+                   "the shared tasks' layout): the acronyms a document defines are spelled out as it defines them, "
+                   "as the backend does with a task's text")
     add_runtime_options(p)
     p.set_defaults(handler=cmd_link)
 
@@ -37,6 +40,9 @@ def register(sub) -> None:
                    "(the largest k) to FILE (TSV), each with its cause (not in the knowledge base, outside the "
                    "label's part, abbreviation, the gold's parent or child listed instead, no shared character "
                    "3-gram, outranked), and print the table of causes")
+    p.add_argument("--texts", metavar="DIR", help="the documents of a linking TSV's filename column (DIR/FILENAME.txt, "
+                   "the shared tasks' layout): the acronyms a document defines are spelled out as it defines them, "
+                   "as the backend does with a task's text")
     add_runtime_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
@@ -70,9 +76,12 @@ def cmd_link(args) -> int:
             mentions += _read_mention_lines(path)
     if not mentions:
         raise ClinlinkerError("no mentions: give them as arguments or with --input FILE")
+    if args.texts and links is None:
+        raise ClinlinkerError("--texts needs --input as a linking TSV (its filename column names the documents)")
+    contexts = document_texts(links, args.texts) if args.texts else None
     linker, _ = _linker(args)
     labels = [link.label for link in links] if links is not None else [args.label] * len(mentions)
-    results = linker.link(mentions, args.top_k, labels=labels)
+    results = linker.link(mentions, args.top_k, labels=labels, contexts=contexts)
     out = sys.stdout
     if args.format == "json":
         items = []
@@ -114,9 +123,11 @@ def cmd_evaluate(args) -> int:
     gold = [link for path in args.gold for link in read_links(path)]
     if not gold:
         raise ClinlinkerError(f"no gold links in {', '.join(args.gold)}")
+    contexts = document_texts(gold, args.texts) if args.texts else None
     linker, cache = _linker(args)
     depth = max(args.k)
-    candidates = linker.link([link.span for link in gold], depth, labels=[link.label for link in gold])
+    candidates = linker.link([link.span for link in gold], depth, labels=[link.label for link in gold],
+                             contexts=contexts)
     report = evaluate_links(gold, [[c.code for c in cands] for cands in candidates], known_codes=linker.kb, ks=args.k)
     short = sum(len(cands) < depth for cands in candidates)
     report["short_lists"] = {"k": depth, "n": short, "share": round(short / len(candidates), 4)}
@@ -145,6 +156,26 @@ def cmd_evaluate(args) -> int:
         else:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def document_texts(links, folder) -> list[str]:
+    """Each link's document, read once per file from FOLDER/FILENAME.txt; a missing one is named with its line."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ClinlinkerError(f"--texts {folder}: no such folder")
+    texts: dict[str, str] = {}
+    out = []
+    for link in links:
+        if link.filename not in texts:
+            path = folder / f"{link.filename}.txt"
+            try:
+                texts[link.filename] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                where = f" (line {link.line})" if link.line else ""
+                raise ClinlinkerError(f"--texts {folder}: cannot read {path.name} for the link of {link.filename}"
+                                      f"{where}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+        out.append(texts[link.filename])
+    return out
 
 
 def cmd_precision(args) -> int:

@@ -7,7 +7,10 @@ concept keeps the better of its similarities. The long forms come from
 - the knowledge base: a term that is an acronym alone ("RMN") names its concept's other terms; a term that defines
   one ("alanina aminotransferasa (ALT)") gives the words before the parenthesis that the letters spell;
 - the accepted links (the learned terms): an acronym accepted alone for a code names that concept's terms, and a
-  wording that defines one ("tomografía axial computarizada (TAC) abdominal") gives its long form.
+  wording that defines one ("tomografía axial computarizada (TAC) abdominal") gives its long form;
+- the mention's own document: a clinical case defines its acronyms once ("presión intraocular (PIO)", "PIO
+  (presión intraocular)") and uses them bare afterwards; what the document defines is tried first, before any
+  form the knowledge base or the links attest (`document_forms`, `variants(..., local=...)`).
 Acronyms are compared without dots, case kept, plural s dropped ("T.A.C." = "TAC", "AINEs" = "AINE").
 
     >>> abbreviations = Abbreviations.from_kb(kb).with_links([("tomografía axial computarizada (TAC)", "77477000")])
@@ -31,6 +34,8 @@ _TOKEN = re.compile(r"[\w.]+")
 _STOP = {"de", "del", "la", "las", "el", "los", "en", "con", "por", "para", "al", "sin", "y", "o"}
 _MAYBE = re.compile(rf"[{_LETTER}][{_LETTER}0-9]|\.")  # a quick test before tokenizing: two capitals, or a dot
 _DEFINED = re.compile(rf"\(([{_LETTER}][{_LETTER}0-9]{{1,5}}s?)\)")
+# an acronym followed by its long form in parentheses: "PIO (presión intraocular)"
+_DEFINED_AFTER = re.compile(rf"(?<![\w.])([{_LETTER}][{_LETTER}0-9]{{1,5}}s?)\s*\(([^()\[\]]{{3,80}})\)")
 
 
 def may_hold_acronym(text: str) -> bool:
@@ -93,6 +98,27 @@ def long_form(before: str, acronym: str) -> str | None:
 
 def definitions(text: str) -> list[tuple[str, str]]:
     """(acronym, long form) that a text defines in parentheses: "resección transuretral (RTU) de la lesión"."""
+    return [(acronym, form) for _, acronym, form in _defined_before(text)]
+
+
+def definitions_after(text: str) -> list[tuple[str, str]]:
+    """(acronym, long form) that a text defines the other way round: "la PIO (presión intraocular) era normal". The
+    whole parenthesis must be the long form: its letters spell the acronym from its first word on."""
+    return [(acronym, form) for _, acronym, form in _defined_after(text)]
+
+
+def document_forms(text: str | None) -> dict[str, str]:
+    """The long form a document gives each acronym it defines, either way round (the first definition wins, as a
+    reader takes it): "Se midió la presión intraocular (PIO) ..." -> {"PIO": "presión intraocular"}."""
+    if not text or not may_hold_acronym(text):
+        return {}
+    out: dict[str, str] = {}
+    for _, acronym, form in sorted(_defined_before(text) + _defined_after(text)):
+        out.setdefault(acronym, form)
+    return out
+
+
+def _defined_before(text: str) -> list[tuple[int, str, str]]:
     out = []
     for match in _DEFINED.finditer(text):
         acronym = normalize(match.group(1))
@@ -100,7 +126,17 @@ def definitions(text: str) -> list[tuple[str, str]]:
             continue
         form = long_form(re.split(r"[()\[\],;:]", text[:match.start()])[-1], acronym)
         if form:
-            out.append((acronym, form))
+            out.append((match.start(), acronym, form))
+    return out
+
+
+def _defined_after(text: str) -> list[tuple[int, str, str]]:
+    out = []
+    for match in _DEFINED_AFTER.finditer(text):
+        acronym = normalize(match.group(1))
+        inner = " ".join(match.group(2).split()).strip(" ,;:-")
+        if acronym and len(inner) > len(acronym) and long_form(inner, acronym) == inner:
+            out.append((match.start(), acronym, inner))
     return out
 
 
@@ -148,19 +184,22 @@ class Abbreviations:
                 out.add(acronym, form, weight=2)
         return out
 
-    def variants(self, text: str, limit: int = MAX_FORMS) -> list[tuple[str, str, str]]:
+    def variants(self, text: str, limit: int = MAX_FORMS, local: dict | None = None) -> list[tuple[str, str, str]]:
         """(the mention with one acronym spelled out, the acronym, its long form), most attested forms first; an
-        acronym the mention itself defines in parentheses is left alone."""
-        defined = {a for a, _ in definitions(text)}
+        acronym the mention itself defines in parentheses is left alone. local: the long forms the mention's
+        document defines ({acronym: form}, `document_forms`): tried first, within the same `limit`."""
+        defined = set(document_forms(text))
         out = []
         for token, acronym in acronym_tokens(text):
             if acronym in defined:
                 continue
-            forms = self.forms.get(acronym)
+            forms = [form for form, _ in sorted(self.forms.get(acronym, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
+            if local and acronym in local:
+                forms = [local[acronym]] + [f for f in forms if fold(f) != fold(local[acronym])]
             if not forms:
                 continue
             pattern = re.compile(rf"(?<!\w){re.escape(token)}(?!\w)")
-            for form, _ in sorted(forms.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]:
+            for form in forms[:limit]:
                 variant = pattern.sub(lambda _: form, text, count=1)
                 if variant != text:
                     out.append((" ".join(variant.split()), acronym, form))

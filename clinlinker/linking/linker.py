@@ -8,6 +8,7 @@ from clinlinker.search.candidates import Candidate
 from clinlinker.errors import ClinlinkerError
 from clinlinker.search.index import DEFAULT_TOP_K, load_index
 from clinlinker.kb.routing import NO_ROUTING, LabelRouting
+from clinlinker.linking.abbreviations import acronym_tokens, document_forms, may_hold_acronym
 
 HIERARCHY_FILL_FROM = 5  # the hits whose parents, children and siblings may complete a short list
 ABBREVIATIONS = True  # default: acronyms searched also as their long forms (docs/quality.md, "As served")
@@ -105,11 +106,14 @@ class Linker:
         return self._masks.get(label) if label else None
 
     def link(self, mentions: Sequence[str], k: int | None = None,
-             labels: Sequence[str | None] | None = None, learned=...) -> list[list[Candidate]]:
+             labels: Sequence[str | None] | None = None, learned=...,
+             contexts: Sequence[str | None] | None = None) -> list[list[Candidate]]:
         """Candidates for each mention, best first: at most k distinct codes each, from the label's part of the
         knowledge base when `labels` (one per mention, None for none) names a routed label.
 
         learned: the learned-terms layer to search beside the index (e.g. one project's); default, the linker's own.
+        contexts: one per mention, the text of the document it was read from (None: unknown): the acronyms that
+        document defines ("presión intraocular (PIO)") are spelled out as it defines them, first.
         """
         learned = self.learned if learned is ... else learned
         k = self.top_k if k is None else k
@@ -117,6 +121,9 @@ class Linker:
             raise ClinlinkerError(f"k must be at least 1, got {k}")
         if labels is not None and len(labels) != len(mentions):
             raise ClinlinkerError(f"{len(mentions)} mentions but {len(labels)} labels")
+        if contexts is not None and len(contexts) != len(mentions):
+            raise ClinlinkerError(f"{len(mentions)} mentions but {len(contexts)} contexts")
+        forms_of: dict = {}  # a document's own acronym definitions, read once per document
         cleaned = []
         for i, mention in enumerate(mentions):
             if not isinstance(mention, str):
@@ -125,18 +132,29 @@ class Linker:
             if not text:
                 raise ClinlinkerError(f"mention {i + 1} is empty")
             label = labels[i] if labels is not None else None
-            cleaned.append((text, label if label in self._masks else None))
+            local = ()
+            if self.abbreviations and contexts is not None and contexts[i] and may_hold_acronym(text):
+                context = contexts[i]
+                if not isinstance(context, str):
+                    raise ClinlinkerError(f"context {i + 1} is a {type(context).__name__}, not text")
+                if context not in forms_of:
+                    forms_of[context] = document_forms(context)
+                forms = forms_of[context]
+                local = tuple(dict.fromkeys((a, forms[a]) for _, a in acronym_tokens(text) if a in forms))
+            cleaned.append((text, label if label in self._masks else None, local))
         if not cleaned:
             return []
         unique = list(dict.fromkeys(cleaned))
         found: dict = {}
         depth = max(k, self.reranker.depth) if self.reranker is not None else k  # what the first stage retrieves
         expand = self.abbreviations_for(learned) if self.abbreviations else None
-        for label in dict.fromkeys(label for _, label in unique):
-            group = [text for text, lab in unique if lab == label]
+        for label in dict.fromkeys(label for _, label, _ in unique):
+            keys = [key for key in unique if key[1] == label]
+            group = [text for text, _, _ in keys]
             allowed = self.allowed(label)
-            if expand is not None and len(expand):
-                results = self._search_expanded(group, expand, depth, allowed)
+            if expand is not None and (len(expand) or any(local for _, _, local in keys)):
+                results = self._search_expanded(group, [dict(local) for _, _, local in keys], expand, depth,
+                                                allowed)
             else:
                 results = self.index.search(group, depth, allowed=allowed)
             if learned is not None and len(learned):
@@ -145,7 +163,7 @@ class Linker:
                 results = self.reranker.rerank(group, results, k)
             if self.hierarchy_fill and self.kb.has_hierarchy:
                 results = [self._fill(cands, k, allowed) for cands in results]
-            found.update(((text, label), cands) for text, cands in zip(group, results))
+            found.update(zip(keys, results))
         return [found[key] for key in cleaned]
 
     def abbreviations_for(self, learned=None):
@@ -166,23 +184,25 @@ class Linker:
             self._learned_abbreviations = (learned, version, built)
         return built
 
-    def _search_expanded(self, group: list[str], expand, depth: int, allowed) -> list[list[Candidate]]:
+    def _search_expanded(self, group: list[str], local: list[dict], expand, depth: int,
+                         allowed) -> list[list[Candidate]]:
         """Search each mention and, where it holds known acronyms, its spelled-out variants; a concept keeps its
-        best similarity (the mention's own on a tie), marked with the expansion that found it."""
+        best similarity (the mention's own on a tie), marked with the expansion that found it. local[i]: the long
+        forms mention i's document defines (tried first)."""
         from dataclasses import replace
 
-        variants = {text: expand.variants(text) for text in group}
-        searched = set(group)
-        extra = list(dict.fromkeys(v for found in variants.values() for v, _, _ in found if v not in searched))
-        texts = group + extra
+        variants = [expand.variants(text, local=forms) for text, forms in zip(group, local)]
+        searched = dict.fromkeys(group)
+        extra = list(dict.fromkeys(v for found in variants for v, _, _ in found if v not in searched))
+        texts = list(searched) + extra
         by_text = dict(zip(texts, self.index.search(texts, depth, allowed=allowed)))
         out = []
-        for text in group:
-            if not variants[text]:
+        for text, found in zip(group, variants):
+            if not found:
                 out.append(by_text[text])
                 continue
             best = {c.code: (c.score, 0, c.rank, c) for c in by_text[text]}
-            for order, (variant, acronym, form) in enumerate(variants[text], start=1):
+            for order, (variant, acronym, form) in enumerate(found, start=1):
                 for c in by_text[variant]:
                     if c.code not in best or c.score > best[c.code][0]:
                         best[c.code] = (c.score, order, c.rank, replace(c, via=f"{acronym} = {form}"))

@@ -188,3 +188,20 @@ def test_a_dotted_acronym_finds_its_concept_and_the_hint_says_how(client):
     leaves = tree(client)["T.A.C. [12-18] · PROCEDIMIENTO"]["children"][:-1]
     assert leaves[0]["value"].startswith("77477000 | tomografía computarizada")
     assert "(TAC = " in leaves[0]["hint"]  # the long form that found it, e.g. "TAC = escáner"
+
+
+def test_an_acronym_the_case_defines_is_read_as_the_case_defines_it(client):
+    text = "Registro electrocardiográfico (RE) basal normal. Tras el esfuerzo se repite el RE."
+    at = text.rindex("RE")
+    spans = [{"start": at, "end": at + 2, "label": "PROCEDIMIENTO"}]
+    reply = client.post("/predict", json={"tasks": [task(text=text, mentions=spans, doc="d-re")]})
+    assert reply.status_code == 200
+    leaves = tree(client, "d-re")[f"RE [{at}-{at + 2}] · PROCEDIMIENTO"]["children"][:-1]
+    assert leaves[0]["value"].startswith("29303009 | electrocardiograma")
+    assert "(RE = Registro electrocardiográfico)" in leaves[0]["hint"]
+    # the same span in a case that does not define it: nothing says what RE is
+    other = "Tras el esfuerzo se repite el RE."
+    spans = [{"start": other.index("RE"), "end": other.index("RE") + 2, "label": "PROCEDIMIENTO"}]
+    client.post("/predict", json={"tasks": [task(text=other, mentions=spans, doc="d-other")]})
+    leaves = tree(client, "d-other")[f"RE [{spans[0]['start']}-{spans[0]['end']}] · PROCEDIMIENTO"]["children"][:-1]
+    assert "RE = " not in " ".join(leaf["hint"] for leaf in leaves)

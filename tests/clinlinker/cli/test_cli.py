@@ -214,3 +214,28 @@ def test_which_addresses_need_credentials(host, env, allowed):
     else:
         with pytest.raises(ClinlinkerError, match="refusing to listen"):
             _check_exposure(host, env)
+
+
+def test_evaluate_and_link_read_the_documents_acronyms(lexical_index_dir, tmp_path, capsys):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "caso1.txt").write_text("Se realizó un registro electrocardiográfico (RE) sin hallazgos. El RE de "
+                                     "control fue normal.", encoding="utf-8")
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("filename\tmark\tlabel\toff0\toff1\tspan\tcode\tsemantic_rel\n"
+                    "caso1\tT1\tPROCEDIMIENTO\t66\t68\tRE\t29303009\tEXACT\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    args = ["evaluate", "--index", str(lexical_index_dir), "--gold", str(gold), "--k", "1,5", "--json", str(report)]
+    assert main(args) == 0
+    assert json.loads(report.read_text())["cleaned"]["hits@1"] == 0  # "RE" alone says little
+    assert main(args + ["--texts", str(texts)]) == 0
+    assert json.loads(report.read_text())["cleaned"]["hits@1"] == 1  # the case says what RE is
+    capsys.readouterr()
+    assert main(["link", "--index", str(lexical_index_dir), "--input", str(gold), "--texts", str(texts), "--top-k",
+                 "1", "--format", "json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert item["candidates"][0]["via"] == "RE = registro electrocardiográfico"
+    gold.write_text(gold.read_text(encoding="utf-8") + "caso2\tT1\tPROCEDIMIENTO\t0\t2\tRE\t29303009\tEXACT\n",
+                    encoding="utf-8")
+    assert main(args + ["--texts", str(texts)]) == 2  # a usage error, said in one line
+    assert "cannot read caso2.txt for the link of caso2 (line 3)" in capsys.readouterr().err

@@ -4,7 +4,9 @@ and the linker searching spelled-out variants (issue 31)."""
 import pytest
 
 from clinlinker.kb.knowledge_base import KnowledgeBase
-from clinlinker.linking.abbreviations import Abbreviations, acronym_tokens, definitions, long_form, normalize
+from clinlinker.errors import ClinlinkerError
+from clinlinker.linking.abbreviations import (Abbreviations, acronym_tokens, definitions, definitions_after,
+                                              document_forms, long_form, normalize)
 from clinlinker.linking.learned import LearnedTerms
 from clinlinker.linking.linker import Linker
 from clinlinker.search.index import build_index
@@ -84,3 +86,39 @@ def test_linker_finds_the_concept_of_a_spelled_out_acronym(procedures):
     # a mention without acronyms is searched exactly as before
     assert [(c.code, c.score) for c in on.link(["tacto rectal"], 5)[0]] == \
         [(c.code, c.score) for c in off.link(["tacto rectal"], 5)[0]]
+
+
+def test_a_document_defines_its_acronyms_either_way_round():
+    text = ("Se midió la presión intraocular (PIO), con FO (fondo de ojo) normal. La PIO era de 20 mmHg. "
+            "Una TC (sin contraste) y otra vez la presión intraocular (PIO alta).")
+    assert document_forms(text) == {"PIO": "presión intraocular", "FO": "fondo de ojo"}  # the first one wins
+    assert definitions_after("RM (resonancia magnética) de rodilla") == [("RM", "resonancia magnética")]
+    assert definitions_after("TC (sin contraste)") == []  # the parenthesis does not spell it
+    assert document_forms("sin acrónimos aquí") == {} and document_forms(None) == {}
+
+
+def test_the_documents_long_form_is_tried_first():
+    known = Abbreviations({"PIO": {"prueba de imagen oftálmica": 5, "presión intraocular": 1}})
+    assert [form for _, _, form in known.variants("PIO alta")] == ["prueba de imagen oftálmica", "presión intraocular"]
+    assert [form for _, _, form in known.variants("PIO alta", local={"PIO": "presión intraocular"})] == \
+        ["presión intraocular", "prueba de imagen oftálmica"]
+    assert [form for _, _, form in Abbreviations().variants("FO", local={"FO": "fondo de ojo"})] == ["fondo de ojo"]
+    assert Abbreviations().variants("PIO (presión intraocular)", local={"PIO": "otra cosa"}) == []
+
+
+def test_linker_spells_out_what_the_mentions_document_defines(procedures):
+    index = build_index(procedures)
+    on, off = Linker(index, abbreviations=True), Linker(index, abbreviations=False)
+    document = "Se colocó un catéter de diálisis peritoneal (DP) sin incidencias. A los 3 meses, retirada del DP."
+    # nothing in the knowledge base or the links says what DP is: only this document does
+    assert "71192002" not in [c.code for c in on.link(["retirada del DP"], 5)[0]]
+    found = on.link(["retirada del DP", "retirada del DP", "DP"], 5, contexts=[document, None, document])
+    assert found[0][0].code == "71192002" and found[0][0].via == "DP = diálisis peritoneal"
+    assert "71192002" not in [c.code for c in found[1]]  # the same words from a document that does not define it
+    assert found[2][0].code == "71192002"
+    assert off.link(["retirada del DP"], 5, contexts=[document])[0][0].code != "71192002"  # the lever is off
+    # a mention without acronyms is searched exactly as without its document
+    assert [(c.code, c.score) for c in on.link(["tacto rectal"], 5, contexts=[document])[0]] == \
+        [(c.code, c.score) for c in on.link(["tacto rectal"], 5)[0]]
+    with pytest.raises(ClinlinkerError, match="2 mentions but 1 contexts"):
+        on.link(["DP", "TAC"], 5, contexts=[document])

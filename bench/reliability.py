@@ -240,7 +240,10 @@ def frozen_redis(server, redis_proc) -> dict:
     return {"webhook_p99_ms": round(pct(normal_hooks, 0.99), 1),
             "webhook_p99_frozen_ms": round(pct(frozen_hooks, 0.99), 1),
             "predict_p99_ms": round(pct(normal_preds, 0.99), 1),
-            "predict_p99_frozen_ms": round(pct(frozen_preds, 0.99), 1)}
+            "predict_p99_frozen_ms": round(pct(frozen_preds, 0.99), 1),
+            # every sample, in order: ten predictions each, so the "p99" is their slowest one
+            "predict_ms": [round(t, 1) for t in normal_preds],
+            "predict_frozen_ms": [round(t, 1) for t in frozen_preds]}
 
 
 def rss_mb(pid: int) -> float:

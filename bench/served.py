@@ -244,11 +244,15 @@ def fuse(dense: str, lexical: str, name: str, weights=tuple(w / 10 for w in rang
     for weight in weights:
         plain = fused(weight, ("tune",))
         as_served = serve_lists(linker, plain, parts=("tune",))
+        served_report = rerank._score(as_served, kb_codes, "tune")
         row = {"weight": weight, "first_stage": round(rerank.objective(rerank._score(plain, kb_codes, "tune")), 5),
-               "served": round(rerank.objective(rerank._score(as_served, kb_codes, "tune")), 5)}
+               "served": round(rerank.objective(served_report), 5),
+               # each corpus's top-1 + top-25 as served: would a weight per label pay?
+               "served_per_corpus": {c: round(r["all"]["acc@1"] + r["all"]["acc@25"], 5)
+                                     for c, r in served_report.items()}}
         tuning.append(row)
         print(f"tune weight {weight:.1f}: objective first stage {row['first_stage']:.4f}, as served "
-              f"{row['served']:.4f}", flush=True)
+              f"{row['served']:.4f} {row['served_per_corpus']}", flush=True)
     best = max(tuning, key=lambda r: r["served"])
     print(f"chosen on tune as served: weight {best['weight']} (first stage alone would choose "
           f"{max(tuning, key=lambda r: r['first_stage'])['weight']})")

@@ -546,10 +546,14 @@ def serve_app() -> Flask:
     logging.basicConfig(level=os.environ.get("CLINLINKER_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return create_app()
+        app = create_app()
     except ClinlinkerError as exc:
         log.error("cannot start the clinlinker backend: %s", exc)
         sys.exit(4)  # gunicorn: a worker that cannot boot stops the server
+    from backend.model import keep_out_of_collector
+
+    keep_out_of_collector()  # the model is loaded: the collector's full passes need not walk it again
+    return app
 
 
 def _search_page(query: str, results: list[dict], label: str | None, labels, token: str = "") -> str:

@@ -7,6 +7,7 @@ mention, and answers with Label Studio result items (see `regions.py` for node n
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -68,6 +69,18 @@ def model_version_of(linker: Linker, top_k: int) -> str:
     return f"clinlinker-{linker.index.engine}{'-reranked' if reranker else ''}-{digest}"
 
 
+def keep_out_of_collector(again: bool = False) -> None:
+    """Move what the process holds now (the loaded knowledge base and index: 77k concept objects for the public
+    gazetteers) out of the garbage collector's reach. A full collection walks every tracked object and comes every
+    few hundred requests, paid by whichever request triggers it: ~90 ms with that knowledge base on 2 cores
+    (bench/gc_pause.py), the predict p99 outliers of the fault campaign. again: after a swap, first give the
+    collector back what was kept out, so that the model served before can be freed."""
+    if again:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 CURRENT_INDEX = "current_index"  # store meta key: the fine-tuned index every process should serve
 
 
@@ -111,7 +124,11 @@ class ClinLinkerModel:
         self.sync_learned(serving)  # learned terms ready before the first request sees it
         old, self.serving = self.serving, serving
         log.warning("now serving %s (%s), was %s", serving.model_version, index_dir, old.model_version)
-        return serving.model_version
+        version = serving.model_version
+        del old, serving
+        if gc.get_freeze_count():  # this process keeps its model out of the collector (serve_app): the new one too
+            keep_out_of_collector(again=True)
+        return version
 
     def follow(self, force: bool = False) -> None:
         """Load in the background the fine-tuned index another process published, then swap to it."""

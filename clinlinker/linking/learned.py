@@ -50,8 +50,10 @@ class LearnedTerms:
         self._terms: list[str] = []
         self._codes: list[str] = []
         self._concepts = np.zeros(0, dtype=np.int64)  # row -> the knowledge base's number of its concept
-        self._exact: dict = {}  # folded wording -> [(code, count, wording)], most accepted first
-        self._by_key: dict = {}  # folded wording -> codes accepted for it
+        # per wording, tuples of strings and ints, never lists or sets: the garbage collector stops tracking such
+        # tuples, so 100k accepted wordings do not lengthen every full collection (a pause some request pays)
+        self._exact: dict = {}  # folded wording -> ((code, count, wording), ...), most accepted first
+        self._by_key: dict = {}  # folded wording -> (codes accepted for it, ...)
         # the live (wording, code) pairs that may hold an acronym, kept as links change: what the abbreviation lever
         # reads (a few hundred, not every wording); acronym_version moves when they change
         self._acronym_pairs: dict = {}
@@ -91,7 +93,9 @@ class LearnedTerms:
                 if count > 0:
                     self._counts[pair] = count
                     self._wording.setdefault(pair, text)
-                    self._by_key.setdefault(pair[0], set()).add(code)
+                    known = self._by_key.get(pair[0], ())
+                    if code not in known:
+                        self._by_key[pair[0]] = known + (code,)
                 else:
                     self._counts.pop(pair, None)
                 touched.add(pair)
@@ -137,11 +141,11 @@ class LearnedTerms:
                            self._concepts)
         return self
 
-    def _entries(self, key: str) -> list[tuple[str, int, str]]:
+    def _entries(self, key: str) -> tuple[tuple[str, int, str], ...]:
         """The codes accepted for one folded wording, most accepted first."""
-        return sorted(((code, self._counts[(key, code)], self._wording[(key, code)])
-                       for code in self._by_key.get(key, ()) if (key, code) in self._counts),
-                      key=lambda e: (-e[1], e[0]))
+        return tuple(sorted(((code, self._counts[(key, code)], self._wording[(key, code)])
+                             for code in self._by_key.get(key, ()) if (key, code) in self._counts),
+                            key=lambda e: (-e[1], e[0])))
 
     def merge(self, mentions: Sequence[str], found: Sequence[list[Candidate]], k: int,
               allowed=None) -> list[list[Candidate]]:

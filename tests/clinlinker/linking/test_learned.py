@@ -190,3 +190,22 @@ def test_a_hybrids_learned_wording_is_scored_on_the_hybrids_scale(lexical_index,
     dense, lexical = cosine(dense_index.encoder), cosine(lexical_index.encoder)
     assert abs(dense - lexical) > 0.01  # the two scales differ: the test can tell them apart
     assert lifted.score == pytest.approx(round(0.7 * dense + 0.3 * lexical, 6), abs=2e-6)
+
+
+def test_accepted_wordings_leave_the_garbage_collector_nothing_to_walk(lexical_index):
+    """A full collection walks every tracked object and some request pays for it: 100k accepted wordings held as
+    lists and sets made it 3x longer (bench/gc_pause.py). Tuples of strings and ints are left untracked."""
+    import gc
+
+    codes = [c.code for c in lexical_index.kb.concepts]
+    LearnedTerms(lexical_index.kb, lexical_index.encoder).replace([("calentamiento", codes[0])])  # lazy imports
+    gc.collect()
+    before = len(gc.get_objects())
+    learned = LearnedTerms(lexical_index.kb, lexical_index.encoder).replace(
+        (f"dolor número {i} de la zona {i % 97}", codes[i % len(codes)]) for i in range(5000))
+    learned.apply([("dolor número 3 de la zona 3", codes[1], 1), ("dolor número 4 de la zona 4", codes[4], -1)])
+    gc.collect()
+    assert len(gc.get_objects()) - before < 1000  # a few hundred of numpy and scipy, however many wordings (not 2 each)
+    # and what it holds is still right: a wording accepted for two codes lists both, the removed one is gone
+    assert {code for code, _, _ in learned._exact["dolor numero 3 de la zona 3"]} == {codes[3], codes[1]}
+    assert "dolor numero 4 de la zona 4" not in learned._exact

@@ -118,12 +118,9 @@ def _documents(gold) -> list[str]:
     """Each link's document (the texts of the training split), as the backend reads a task's text."""
     from common import DATA
 
-    texts: dict = {}
-    for link in gold:
-        if link.filename not in texts:
-            texts[link.filename] = (DATA / "corpora" / "texts_train" / f"{link.filename}.txt").read_text(
-                encoding="utf-8")
-    return [texts[link.filename] for link in gold]
+    from clinlinker.links import read_documents
+
+    return read_documents(gold, DATA / "corpora" / "texts_train")
 
 
 def linked(index_dir: str, name: str, *, lexical_index: str | None = None, weight: float | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TextIO
 
-from clinlinker.errors import InputFileError
+from clinlinker.errors import ClinlinkerError, InputFileError
 from clinlinker.tsv import read_tsv
 
 LINK_COLUMNS = ("filename", "mark", "label", "off0", "off1", "span", "code", "semantic_rel")
@@ -83,6 +83,27 @@ def read_links(path, *, require_code: bool = True) -> list[Link]:
                           start=start, end=end, span=span, code=code,
                           semantic_rel=row.get("semantic_rel", "").strip(), line=lineno))
     return links
+
+
+def read_documents(links: Iterable[Link], folder) -> list[str]:
+    """Each link's document, read once per file from FOLDER/FILENAME.txt (the shared tasks' layout); one that cannot
+    be read is named with the line of the link that wants it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ClinlinkerError(f"{folder}: no such folder of documents")
+    texts: dict[str, str] = {}
+    out = []
+    for link in links:
+        if link.filename not in texts:
+            path = folder / f"{link.filename}.txt"
+            try:
+                texts[link.filename] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                where = f" (line {link.line})" if link.line else ""
+                raise ClinlinkerError(f"{folder}: cannot read {path.name} for the link of {link.filename}{where}: "
+                                      f"{exc.strerror if isinstance(exc, OSError) else exc}") from None
+        out.append(texts[link.filename])
+    return out
 
 
 def write_links(links: Iterable[Link], out: str | Path | TextIO | None = None) -> None:

@@ -61,7 +61,7 @@ def register(sub) -> None:
 
 
 def cmd_link(args) -> int:
-    from clinlinker.links import is_link_file, read_links
+    from clinlinker.links import is_link_file, read_documents, read_links
 
     links = None
     mentions = list(args.mentions)
@@ -78,7 +78,7 @@ def cmd_link(args) -> int:
         raise ClinlinkerError("no mentions: give them as arguments or with --input FILE")
     if args.texts and links is None:
         raise ClinlinkerError("--texts needs --input as a linking TSV (its filename column names the documents)")
-    contexts = document_texts(links, args.texts) if args.texts else None
+    contexts = read_documents(links, args.texts) if args.texts else None
     linker, _ = _linker(args)
     labels = [link.label for link in links] if links is not None else [args.label] * len(mentions)
     results = linker.link(mentions, args.top_k, labels=labels, contexts=contexts)
@@ -118,12 +118,12 @@ def cmd_link(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from clinlinker.evaluate.metrics import evaluate_links, format_report
-    from clinlinker.links import read_links
+    from clinlinker.links import read_documents, read_links
 
     gold = [link for path in args.gold for link in read_links(path)]
     if not gold:
         raise ClinlinkerError(f"no gold links in {', '.join(args.gold)}")
-    contexts = document_texts(gold, args.texts) if args.texts else None
+    contexts = read_documents(gold, args.texts) if args.texts else None
     linker, cache = _linker(args)
     depth = max(args.k)
     candidates = linker.link([link.span for link in gold], depth, labels=[link.label for link in gold],
@@ -156,26 +156,6 @@ def cmd_evaluate(args) -> int:
         else:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
     return 0
-
-
-def document_texts(links, folder) -> list[str]:
-    """Each link's document, read once per file from FOLDER/FILENAME.txt; a missing one is named with its line."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ClinlinkerError(f"--texts {folder}: no such folder")
-    texts: dict[str, str] = {}
-    out = []
-    for link in links:
-        if link.filename not in texts:
-            path = folder / f"{link.filename}.txt"
-            try:
-                texts[link.filename] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                where = f" (line {link.line})" if link.line else ""
-                raise ClinlinkerError(f"--texts {folder}: cannot read {path.name} for the link of {link.filename}"
-                                      f"{where}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
-        out.append(texts[link.filename])
-    return out
 
 
 def cmd_precision(args) -> int:

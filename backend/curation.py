@@ -249,14 +249,16 @@ def assistant_effect(curation: Curation, linker=None, k: int = 25, gold: list[Li
             predicted = a.predicted.get((l["start"], l["end"]))
             spans.append({"coder": a.coder, "label": l["label"], "day": (a.created_at or "")[:10], "code": l["code"],
                           "top1": predicted[0] if predicted else None, "certainty": predicted[1] if predicted else None,
-                          "doc": a.doc, "start": l["start"], "end": l["end"], "span": l["span"],
+                          "doc": a.doc, "task": a.task, "start": l["start"], "end": l["end"], "span": l["span"],
                           "from_prediction": a.from_prediction})
             if predicted and linker is not None and predicted[0] != l["code"]:
-                wanted.append((l["span"], l["label"]))
+                wanted.append((l["span"], l["label"], a.task))
     ranks = {}
     if linker is not None and wanted:
+        # each span with its own case's text, as the backend searched it (the acronyms the case defines)
         unique = list(dict.fromkeys(wanted))
-        lists = linker.link([m for m, _ in unique], k, labels=[lab for _, lab in unique])
+        lists = linker.link([m for m, _, _ in unique], k, labels=[lab for _, lab, _ in unique],
+                            contexts=[curation.texts.get(task) for _, _, task in unique])
         ranks = {key: [c.code for c in cands] for key, cands in zip(unique, lists)}
     for s in spans:
         if s["top1"] is None:
@@ -266,7 +268,7 @@ def assistant_effect(curation: Curation, linker=None, k: int = 25, gold: list[Li
         elif linker is None:
             s["rank"] = "not top-1"
         else:
-            codes = ranks.get((s["span"], s["label"]), [])
+            codes = ranks.get((s["span"], s["label"], s["task"]), [])
             r = codes.index(s["code"]) + 1 if s["code"] in codes else None
             s["rank"] = "top 2-5" if r and r <= 5 else "top 6-25" if r else "outside the list"
         s["gold"] = gold_codes.get((s["doc"], s["start"], s["end"]))

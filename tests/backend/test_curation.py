@@ -141,6 +141,25 @@ def test_assistant_effect(curation, lexical_index):
     assert sum(ranked["by_coder"][LUIS].get(b, 0) for b in ("top 2-5", "top 6-25", "outside the list")) == 3
 
 
+
+def test_assistant_effect_searches_each_span_with_its_own_case(lexical_index):
+    """The ranks of changed codes come from the list the backend served: the span searched with its task's text, so
+    an acronym its case defines is spelled out there and only there."""
+    from backend.curation import Annotation, Curation
+    from clinlinker.linking.linker import Linker
+
+    def coded(task, coder):
+        return Annotation(task=task, doc=f"caso{task}", id=task, coder=coder, ground_truth=False, created_at="",
+                          updated_at="", lead_time=None, from_prediction=True,
+                          links=[{"start": 0, "end": 2, "label": "SINTOMA", "code": "21522001", "span": "DA"}],
+                          predicted={(0, 2): ("85189001", 0.4)})
+
+    texts = {1: "DA desde ayer: dolor abdominal (DA) que cede con analgesia.", 2: "DA sin más."}
+    curation = Curation([coded(1, ANA), coded(2, LUIS)], [], {}, texts)
+    ranked = assistant_effect(curation, linker=Linker(lexical_index))
+    assert ranked["by_coder"][ANA] == {"spans": 1, "top 2-5": 1}  # dolor abdominal, read from its own case
+    assert ranked["by_coder"][LUIS] == {"spans": 1, "outside the list": 1}  # the same words, no definition
+
 def test_curate_command_writes_gold_disagreements_report_and_json(tmp_path, lexical_index, capsys):
     from clinlinker.search.index import save_index
 

@@ -141,7 +141,6 @@ def test_assistant_effect(curation, lexical_index):
     assert sum(ranked["by_coder"][LUIS].get(b, 0) for b in ("top 2-5", "top 6-25", "outside the list")) == 3
 
 
-
 def test_assistant_effect_searches_each_span_with_its_own_case(lexical_index):
     """The ranks of changed codes come from the list the backend served: the span searched with its task's text, so
     an acronym its case defines is spelled out there and only there."""
@@ -159,6 +158,7 @@ def test_assistant_effect_searches_each_span_with_its_own_case(lexical_index):
     ranked = assistant_effect(curation, linker=Linker(lexical_index))
     assert ranked["by_coder"][ANA] == {"spans": 1, "top 2-5": 1}  # dolor abdominal, read from its own case
     assert ranked["by_coder"][LUIS] == {"spans": 1, "outside the list": 1}  # the same words, no definition
+
 
 def test_curate_command_writes_gold_disagreements_report_and_json(tmp_path, lexical_index, capsys):
     from clinlinker.search.index import save_index

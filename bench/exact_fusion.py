@@ -11,12 +11,12 @@ HybridIndex.search replaced by the exact variant for this process only; recorded
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
 import served
 from clinlinker.search import hybrid
-from clinlinker.search.candidates import Candidate
 
 
 def _concept_terms(index) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -27,6 +27,9 @@ def _concept_terms(index) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def exact_search(self, mentions, k=25, allowed=None):
+    """HybridIndex.search, each list completed with the concepts only the other list holds, scored exactly; then the
+    hybrid's own fusion (`_fuse`), which then never falls back to a floor. The added entries keep the rank a missing
+    concept has there (one past the list), so ties break as before."""
     if not hasattr(self, "_terms"):
         self._terms = _concept_terms(self)
     concept_id, first, last = self._terms
@@ -43,25 +46,16 @@ def exact_search(self, mentions, k=25, allowed=None):
         cid = concept_id[code]
         return float((self.lexical.matrix[first[cid]:last[cid]] @ lexical_vectors[row].T).toarray().max())
 
+    def completed(listed, other, score, row):
+        held = {c.code for c in listed}
+        return listed + [replace(c, score=score(row, c.code), rank=len(listed) + 1) for c in other
+                         if c.code not in held]
+
     out = []
     for row, (dense, lexical) in enumerate(zip(self.dense.search_vectors(dense_vectors, depth, allowed=allowed),
                                                self.lexical.search(mentions, depth, allowed=allowed))):
-        by_d, by_l = {c.code: c for c in dense}, {c.code: c for c in lexical}
-        scored = []
-        for code in set(by_d) | set(by_l):
-            sd = by_d[code].score if code in by_d else dense_score(row, code)
-            sl = by_l[code].score if code in by_l else lexical_score(row, code)
-            best = min(by_d[code].rank if code in by_d else len(dense) + 1,
-                       by_l[code].rank if code in by_l else len(lexical) + 1)
-            scored.append((round(self.weight * sd + (1 - self.weight) * sl, 6), best, code))
-        scored.sort(key=lambda item: (-item[0], item[1], item[2]))
-        listed = []
-        for rank, (score, _, code) in enumerate(scored[:k], start=1):
-            source = by_d.get(code) or by_l[code]
-            listed.append(Candidate(code=code, preferred_term=source.preferred_term, matched_term=source.matched_term,
-                                    semantic_tag=source.semantic_tag, score=score, rank=rank, evidence="hybrid",
-                                    parents=source.parents))
-        out.append(listed)
+        out.append(self._fuse(completed(dense, lexical, dense_score, row),
+                              completed(lexical, dense, lexical_score, row), k))
     return out
 
 

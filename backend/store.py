@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from backend.regions import UNTOUCHED
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 DELETED_VERSION = "~"  # sorts after every timestamp version: a deletion is final
 
 
@@ -87,6 +87,12 @@ candidates_t = Table(
     Column("node", String(1000), primary_key=True), Column("payload", Text, nullable=False),
     Column("stored", Float, nullable=False),
     Index("candidate_lists_stored", "stored"))
+# A deletion is keyed by the annotation's id alone (unique within a Label Studio instance: ANNOTATIONS_DELETED carries
+# no task), so every later version of that annotation finds it, whatever task it names and whenever it arrives.
+deleted_t = Table(
+    "deleted_annotations", metadata,
+    Column("project", String(64), primary_key=True), Column("annotation", String(64), primary_key=True),
+    Column("deleted", Float, nullable=False))
 projects_t = Table(
     "projects", metadata,
     Column("project", String(64), primary_key=True), Column("hostname", Text), Column("access_token", Text),
@@ -115,8 +121,11 @@ class Applied:
 
 class Store:
     def __init__(self, url: str | None = None, data_dir: str | Path = "var", *, candidates_ttl_days: float = 30.0,
-                 keep_changes: int = 200_000):
+                 keep_changes: int = 200_000, idle_transaction_ms: int = 500, lock_timeout_ms: int = 2000):
         self.data_dir = Path(data_dir).resolve()
+        # PostgreSQL: a transaction of ours never waits between its statements for more than a few ms, so one idle
+        # for half a second belongs to a stalled process; ended, it frees every write waiting behind it
+        self.idle_transaction_ms, self.lock_timeout_ms = int(idle_transaction_ms), int(lock_timeout_ms)
         if not url:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{self.data_dir / 'backend.sqlite3'}"
@@ -151,7 +160,18 @@ class Store:
 
             return engine
         return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                             connect_args={"connect_timeout": 5} if self.kind == "postgresql" else {})
+                             connect_args=self._postgres_settings() if self.kind == "postgresql" else {})
+
+    def _postgres_settings(self) -> dict:
+        """No stalled or vanished peer holds a lock for long. The server ends a session that sits idle inside a
+        transaction for `idle_transaction_ms` (a process frozen or cut off mid-write: its transaction was not
+        acknowledged, so nothing accepted is lost, and its locks go), a lock wait is bounded (`lock_timeout`: the
+        write is tried again), and TCP keepalives on both sides find a dead connection in ~25 s."""
+        options = (f"-c idle_in_transaction_session_timeout={self.idle_transaction_ms} "
+                   f"-c lock_timeout={self.lock_timeout_ms} "
+                   "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3")
+        return {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                "keepalives_count": 3, "options": options}
 
     @contextmanager
     def _write(self):
@@ -213,13 +233,13 @@ class Store:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 yield
         elif self.kind == "postgresql":
-            with self.engine.connect() as conn:
+            # autocommit: the session holding the lock is idle, not idle in a transaction, while the schema is made
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("SELECT pg_advisory_lock(4242424242)"))
                 try:
                     yield
                 finally:
                     conn.execute(text("SELECT pg_advisory_unlock(4242424242)"))
-                    conn.commit()
         else:
             yield
 
@@ -233,7 +253,31 @@ class Store:
                     conn.execute(counters_t.insert().values(name="link_seq", value=0))
                 if legacy:
                     self._migrate_v1(conn)
-                self._set_meta(conn, "schema_version", SCHEMA_VERSION)
+                if self._get_meta(conn, "schema_version") != SCHEMA_VERSION:
+                    self._migrate_tombstones(conn)
+                    self._set_meta(conn, "schema_version", SCHEMA_VERSION)
+
+    def _migrate_tombstones(self, conn) -> None:
+        """Schema 2 kept a deletion as an annotations row under its task (or "?"): each becomes a tombstone of the
+        annotation's id."""
+        known = {tuple(r) for r in conn.execute(select(deleted_t.c.project, deleted_t.c.annotation))}
+        rows = {(r.project, r.annotation) for r in conn.execute(
+            select(annotations_t.c.project, annotations_t.c.annotation).where(annotations_t.c.state == "deleted"))}
+        new = sorted(rows - known)
+        if new:
+            now = time.time()
+            conn.execute(deleted_t.insert(), [{"project": p, "annotation": a, "deleted": now} for p, a in new])
+            # their links go too: a version stored under another task before this schema is deleted as well
+            for project, annotation in new:
+                changes = []
+                for (task,) in conn.execute(select(annotations_t.c.task).where(
+                        annotations_t.c.project == project, annotations_t.c.annotation == annotation,
+                        annotations_t.c.state != "deleted")).all():
+                    changes += self._replace_links(conn, project, task, annotation, [], now)
+                self._log_changes(conn, project, changes, now)
+                conn.execute(update(annotations_t).where(annotations_t.c.project == project,
+                                                         annotations_t.c.annotation == annotation)
+                             .values(version=DELETED_VERSION, state="deleted", body=None))
 
     def _migrate_v1(self, conn) -> None:
         """Schema 1 kept accepted links per (project, task, region), documents by name, events in a table."""
@@ -251,7 +295,7 @@ class Store:
                                                        received=now))
             links = [{k: r[k] for k in ("region", "filename", "label", "start", "end", "span", "code",
                                         "semantic_rel", "origin")} for r in items]
-            self._replace_links(conn, project, task, annotation, links, now)
+            self._log_changes(conn, project, self._replace_links(conn, project, task, annotation, links, now), now)
         docs = conn.execute(text("SELECT doc, node, payload, updated FROM documents")).all()
         if docs:
             conn.execute(candidates_t.insert(), [{"project": "", "doc": d, "node": n, "payload": p, "stored": u}
@@ -318,22 +362,39 @@ class Store:
     # --- accepted annotations -------------------------------------------------------------------
 
     def _retrying(self, work):
-        """Run a write transaction again when a concurrent writer won a race (two first versions of one annotation
-        inserted at once on PostgreSQL: the loser sees the winner's row on its next try)."""
-        for attempt in range(5):
+        """Run a write transaction again when it lost a race or a peer held it up: two first versions of one
+        annotation inserted at once (PostgreSQL: the loser sees the winner's row on its next try), a deadlock, a
+        lock wait past `lock_timeout`, or this process's own session ended by the server after it stalled
+        mid-transaction (nothing of it was committed; every write here is idempotent, so trying again is safe)."""
+        for attempt in range(6):
             try:
                 return work()
             except (IntegrityError, OperationalError) as exc:
-                if attempt == 4 or (isinstance(exc, OperationalError) and "deadlock" not in str(exc).lower()
-                                    and "serializ" not in str(exc).lower()):
+                message = str(exc).lower()
+                again = isinstance(exc, IntegrityError) or getattr(exc, "connection_invalidated", False) or any(
+                    word in message for word in ("deadlock", "serializ", "lock timeout", "idle-in-transaction",
+                                                 "server closed the connection", "terminating connection"))
+                if attempt == 5 or not again:
                     raise
                 time.sleep(0.005 * (attempt + 1))
+
+    def _hold(self, conn, project: str, annotation: str) -> None:
+        """Serialise every write of one annotation (its versions and its deletion) across processes and hosts:
+        a transaction-scoped advisory lock on PostgreSQL (released at commit; no row that other annotations' writes
+        need), the single writer on SQLite. A deletion racing the first version is then seen by it, or sees it."""
+        if self.kind == "postgresql":
+            import hashlib
+
+            key = int.from_bytes(hashlib.blake2b(f"{project}\x00{annotation}".encode(), digest_size=8).digest(),
+                                 "big", signed=True)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def apply_annotation(self, project: str, task: str, annotation: str, *, updated_at, body: dict | None,
                          links: list[dict], cancelled: bool = False, force: bool = False,
                          counter: str | None = None) -> Applied:
         """Accept one version of an annotation: kept only when newer than the stored one (`force`: always, for a
-        resync from Label Studio). Returns what happened; the links and their changes commit together."""
+        resync from Label Studio) and never after its deletion. Returns what happened; the links and their changes
+        commit together."""
         return self._retrying(lambda: self._apply(project, task, annotation, updated_at, body, links, cancelled,
                                                   force, counter))
 
@@ -343,22 +404,27 @@ class Store:
         state = "cancelled" if cancelled else "accepted"
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")) if body is not None else None
         with self._write() as conn:
-            row = conn.execute(select(annotations_t.c.version, annotations_t.c.state).where(
-                annotations_t.c.project == project, annotations_t.c.task == task,
-                annotations_t.c.annotation == annotation).with_for_update()).first()
-            if row is not None and not force:
-                if row.state == "deleted":
-                    outcome = "gone"
-                elif row.version > version:
-                    outcome = "stale"
-                elif row.version == version:
-                    outcome = "duplicate"
-                else:
-                    outcome = None
-                if outcome:
-                    if counter:
-                        self._incr(conn, f"{counter}|{outcome}")
-                    return Applied(outcome)
+            self._hold(conn, project, annotation)
+            outcome = None
+            if conn.execute(select(deleted_t.c.deleted).where(deleted_t.c.project == project,
+                                                              deleted_t.c.annotation == annotation)).first():
+                outcome = "gone"  # a deletion is final, even for a resync: Label Studio never reuses an id
+            row = None
+            if outcome is None:
+                row = conn.execute(select(annotations_t.c.version, annotations_t.c.state).where(
+                    annotations_t.c.project == project, annotations_t.c.task == task,
+                    annotations_t.c.annotation == annotation).with_for_update()).first()
+                if row is not None and not force:
+                    if row.state == "deleted":
+                        outcome = "gone"
+                    elif row.version > version:
+                        outcome = "stale"
+                    elif row.version == version:
+                        outcome = "duplicate"
+            if outcome:
+                if counter:
+                    self._incr(conn, f"{counter}|{outcome}")
+                return Applied(outcome)
             values = {"version": version, "updated_at": updated_at if isinstance(updated_at, str) else None,
                       "state": state, "body": raw, "received": now}
             if row is None:
@@ -369,44 +435,43 @@ class Store:
                     annotations_t.c.project == project, annotations_t.c.task == task,
                     annotations_t.c.annotation == annotation).values(**values))
             changes = self._replace_links(conn, project, task, annotation, [] if cancelled else links, now)
+            # the rows every write shares, last: held only from here to the commit
+            self._log_changes(conn, project, changes, now)
             if counter:
                 self._incr(conn, f"{counter}|applied")
-        return Applied("applied", 0 if cancelled else len(links), changes)
+        return Applied("applied", 0 if cancelled else len(links), len(changes))
 
     def delete_annotation(self, project: str, task: str | None, annotation: str, counter: str | None = None) -> Applied:
-        """A tombstone: the annotation's links go, and no later-arriving older version brings them back."""
-        return self._retrying(lambda: self._delete(project, task, annotation, counter))
+        """A tombstone of the annotation's id: its links go, and no version of it, older or newer, arriving before or
+        after, brings them back. `task` is not needed (Label Studio's ANNOTATIONS_DELETED names none)."""
+        return self._retrying(lambda: self._delete(project, annotation, counter))
 
-    def _delete(self, project, task, annotation, counter) -> Applied:
+    def _delete(self, project, annotation, counter) -> Applied:
         now = time.time()
         with self._write() as conn:
-            where = [annotations_t.c.project == project, annotations_t.c.annotation == annotation]
-            if task is not None:
-                where.append(annotations_t.c.task == task)
-            rows = conn.execute(select(annotations_t.c.task, annotations_t.c.state).where(*where)
-                                .with_for_update()).all()
-            if rows and all(r.state == "deleted" for r in rows):
+            self._hold(conn, project, annotation)
+            if conn.execute(select(deleted_t.c.deleted).where(deleted_t.c.project == project,
+                                                              deleted_t.c.annotation == annotation)).first():
                 if counter:
                     self._incr(conn, f"{counter}|duplicate")
                 return Applied("duplicate")
-            changes = 0
+            conn.execute(deleted_t.insert().values(project=project, annotation=annotation, deleted=now))
+            rows = conn.execute(select(annotations_t.c.task).where(
+                annotations_t.c.project == project, annotations_t.c.annotation == annotation).with_for_update()).all()
+            changes = []
             for row in rows:
                 changes += self._replace_links(conn, project, row.task, annotation, [], now)
-                conn.execute(update(annotations_t).where(annotations_t.c.project == project,
-                                                         annotations_t.c.task == row.task,
-                                                         annotations_t.c.annotation == annotation)
-                             .values(version=DELETED_VERSION, state="deleted", body=None, received=now))
-            if not rows:
-                if task is None:
-                    task = "?"  # a deletion of an annotation never seen: remembered, so that it stays deleted
-                conn.execute(annotations_t.insert().values(project=project, task=task, annotation=annotation,
-                                                           version=DELETED_VERSION, updated_at=None, state="deleted",
-                                                           body=None, received=now))
+            conn.execute(update(annotations_t).where(annotations_t.c.project == project,
+                                                     annotations_t.c.annotation == annotation)
+                         .values(version=DELETED_VERSION, state="deleted", body=None, received=now))
+            self._log_changes(conn, project, changes, now)
             if counter:
                 self._incr(conn, f"{counter}|deleted")
-        return Applied("deleted", 0, changes)
+        return Applied("deleted", 0, len(changes))
 
-    def _replace_links(self, conn, project, task, annotation, links: list[dict], now: float) -> int:
+    def _replace_links(self, conn, project, task, annotation, links: list[dict], now: float) -> list:
+        """Replace the links of one stored annotation; returns their changes [((span, code, origin), delta)], for
+        `_log_changes` at the end of the transaction."""
         where = (links_t.c.project == project, links_t.c.task == task, links_t.c.annotation == annotation)
         old = conn.execute(select(links_t.c.region, links_t.c.span, links_t.c.code, links_t.c.origin,
                                   links_t.c.filename, links_t.c.label, links_t.c.start, links_t.c.end,
@@ -419,7 +484,7 @@ class Store:
         by_region = {row["region"]: dict(row) for row in old}
         new = {str(link["region"]): link for link in links}
         if len(new) == len(by_region) and all(r in by_region and same(by_region[r], link) for r, link in new.items()):
-            return 0  # the same links: nothing changes (a resync or a repeat)
+            return []  # the same links: nothing changes (a resync or a repeat)
         delta: Counter = Counter()
         for row in old:
             delta[(row["span"] or "", row["code"] or "", row["origin"] or "")] -= 1
@@ -430,14 +495,18 @@ class Store:
             conn.execute(links_t.insert(), [{"project": project, "task": task, "annotation": annotation,
                                              "region": region, **{f: link.get(f) for f in fields[1:]},
                                              "updated": now} for region, link in new.items()])
-        changed = [(key, n) for key, n in sorted(delta.items()) if n]
-        if changed:
-            last = self._incr(conn, "link_seq", len(changed))  # row lock: sequence numbers commit in order
-            first = last - len(changed) + 1
-            conn.execute(changes_t.insert(), [
-                {"seq": first + i, "project": project, "span": span, "code": code, "origin": origin or None,
-                 "delta": n, "at": now} for i, ((span, code, origin), n) in enumerate(changed)])
-        return len(changed)
+        return [(key, n) for key, n in sorted(delta.items()) if n]
+
+    def _log_changes(self, conn, project, changes: list, now: float) -> None:
+        """Append link changes to the ordered log. The sequence counter's row lock makes them commit in order and
+        without gaps; taken as the transaction's last writes, it is held only until the commit."""
+        if not changes:
+            return
+        last = self._incr(conn, "link_seq", len(changes))
+        first = last - len(changes) + 1
+        conn.execute(changes_t.insert(), [
+            {"seq": first + i, "project": project, "span": span, "code": code, "origin": origin or None,
+             "delta": n, "at": now} for i, ((span, code, origin), n) in enumerate(changes)])
 
     # --- reading the accepted links -------------------------------------------------------------
 
@@ -571,8 +640,7 @@ class Store:
                 for name, table in (("annotations", annotations_t), ("accepted_links", links_t),
                                     ("candidate_lists", candidates_t), ("link_changes", changes_t)):
                     count[name] = conn.execute(select(func.count()).select_from(table)).scalar() or 0
-                deleted = conn.execute(select(func.count()).select_from(annotations_t)
-                                       .where(annotations_t.c.state == "deleted")).scalar() or 0
+                deleted = conn.execute(select(func.count()).select_from(deleted_t)).scalar() or 0
         except SQLAlchemyError as exc:
             return {"kind": self.kind, "location": self.location, "available": False,
                     "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}

@@ -28,7 +28,7 @@ TEXT = "Paciente con fiebre y dolor abdominal tras apendicectomía laparoscópic
 def server_factory(tmp_path):
     servers = []
 
-    def make(**kwargs):
+    def make(tmp_path=tmp_path, **kwargs):
         server = Server(tmp_path, **kwargs)
         servers.append(server)
         return server
@@ -234,3 +234,73 @@ def test_metrics_are_summed_over_the_workers(tmp_path, server_factory):
         assert values[("clinlinker_predict_requests_total", ())] == 12
         assert values[("clinlinker_predict_spans_total", ())] == 24
         assert values[("clinlinker_webhooks_total", (("action", "ANNOTATION_UPDATED"), ("outcome", "applied")))] == 12
+
+
+FREEZE_SCRIPT = """
+import os, signal, sys
+from backend.store import Store
+store = Store(sys.argv[1], sys.argv[2])
+with store._write() as conn:  # a write under way: it holds the row every link-changing write takes
+    store._incr(conn, "link_seq", 0)
+    os.kill(os.getpid(), signal.SIGSTOP)  # frozen mid-transaction, as a stopped host or a long GC pause would be
+print("resumed")
+"""
+
+
+def test_a_peer_frozen_mid_write_does_not_hold_up_the_others(tmp_path, postgres_url):
+    """One process stops while its transaction holds the link-sequence row; another process's writes land while it
+    is still stopped (the server ends the stalled session), and the stopped one's write, never acknowledged, is
+    simply gone or retried, never half-done."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    store = Store(postgres_url, tmp_path / "var")
+    frozen = subprocess.Popen([sys.executable, "-c", FREEZE_SCRIPT, postgres_url, str(tmp_path / "peer")], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while Path(f"/proc/{frozen.pid}/stat").read_text().split(") ")[1][0] != "T":
+            assert frozen.poll() is None and time.time() < deadline, frozen.stderr.read() if frozen.poll() else "?"
+            time.sleep(0.05)
+        done = []
+        writer = threading.Thread(target=lambda: done.append(store.apply_annotation(
+            "3", "7", "70", updated_at="2026-11-25T10:00:00Z", body=None,
+            links=[{"region": "r", "span": "fiebre", "code": "386661006", "label": "SINTOMA"}])))
+        writer.start()
+        writer.join(20)
+        assert done and done[0].outcome == "applied", "a write waited on the frozen peer"
+        assert Path(f"/proc/{frozen.pid}/stat").read_text().split(") ")[1][0] == "T"  # still frozen meanwhile
+        assert [(l["annotation"], l["code"]) for l in store.accepted_links()] == [("70", "386661006")]
+        assert store.changes_since(0) == [(1, "3", "fiebre", "386661006", None, 1)]
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+        frozen.wait(30)
+        store.dispose()
+
+
+def test_two_instances_on_one_postgresql_keep_deletions_final(tmp_path, server_factory, postgres_url):
+    """Two `clinlinker serve` instances (own data directories, one PostgreSQL): versions and ids-only deletions of
+    the same annotations sent to either, from several threads, in any order. No deleted annotation is served again;
+    every other one ends at its newest version; both instances agree."""
+    env = {"CLINLINKER_DATABASE_URL": postgres_url}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    servers = [server_factory(tmp_path=tmp_path / name, workers=2, env=env) for name in ("a", "b")]
+    for server in servers:
+        server.start()
+    deleted = set(range(0, 40, 2))
+    events = [update(a, m, f"{a}x{m}") for a in range(40) for m in range(6)]
+    events += [{"action": "ANNOTATIONS_DELETED", "project": {"id": 3}, "annotations": [{"id": a}]} for a in deleted]
+    random.Random(5).shuffle(events)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda ie: servers[ie[0] % 2].post("/webhook", ie[1])[0], enumerate(events)))
+    assert statuses.count(200) == len(events), {s: statuses.count(s) for s in set(statuses)}
+    store = Store(postgres_url, tmp_path / "check")
+    try:
+        codes = {int(l["annotation"]): l["code"] for l in store.accepted_links()}
+    finally:
+        store.dispose()
+    assert codes == {a: f"{a}x5" for a in range(40) if a not in deleted}
+    assert servers[0].get("/health")["accepted_links"] == servers[1].get("/health")["accepted_links"] == 20

@@ -53,10 +53,54 @@ def test_a_deletion_is_final(store):
         == "gone"
     assert store.accepted_links() == []
     assert store.delete_annotation("3", None, "70").outcome == "duplicate"
-    # a deletion that arrives before the annotation it deletes
-    store.delete_annotation("3", "8", "80")
+    # a deletion that arrives before the annotation it deletes, with ids only, as Label Studio sends it
+    assert store.delete_annotation("3", None, "80").outcome == "deleted"
     assert store.apply_annotation("3", "8", "80", updated_at=stamp(1), body=None, links=[link("r", "C")]).outcome \
         == "gone"
+    # not even a resync from Label Studio (force) brings a deleted annotation back
+    assert store.apply_annotation("3", "8", "80", updated_at=stamp(2), body=None, links=[link("r", "C")],
+                                  force=True).outcome == "gone"
+    assert store.accepted_links() == []
+    assert store.describe()["deleted_annotations"] == 2
+
+
+RACE_SCRIPT = """
+import sys, time
+from backend.store import Store
+url, var, role, start, count = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+store = Store(url or None, var)
+while time.time() < start:
+    time.sleep(0.0005)
+for i in (reversed(range(count)) if role == "delete" else range(count)):  # they cross: some of each order
+    if role == "delete":
+        store.delete_annotation("9", None, str(1000 + i))  # ANNOTATIONS_DELETED: ids only
+    else:
+        store.apply_annotation("9", str(i), str(1000 + i), updated_at="2026-11-25T10:00:00Z", body=None,
+                               links=[{"region": "r", "filename": "caso", "label": "SINTOMA", "start": 0, "end": 6,
+                                       "span": "fiebre", "code": "386661006", "semantic_rel": "EXACT"}])
+"""
+
+
+def test_a_deletion_racing_the_first_version_across_two_processes_is_final(tmp_path, database_url):
+    """Two processes, one storing the first version of 60 annotations, the other deleting them by id, started at
+    the same instant: whichever arrives first, no deleted annotation keeps a link, and the change log agrees."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    var = tmp_path / "var"
+    store = Store(database_url, var)  # the schema, made once before the race
+    start = time.time() + 1.5
+    procs = [subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, database_url or "", str(var), role, str(start),
+                               "60"], cwd=ROOT) for role in ("delete", "apply")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    assert store.accepted_links("9") == []
+    seq, rows = store.learned_snapshot()
+    assert [r for r in rows if r[0] == "9"] == []
+    assert sum(change[5] for change in store.changes_since(0) or [] if change[1] == "9") == 0
+    assert store.describe()["deleted_annotations"] == 60
+    store.dispose()
 
 
 def test_a_cancelled_annotation_keeps_no_links(store):

@@ -49,6 +49,8 @@ def _encoder_facts(model, describe: dict, info: dict) -> dict:
         info["hardware"] = detect()
     manifest = getattr(model.linker.index, "manifest", None) or {}
     return {"precision": describe.get("precision"), "runtime": describe.get("runtime"),
+            "prefix": manifest.get("prefix", describe.get("prefix")),
+            "model_source": manifest.get("model_source") or describe.get("source"),
             "precision_choice": {k: v for k, v in (manifest.get("precision_choice") or {}).items() if k != "hardware"}
             or None, "hardware": info["hardware"]}
 

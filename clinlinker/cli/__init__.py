@@ -17,7 +17,8 @@ from importlib.metadata import entry_points
 from clinlinker import __version__
 from clinlinker.errors import ClinlinkerError
 
-GROUPS = ("clinlinker.cli.kb", "clinlinker.cli.index", "clinlinker.cli.train", "clinlinker.cli.link")
+GROUPS = ("clinlinker.cli.kb", "clinlinker.cli.model", "clinlinker.cli.index", "clinlinker.cli.train",
+          "clinlinker.cli.link")
 ENTRY_POINT_GROUP = "clinlinker.commands"
 
 

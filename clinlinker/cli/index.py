@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "sq8", "ivf"],
                    help="Faiss index: exact flat (default), ivf (approximate, fast, recall@25 ~0.99), "
                         "hnsw (approximate), sq8 (8-bit, 4x smaller)")
-    p.add_argument("--pooling", default="cls", choices=["cls", "mean"], help="default cls, as the model card")
+    p.add_argument("--pooling", choices=["cls", "mean"], help="default: what the model directory records "
+                   "(clinlinker_encoder.json, from `clinlinker model unpack` or `train`), else cls, as the model card")
     p.add_argument("--hybrid", choices=["interpolate", "rrf", "none"],
                    help="with a dense --model, also build the lexical engine and fuse both lists: score "
                         "interpolation (the default: the best measured as served, docs/quality.md) or reciprocal "

@@ -31,7 +31,10 @@ def register(sub) -> None:
     p.add_argument("--link-repeats", type=positive_int, default=1,
                    help="repeat each accepted-link pair this many times per epoch (default 1)")
     p.add_argument("--max-seconds", type=float, help="stop (and save) after this many seconds of training")
-    p.add_argument("--pooling", default="cls", choices=["cls", "mean"])
+    p.add_argument("--pooling", choices=["cls", "mean"],
+                   help="default: what the base model directory records (clinlinker_encoder.json), else cls")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="keep the word embeddings as they are (faster with a large vocabulary such as e5's)")
     p.add_argument("--max-length", type=positive_int, default=25)
     p.add_argument("--max-synonym-pairs", type=positive_int, default=8, help="per concept")
     p.add_argument("--max-hierarchy-pairs", type=int, default=4, help="per concept (0: no hierarchy positives)")
@@ -107,7 +110,8 @@ def cmd_train(args) -> int:
                             max_synonym_pairs=args.max_synonym_pairs,
                             max_hierarchy_pairs=args.max_hierarchy_pairs, seed=args.seed, device=args.device,
                             warmup_ratio=args.warmup_ratio, link_repeats=args.link_repeats,
-                            max_seconds=args.max_seconds, bf16=args.bf16)
+                            max_seconds=args.max_seconds, bf16=args.bf16,
+                            freeze_word_embeddings=args.freeze_embeddings)
     pairs = build_pairs(kb, links=links, use_hierarchy=args.max_hierarchy_pairs > 0, config=config)
     if args.hard_negatives > 0:
         from clinlinker.search.index import build_index, load_index
@@ -126,7 +130,7 @@ def cmd_train(args) -> int:
     print(f"model written to {args.out}: {manifest['steps']} steps on {manifest['pairs']} pairs "
           f"({manifest['pair_counts']}); loss on a fixed sample {manifest['loss_before']:.4f} -> "
           f"{manifest['loss_after']:.4f}. "
-          f"Index with: clinlinker index --model {args.out} --pooling {args.pooling} ...")
+          f"Index with: clinlinker index --model {args.out} ... (its pooling and prefix are recorded there)")
     return 0
 
 

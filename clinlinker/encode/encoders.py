@@ -17,6 +17,7 @@ import numpy as np
 from clinlinker.encode.packed import (PACKED_INPUTS, packed_forward, packed_inputs, packing_works, pool,
                                       position_offset)
 from clinlinker.encode.packed import packs as _packs
+from clinlinker.encode.unpack import read_settings
 from clinlinker.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,14 @@ class DenseEncoder:
 
     kind = "dense"
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str = "cls", max_length: int = 64,
+    def __init__(self, model: str = DEFAULT_MODEL, *, pooling: str | None = None, max_length: int = 64,
                  batch_size: int = 32, device: str | None = None, show_progress: bool | None = None,
-                 precision: str = "fp32", runtime: str = "torch", packing: bool = True):
+                 precision: str = "fp32", runtime: str = "torch", packing: bool = True, prefix: str | None = None):
+        # pooling and prefix None: what the model directory records (clinlinker_encoder.json, written by
+        # `clinlinker model unpack` and `clinlinker train`), else CLS pooling and no prefix, as the default model's card
+        settings = read_settings(str(model))
+        pooling = pooling or settings.get("pooling") or "cls"
+        prefix = settings.get("prefix", "") if prefix is None else prefix
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if max_length < 2:
@@ -80,6 +86,8 @@ class DenseEncoder:
 
         self.name = str(model)
         self.pooling = pooling
+        self.prefix = prefix  # put before every text (mentions and terms alike), e.g. e5's "query: "
+        self.source = settings.get("source")  # where the weights came from (a package, dequantized ...), if recorded
         self.precision = precision
         self.max_length = max_length
         self.batch_size = batch_size
@@ -113,13 +121,13 @@ class DenseEncoder:
 
             self._session = onnx_session(self)  # a packed graph where pack_tokens is set, else a padded one
             self.model = None  # the ONNX Runtime session answers from now on; the torch weights are freed
-        log.info("dense encoder %s (%s pooling, max_length %d, %s, %s) on %s, fingerprint %s",
-                 self.name, pooling, max_length, precision, runtime, self.device, self.fingerprint[:12])
+        log.info("dense encoder %s (%s pooling, prefix %r, max_length %d, %s, %s) on %s, fingerprint %s",
+                 self.name, pooling, prefix, max_length, precision, runtime, self.device, self.fingerprint[:12])
 
     def describe(self) -> dict:
         return {"engine": "dense", "model": self.name, "pooling": self.pooling, "precision": self.precision,
                 "max_length": self.max_length, "dim": self.dim, "fingerprint": self.fingerprint,
-                "runtime": self.runtime}
+                "runtime": self.runtime, "prefix": self.prefix, **({"source": self.source} if self.source else {})}
 
     def _fingerprint(self) -> str:
         """Hash of what determines an embedding: config, weights, tokenizer vocabulary, pooling, max_length."""
@@ -140,6 +148,8 @@ class DenseEncoder:
         digest.update(f"{self.pooling}|{self.max_length}".encode())
         if self.precision != "fp32":  # fp32 keeps the fingerprints of indexes built before precisions existed
             digest.update(f"|{self.precision}".encode())
+        if self.prefix:  # no prefix keeps the fingerprints of indexes built before prefixes existed
+            digest.update(f"|prefix:{self.prefix}".encode())
         return digest.hexdigest()
 
     def encode(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
@@ -150,7 +160,8 @@ class DenseEncoder:
         if not len(texts):
             return out
         # Tokenise once without padding to sort by length, so each batch pads little.
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+        texts = [self.prefix + text for text in texts] if self.prefix else list(texts)
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length,
                                  add_special_tokens=True)["input_ids"]
         order = np.argsort([len(ids) for ids in encoded], kind="stable")
         progress = self.show_progress if show_progress is None else show_progress

@@ -83,7 +83,8 @@ class RayEncoder:
             return self.encoder.encode(texts, **kwargs)
         ray = init_ray(self.address)
         e = self.encoder
-        spec = {"model": e.name, "pooling": e.pooling, "max_length": e.max_length, "batch_size": e.batch_size,
+        spec = {"model": e.name, "pooling": e.pooling, "prefix": getattr(e, "prefix", ""), "max_length": e.max_length,
+                "batch_size": e.batch_size,
                 "precision": e.precision, "runtime": getattr(e, "runtime", "torch"), "fingerprint": e.fingerprint,
                 "device": "cuda" if self.gpus else None, "show_progress": False}
         shards = [{"i": i, "texts": json.dumps(texts[start:start + self.shard_size], ensure_ascii=False)}

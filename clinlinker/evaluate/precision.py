@@ -127,7 +127,8 @@ def check(index_dir, gold_paths: list[str], *, precisions=("bf16",), batch_size:
     fingerprint = reference.encoder.fingerprint
     verdicts = {}
     for precision in precisions:
-        encoder = DenseEncoder(model, pooling=dense_manifest["pooling"], max_length=dense_manifest["max_length"],
+        encoder = DenseEncoder(model, pooling=dense_manifest["pooling"], prefix=dense_manifest.get("prefix", ""),
+                               max_length=dense_manifest["max_length"],
                                batch_size=batch_size, device=device, precision=precision)
         results[precision] = accuracy(DenseIndex.build(kb, encoder, dense_manifest.get("index_type", "flat")))
         deltas = {path: {m: round(results[precision][path][m] - results["fp32"][path][m], 4) for m in ("top1", "top25")}

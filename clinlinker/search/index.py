@@ -399,6 +399,8 @@ def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | 
             "model_path": _resolved(index.encoder.name),
             "fingerprint": index.encoder.fingerprint,
             "pooling": getattr(index.encoder, "pooling", None),
+            **({"prefix": index.encoder.prefix} if getattr(index.encoder, "prefix", None) else {}),
+            **({"model_source": index.encoder.source} if getattr(index.encoder, "source", None) else {}),
             "max_length": getattr(index.encoder, "max_length", None),
             "precision": getattr(index.encoder, "precision", None),
             **({"precision_choice": index.encoder.precision_choice}
@@ -445,7 +447,8 @@ def _save_hybrid(index, out: Path, sources, reranker=None, serving=None) -> Path
     dense = read_manifest(out / "dense")  # what a reader of this manifest wants to know of the model, said here too
     manifest = {"format_version": FORMAT_VERSION, "engine": "hybrid", "method": index.method,
                 "weight": index.weight, "depth": index.depth, "parts": ["dense", "lexical"],
-                **{key: dense[key] for key in ("model", "model_path", "fingerprint", "pooling", "max_length",
+                **{key: dense[key] for key in ("model", "model_path", "fingerprint", "pooling", "prefix",
+                                               "model_source", "max_length",
                                                "precision", "precision_choice", "dim", "index_type", "concepts",
                                                "terms", "hierarchy_edges") if key in dense},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions(),
@@ -562,6 +565,7 @@ def load_index(directory, *, encoder=None, model: str | None = None, cache=None,
             from clinlinker.encode.encoders import DenseEncoder
 
             encoder = DenseEncoder(model or model_source(manifest), pooling=manifest["pooling"],
+                                   prefix=manifest.get("prefix", ""),
                                    max_length=manifest["max_length"], device=device, batch_size=batch_size,
                                    precision=manifest.get("precision") or "fp32", runtime=runtime or "torch")
         if encoder.fingerprint != manifest.get("fingerprint"):

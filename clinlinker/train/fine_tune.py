@@ -47,7 +47,9 @@ class TrainingConfig:
     lr: float = 2e-5
     warmup_ratio: float = 0.1  # linear warm-up over this share of the steps, then linear decay to 0
     weight_decay: float = 0.01
-    pooling: str = "cls"
+    pooling: str | None = None  # None: the base model directory's recorded pooling, else cls
+    prefix: str | None = None  # None: the base model directory's recorded prefix, else none
+    freeze_word_embeddings: bool = False  # a large vocabulary (e5's 250k pieces) trains faster and forgets less
     max_length: int = 25  # SapBERT trains on names: 25 tokens
     ms_alpha: float = 1.0
     ms_beta: float = 60.0
@@ -158,6 +160,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     from transformers import AutoModel, AutoTokenizer
 
     from clinlinker.encode.encoders import _load_hint, _load_model
+    from clinlinker.encode.unpack import read_settings, write_settings
     from clinlinker.encode.packed import pool
     from clinlinker.errors import ModelLoadError
 
@@ -174,10 +177,16 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_hint(str(base_model), exc)) from None
     tokenizer.padding_side = "right"
+    settings = read_settings(str(base_model))
+    config.pooling = config.pooling or settings.get("pooling") or "cls"
+    config.prefix = settings.get("prefix", "") if config.prefix is None else config.prefix
+    if config.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     model.to(device).train()
     loss_fn = losses.MultiSimilarityLoss(alpha=config.ms_alpha, beta=config.ms_beta, base=config.ms_base)
     miner = miners.TripletMarginMiner(margin=config.miner_margin, type_of_triplets="all")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
 
     order = np.arange(len(pairs))
     steps_per_epoch = int(np.ceil(len(pairs) / config.batch_size))
@@ -197,6 +206,8 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     labels_all = np.asarray(pairs.labels)
 
     def embed(texts):
+        if config.prefix:
+            texts = [config.prefix + text for text in texts]
         batch = tokenizer(texts, padding=True, truncation=True, max_length=config.max_length,
                           return_tensors="pt").to(device)
         autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16
@@ -264,6 +275,12 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    write_settings(out, pooling=config.pooling, prefix=config.prefix,
+                   source={"fine_tuned_from": str(base_model), **({"base": settings["source"]}
+                                                                   if settings.get("source") else {})})
+    base_notice = Path(base_model) / "NOTICE"
+    if base_notice.is_file():
+        (out / "NOTICE").write_text(base_notice.read_text(encoding="utf-8"), encoding="utf-8")
     manifest = {"base_model": str(base_model), "steps": step, "stopped_by": stopped, "pairs": len(pairs), "pair_counts": pairs.counts,
                 "hyperparameters": asdict(config), "sources": sources or {},
                 "loss_before": round(loss_before, 5), "loss_after": round(loss_after, 5),
@@ -343,11 +360,12 @@ def _retrain_first_stage(index_dir: Path, manifest: dict, links, out: Path, conf
     kb = _read_kb(dense_dir, manifest)
     base = model_source(manifest)
     config.pooling = manifest.get("pooling") or config.pooling
+    config.prefix = manifest.get("prefix", "")
     pairs = build_pairs(kb, links=links, use_hierarchy=bool(kb.hierarchy_edges()), config=config)
     history = train(base, pairs, out / "model", config, show_progress=show_progress, should_stop=should_stop,
                     sources={"index": str(index_dir.resolve()), "links": len(links)})
-    encoder = DenseEncoder(str(out / "model"), pooling=manifest["pooling"], max_length=manifest["max_length"],
-                           device=config.device)
+    encoder = DenseEncoder(str(out / "model"), pooling=manifest["pooling"], prefix=manifest.get("prefix", ""),
+                           max_length=manifest["max_length"], device=config.device)
     index = build_index(kb, encoder, index_type=manifest.get("index_type", "flat"), hybrid=hybrid)
     return index, history, dict(manifest.get("sources") or {})
 

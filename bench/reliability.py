@@ -4,11 +4,13 @@ faults; one table of figures (docs/reliability.md).
     python bench/reliability.py                       # SQLite store, the demo gazetteer (lexical)
     python bench/reliability.py --database-url postgresql+psycopg://postgres@127.0.0.1/bench --soak 600
     python bench/reliability.py --index IX            # e.g. a lexical index of the procedures gazetteer
+    python bench/reliability.py --instances 2 --runs 3   # two instances on a throwaway PostgreSQL of its own
 
 Rows: fuzz cases and 5xx answers; racing updates (events accepted / stale); SIGKILL under load (accepted / lost,
 time to serve again, events pending after the restart); /predict p50 of a 15-span case at 0 / 10k / 100k accepted
 links, and right after each accepted link; webhook and predict p99 with Redis frozen (SIGSTOP) and normal; a soak
-(server RSS and store size over time).
+(server RSS and store size over time). With --instances 2, the campaign of two instances on one PostgreSQL instead
+(bench/two_instances.py).
 """
 
 from __future__ import annotations
@@ -286,8 +288,13 @@ def main(argv=None) -> int:
     parser.add_argument("--label", default="SINTOMA", help="label of the 15 spans (default: %(default)s; e.g. "
                         "PROCEDIMIENTO for a procedures index)")
     parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--instances", type=int, choices=[1, 2], default=1, help="2: two instances on one "
+                        "PostgreSQL (its own throwaway server unless --database-url names one)")
+    parser.add_argument("--runs", type=int, default=3, help="repeated runs of the two-instance campaign")
     args = parser.parse_args(argv)
     LABEL[0] = args.label
+    if args.instances == 2:
+        return two_instances(args)
 
     if args.index:  # the accepted codes must be the served knowledge base's, or nothing is learned
         from clinlinker.search.index import load_index
@@ -379,6 +386,39 @@ def main(argv=None) -> int:
              ("soak: SQLite first / last", f"{figures['soak'][0]['sqlite_mb']} / {figures['soak'][-1]['sqlite_mb']} MB")]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def two_instances(args) -> int:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from two_instances import campaign, rows
+
+    from tests.servers import OwnPostgres
+
+    work = Path(tempfile.mkdtemp(prefix="clinlinker-reliability-"))
+    redis, postgres = OwnRedis(work), None
+    redis.start()
+    url = args.database_url
+    try:
+        if not url:
+            postgres = OwnPostgres().start()
+            url = postgres.url
+        env = {"REDIS_URL": redis.url, **({"CLINLINKER_INDEX": args.index} if args.index else {})}
+        figures = campaign(work, env, url, webhook, predict_body, runs=args.runs)
+    finally:
+        redis.stop()
+        if postgres is not None:
+            postgres.stop()
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    figures.update(cpu=cpu, cores=os.cpu_count(), store="postgresql", instances=2)
+    print(f"\nclinlinker reliability campaign, two instances on one PostgreSQL; {cpu}, {os.cpu_count()} cores")
+    table = rows(figures)
+    width = max(len(r[0]) for r in table)
+    for name, value in table:
         print(f"  {name:<{width}}  {value}")
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2))

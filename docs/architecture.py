@@ -25,8 +25,8 @@ STAGES = ["clinlinker (shared)", "clinlinker.kb", "clinlinker.encode", "clinlink
 # backend/ modules by what they do (a node each in the picture); all of backend/ sits above the library.
 BACKEND = {
     "backend: serving": ["backend.app", "backend.model", "backend.regions", "backend.label_config", "backend.config",
-                         "backend.metrics"],
-    "backend: store and learning": ["backend.store", "backend.webhooks", "backend.learning", "backend.retrain",
+                         "backend.metrics", "backend.gunicorn_conf"],
+    "backend: store and learning": ["backend.store", "backend.schema", "backend.webhooks", "backend.learning", "backend.retrain",
                                     "backend.worker", "backend.resync"],
     "backend: Label Studio files and API": ["backend.export", "backend.curation", "backend.label_studio_api",
                                             "backend.ls_project", "backend.doctor"],

@@ -88,7 +88,8 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
 
 def test_installs_are_quiet():
     """No editable install in the install command nor in CI: each of setuptools' editable modes prints a warning."""
-    assert not re.search(r"^-e\s", REQUIREMENTS, re.M) and re.search(r"^\.\[test,ray\]$", REQUIREMENTS, re.M)
+    assert not re.search(r"^-e\s", REQUIREMENTS, re.M)
+    assert re.search(r"^\.\[test,ray,multilingual\]$", REQUIREMENTS, re.M)
     assert "pip install -q -e" not in CI and "pip install -e" not in DOCKERFILE
     assert "--no-install-recommends chromium" in CI
 
@@ -149,7 +150,7 @@ def test_pyproject_declares_every_package_the_code_imports():
 
 def test_requirements_install_the_package_and_say_no_other_dependency():
     lines = [line.split("#")[0].strip() for line in REQUIREMENTS.splitlines()]
-    assert [line for line in lines if line] == ["torch==2.13.0", ".[test,ray]"]
+    assert [line for line in lines if line] == ["torch==2.13.0", ".[test,ray,multilingual]"]
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ def register(sub) -> None:
 
 
 def cmd_unpack(args) -> int:
-    from clinlinker.encode.unpack import read_settings, unpack
+    from clinlinker.encode.settings import read_settings
+    from clinlinker.encode.unpack import unpack
 
     out = unpack(args.name, args.out, hub=True if args.hub else None)
     settings = read_settings(str(out))

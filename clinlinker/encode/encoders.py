@@ -17,7 +17,7 @@ import numpy as np
 from clinlinker.encode.packed import (PACKED_INPUTS, packed_forward, packed_inputs, packing_works, pool,
                                       position_offset)
 from clinlinker.encode.packed import packs as _packs
-from clinlinker.encode.unpack import read_settings
+from clinlinker.encode.settings import read_settings
 from clinlinker.errors import ModelLoadError
 
 log = logging.getLogger(__name__)

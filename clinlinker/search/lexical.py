@@ -13,8 +13,6 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.preprocessing import normalize
 
 from clinlinker.text import fold
 
@@ -28,6 +26,8 @@ class CharNgramEncoder:
 
     def __init__(self, *, ngram_range: tuple[int, int] = (3, 3), n_features: int = 1 << 20,
                  idf: np.ndarray | None = None):
+        from sklearn.feature_extraction.text import HashingVectorizer  # here: the CLI imports this module's name
+
         self.name = LEXICAL_MODEL
         self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
         self.n_features = int(n_features)
@@ -53,6 +53,8 @@ class CharNgramEncoder:
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         if self.idf is None:
             raise RuntimeError("CharNgramEncoder.fit must be called before encode")
+        from sklearn.preprocessing import normalize
+
         counts = self._hasher.transform(list(texts)).tocsr()
         counts.data *= self.idf[counts.indices]
         return normalize(counts, norm="l2", copy=False).astype(np.float32)

@@ -160,7 +160,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     from transformers import AutoModel, AutoTokenizer
 
     from clinlinker.encode.encoders import _load_hint, _load_model
-    from clinlinker.encode.unpack import read_settings, write_settings
+    from clinlinker.encode.settings import read_settings, write_settings
     from clinlinker.encode.packed import pool
     from clinlinker.errors import ModelLoadError
 

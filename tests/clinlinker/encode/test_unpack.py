@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from clinlinker.encode.encoders import DenseEncoder
-from clinlinker.encode.unpack import SETTINGS, Q4File, read_settings, unpack_file
+from clinlinker.encode.settings import SETTINGS, read_settings
+from clinlinker.encode.unpack import Q4File, unpack_file
 from clinlinker.errors import ClinlinkerError
 from tests.q4_file import HIDDEN, LAYERS, PIECES, VOCAB, write_q4_model
 

@@ -58,7 +58,8 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
     for name in env:
         if name.startswith("CLINLINKER_"):
             assert name in known, f"{name} is not a backend setting"
-            assert f"`{name}`" in README or f"`{name.rsplit('_', 1)[0]}" in README, f"{name} not in README"
+            # named whole in the README (in backticks, or in a command line such as `NAME=value clinlinker serve`)
+            assert re.search(rf"(?<![A-Z_]){name}(?![A-Z_])", README), f"{name} not in README"
     assert env["CLINLINKER_DATA_DIR"] == "/data" and "CLINLINKER_DATA_DIR=/data" in DOCKERFILE
     assert any(v.startswith("backend:/data") for v in backend["volumes"])
     assert env["REDIS_URL"].startswith("redis://redis:") and "redis" in backend["depends_on"]

@@ -60,9 +60,11 @@ class _EncodeActor:
                                   "same model files")
 
     def __call__(self, batch: dict) -> dict:
+        import os
+
         vectors = [self.encoder.encode(json.loads(str(texts))) for texts in batch["texts"]]
         return {"i": batch["i"], "vectors": np.array([v.tobytes() for v in vectors], dtype=object),
-                "rows": np.array([len(v) for v in vectors])}
+                "rows": np.array([len(v) for v in vectors]), "pid": np.array([os.getpid()] * len(vectors))}
 
 
 class RayEncoder:
@@ -73,6 +75,7 @@ class RayEncoder:
         self.encoder = encoder
         self.address, self.workers, self.shard_size = address, workers, shard_size
         self.cpus, self.gpus = cpus_per_worker, gpus_per_worker
+        self.encoded_on = None  # after a sharded encode: {"ray": {"shards", "actors"}}, recorded in the manifest
 
     def __getattr__(self, name):  # name, fingerprint, dim, pooling, precision, describe ... of the local encoder
         return getattr(self.encoder, name)
@@ -100,8 +103,9 @@ class RayEncoder:
             from tqdm.auto import tqdm
 
             progress = tqdm(total=len(shards), desc=f"encoding on ray ({workers} workers)", unit="shard")
-        done = 0
+        done, actors = 0, set()
         for row in mapped.iter_rows():
+            actors.add(int(row["pid"]))
             i, rows = int(row["i"]), int(row["rows"])
             out[i * self.shard_size:i * self.shard_size + rows] = np.frombuffer(row["vectors"], dtype=np.float32) \
                 .reshape(rows, e.dim)
@@ -112,4 +116,5 @@ class RayEncoder:
             progress.close()
         if done != len(shards):
             raise ClinlinkerError(f"ray returned {done} of {len(shards)} shards")
+        self.encoded_on = {"ray": {"shards": done, "actors": len(actors), "texts": len(texts)}}
         return out

@@ -136,6 +136,7 @@ def check(index_dir, gold_paths: list[str], *, precisions=("bf16",), batch_size:
         worst_path, worst = min(((p, min(d.values())) for p, d in deltas.items()), key=lambda x: x[1])
         verdicts[precision] = {"passed": all(abs(v) <= TOLERANCE + 1e-9 for d in deltas.values() for v in d.values()),
                                "deltas": deltas, "gold": ", ".join(Path(p).name for p in gold),
+                               "encoder_fingerprint": encoder.fingerprint,  # what was measured: weights + precision
                                "worst": f"{worst * 100:+.1f} points on {Path(worst_path).name}"}
     record = {"fingerprint": fingerprint, "model": model, "hardware": detect(), "tolerance": TOLERANCE,
               "accuracy": results, "precisions": verdicts, "seconds": round(time.perf_counter() - started, 1),

@@ -401,6 +401,7 @@ def save_index(index, out_dir, *, sources: dict | None = None, reranker: dict | 
             "pooling": getattr(index.encoder, "pooling", None),
             **({"prefix": index.encoder.prefix} if getattr(index.encoder, "prefix", None) else {}),
             **({"model_source": index.encoder.source} if getattr(index.encoder, "source", None) else {}),
+            **({"encoded_on": index.encoder.encoded_on} if getattr(index.encoder, "encoded_on", None) else {}),
             "max_length": getattr(index.encoder, "max_length", None),
             "precision": getattr(index.encoder, "precision", None),
             **({"precision_choice": index.encoder.precision_choice}

@@ -108,12 +108,18 @@ SEEDS = {
 @pytest.mark.parametrize("path", POST_ENDPOINTS)
 def test_generated_mutations_of_real_requests(client, path):
     rng = random.Random(f"{SEED}{path}")
-    cases = 0
+    statuses = []
     for i in range(GENERATED_PER_ENDPOINT):
         body = mutate(rng.choice(SEEDS[path]), rng)
-        check(post_raw(client, path, dumps(body)), (path, i))
-        cases += 1
-    assert cases == GENERATED_PER_ENDPOINT
+        reply = post_raw(client, path, dumps(body))
+        check(reply, (path, i))
+        statuses.append(reply.status_code // 100)
+    # the mutations reach both sides of the checks at the door: some are refused with a 4xx naming the field, and
+    # some are accepted (a mutation of a value that does not matter): a fuzzer refused everywhere tests nothing
+    # beyond the door (/train and /sync take one field, so every mutation of theirs is refused)
+    assert statuses.count(4), {s: statuses.count(s) for s in set(statuses)}
+    if path in ("/predict", "/webhook", "/setup"):
+        assert statuses.count(2), {s: statuses.count(s) for s in set(statuses)}
 
 
 RAW_BODIES = [b"", b"   ", b"null", b"[]", b"1", b'"text"', b"{", b"{'a': 1}", b"\xff\xfe\x00", b'{"a": NaN}',

@@ -7,6 +7,8 @@ import random
 import sqlite3
 import time
 
+from pathlib import Path
+
 import pytest
 
 from backend.config import BackendConfig
@@ -260,8 +262,13 @@ def test_sqlite_writers_of_several_processes_wait_on_one_file_lock(tmp_path):
               "Store(None, sys.argv[1]).put_candidate_lists('p', {'doc': [{'node': 'n', 'candidates': []}]})")
     with store._one_writer():
         other = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT)
-        time.sleep(3)
-        assert other.poll() is None, "the other process wrote while this one held the writer lock"
-        assert store.get_candidates("p", "doc") == []
+        # wait until the other process sleeps in the kernel's file-lock wait (not a guess at how long it takes to
+        # get there: under load that may be longer than any sleep)
+        deadline = time.monotonic() + 120
+        while not any(w in Path(f"/proc/{other.pid}/wchan").read_text() for w in ("lock_inode_wait", "flock")):
+            assert other.poll() is None, "the other process wrote while this one held the writer lock"
+            assert time.monotonic() < deadline, "the other process never waited for the writer lock"
+            time.sleep(0.02)
+        assert other.poll() is None and store.get_candidates("p", "doc") == []
     assert other.wait(60) == 0
     assert [n["node"] for n in store.get_candidates("p", "doc")] == ["n"]

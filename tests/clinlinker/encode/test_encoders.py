@@ -170,6 +170,9 @@ def test_bf16_packed_texts_stay_with_their_padded_vectors(tiny_model_dir):
     packed = encoder.encode(texts)
     padded = _padded(encoder).encode(texts)
     assert np.all(np.sum(packed * padded, axis=1) > 0.999)
+    # the tolerance tells texts apart: another text's vector is far outside it (texts of a pack that saw each other
+    # came out at ~0.1 with this model)
+    assert np.sum(packed[0] * padded[2]) < 0.99 and np.sum(packed[1] * padded[2]) < 0.99
 
 
 def test_a_bert_style_model_is_packed_with_positions_from_zero(tmp_path, tiny_model_dir):
@@ -245,7 +248,9 @@ def test_without_network_a_hub_id_fails_at_once_with_what_to_do(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "hub.invalid cannot be reached from this machine" in result.stderr
     assert "hf download ICB-UMA/ClinLinker-KB-GP" in result.stderr and "--model char-ngrams" in result.stderr
-    print(f"failed after {took:.1f} s")  # was ~54 s of retries; the hub client's own time is not asserted
+    # at once: not the hub client's retries, which took ~54 s (the command itself takes ~4 s; a loose bound, since
+    # what is checked is that no retrying happens, not a speed)
+    assert took < 30, f"failed after {took:.1f} s: the hub was retried"
 
 
 def test_empty_input_gives_empty_array(tiny_encoder):
@@ -256,8 +261,11 @@ def test_empty_input_gives_empty_array(tiny_encoder):
 def test_lower_precisions_stay_close_and_have_their_own_fingerprint(tiny_model_dir, tiny_encoder, precision):
     fast = DenseEncoder(str(tiny_model_dir), precision=precision)
     texts = ["apendicitis aguda", "dolor torácico opresivo", "tos"]
-    cosine = np.sum(fast.encode(texts) * tiny_encoder.encode(texts), axis=1)
-    assert np.all(cosine > 0.95)
+    near, exact = fast.encode(texts), tiny_encoder.encode(texts)
+    cosine = np.sum(near * exact, axis=1)
+    # measured with this model: bf16 >= 0.9998 and int8 >= 0.997 of fp32; two different texts ~0.6
+    assert np.all(cosine > {"bf16": 0.999, "int8": 0.99}[precision])
+    assert float(near[0] @ exact[1]) < 0.99 and float(near[1] @ exact[2]) < 0.99
     assert fast.fingerprint != tiny_encoder.fingerprint  # their embeddings must never share cache entries
 
 

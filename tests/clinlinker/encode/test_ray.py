@@ -28,6 +28,10 @@ def test_an_index_encoded_on_ray_equals_the_local_one(demo_gazetteer, demo_hiera
                 "hierarchy_edges", "index_type"):
         assert local[key] == distributed[key], key
     assert local["terms"] > 40 * 3  # several shards
+    # Ray did the work: every shard came back from its actors, none of them this process
+    assert "encoded_on" not in local
+    on_ray = distributed["encoded_on"]["ray"]
+    assert on_ray["shards"] == -(-on_ray["texts"] // 40) >= 3 and 1 <= on_ray["actors"] <= 2
     a, b = load_index(tmp_path / "local"), load_index(tmp_path / "ray")
     n = a.faiss_index.ntotal
     np.testing.assert_allclose(a.faiss_index.reconstruct_n(0, n), b.faiss_index.reconstruct_n(0, n), atol=1e-5)

@@ -176,7 +176,7 @@ def test_a_hybrids_learned_wording_is_scored_on_the_hybrids_scale(lexical_index,
 
     hybrid = HybridIndex(dense_index, lexical_index, weight=0.7)
     linker = Linker(hybrid)
-    mention, wording = "disfagia a solidos de larga evolucion", "disfagia a solidos de larga evolucion progresiva"
+    mention, wording = "disfagia a solidos de larga evolucion", "disfagia a solidos de larga evolucion de la tos"
     target = linker.link([mention], 25)[0][-1].code
     linker.learn([(wording, target)])
     lifted = next(c for c in linker.link([mention], 25)[0] if c.code == target)

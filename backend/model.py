@@ -261,7 +261,7 @@ class ClinLinkerModel:
             check_result(result, "params.context.result")
             regions = [r for r in span_regions(result) if not r.has_code_item]
             # Label Studio replaces the drawn region's items with the answer's: the answer must be the whole
-            # region (its label too), or the span is left with "No label" (docs: BROWSER.md, issue 17)
+            # region (its label too), or the span is left with "No label" in the coder's browser (Label Studio 1.23)
             return self._from_regions(regions, text, "params.context.result", emit_label=True)
         field = self.config.mentions_field
         if data.get(field) is not None:

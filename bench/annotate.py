@@ -1,4 +1,4 @@
-"""Bulk pre-annotation and the CPU runtimes (issue 16), on the RoBERTa-base-shaped model (random weights, built
+"""Bulk pre-annotation and the CPU runtimes, on the RoBERTa-base-shaped model (random weights, built
 locally: ClinLinker-KB-GP's architecture) and real mentions of the three corpora.
 
     python bench/annotate.py runtimes                  # ONNX Runtime vs PyTorch: batch 1, 15, bulk; /predict p50/p95

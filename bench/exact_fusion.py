@@ -1,4 +1,4 @@
-"""A variant of the hybrid's fusion, measured as served and not kept (docs/quality.md, session 16): a concept that one
+"""A variant of the hybrid's fusion, measured as served and not kept (docs/quality.md, levers not kept): a concept that one
 engine lists in its first `depth` and the other does not is scored exactly on the other (its terms' best dense
 cosine, or char n-gram cosine) instead of getting that engine's floor (its last listed score).
 

@@ -1,4 +1,4 @@
-"""Quality report (issue 4): accuracy of each system on a fixed document-level split of the three corpora.
+"""Quality report: accuracy of each system on a fixed document-level split of the three corpora.
 
 Split (seed 13, by document): 20 % of each corpus's documents -> dev (reported, never tuned on); the rest ->
 train, itself split 80/20 into fit (what training may use: accepted links) and tune (where hybrid weights and

@@ -1,4 +1,4 @@
-"""The cross-encoder re-ranker on the quality split (issue 13): train it on the fit part, choose its term on tune,
+"""The cross-encoder re-ranker on the quality split: train it on the fit part, choose its term on tune,
 score it on dev (docs/quality.md), and time /predict with it.
 
     python bench/rerank.py lists --index DIR --name lexical         # first-stage lists (per label) of fit/tune/dev

@@ -1,4 +1,4 @@
-"""Replay a corpus as a review project against a running backend (issue 6).
+"""Replay a corpus as a review project against a running backend.
 
 Documents arrive in batches. For each batch: ask the backend for predictions (POST /predict, candidates
 read back from /taxonomy, as the coder's picker gets them), score top-1/top-25 against the gold codes,

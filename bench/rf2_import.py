@@ -5,7 +5,7 @@
 Writes a Snapshot release (concepts, Spanish descriptions: an FSN and synonyms per concept, a Spanish language
 refset with preferred/acceptable rows for each description, is-a relationships plus as many other relationships,
 a few inactive rows) into a temporary folder, then runs `clinlinker kb rf2` on it in a child process and reports
-its wall time and peak resident memory (the goal of issue 12: under 2 minutes and 2 GB on 2 cores).
+its wall time and peak resident memory (the goal: under 2 minutes and 2 GB on 2 cores).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Label routing study (issue 11): candidates served from the label's part of the knowledge base, on the merged KB.
+"""Label routing study: candidates served from the label's part of the knowledge base, on the merged KB.
 
 Same split and subsets as bench/quality.py (dev reported, tune for choices, fit never scored). For each engine
 (lexical, dense, hybrid of the two) and each routing setting, candidate lists of the dev and tune mentions are

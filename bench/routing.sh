@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The label-routing study of docs/quality.md (issue 11), as it was run: the merged KB (both shared gazetteers +
+# The label-routing study of docs/quality.md, as it was run: the merged KB (both shared gazetteers +
 # hierarchy), lexical and MiniLM zero-shot indexes, the code before routing (BEFORE=<commit>, default the last
 # commit without it) and the routing variants chosen between on tune. Needs ../shared/data and
 # `pip install -r bench/requirements.txt`. About 20 minutes on 2 CPU cores; with FT=1 also the fine-tuned

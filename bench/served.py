@@ -1,4 +1,4 @@
-"""Quality as the backend serves it (issue 31): every system with the learned terms of the training links, the
+"""Quality as the backend serves it: every system with the learned terms of the training links, the
 hybrid weight, a code prior and the re-ranker measured over them, and where the misses are.
 
 The backend always serves a project's learned terms (the wordings its coders accepted come first), so a system is

@@ -46,12 +46,15 @@ def detect() -> dict:
     gpu = None
     if torch.cuda.is_available():
         gpu = {"name": torch.cuda.get_device_name(0), "bf16": bool(torch.cuda.is_bf16_supported())}
-    fast = []
-    if (gpu and gpu["bf16"]) or any(f in flags for f in FAST_FLAGS):
-        fast.append("bf16")
+    fast = fast_precisions(flags, gpu)
     return {"cpu": model, "cpu_flags": [f for f in SHOWN_FLAGS if f in flags],
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu, "fast_precisions": fast,
             "device": "cuda" if gpu else "cpu"}
+
+
+def fast_precisions(cpu_flags, gpu: dict | None) -> list[str]:
+    """The precisions faster than fp32 on a machine with these CPU flags and this GPU (None: none)."""
+    return ["bf16"] if (gpu and gpu["bf16"]) or any(f in cpu_flags for f in FAST_FLAGS) else []
 
 
 def verdict_path(model: str, fingerprint: str) -> Path:

@@ -75,7 +75,7 @@ def test_real_spans_get_concepts_of_their_label(merged_linker):
 
 
 def test_acronyms_of_real_mentions_are_spelled_out_and_found(procedures_linker, shared_data):
-    """The abbreviation lever on the real procedures gazetteer and MedProcNER's accepted wordings (issue 31)."""
+    """The abbreviation lever on the real procedures gazetteer and MedProcNER's accepted wordings."""
     from clinlinker.linking.abbreviations import Abbreviations, definitions
     from clinlinker.linking.learned import LearnedTerms
 

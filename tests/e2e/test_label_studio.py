@@ -159,3 +159,28 @@ def test_annotation_with_a_non_top1_candidate_is_exported_and_evaluated(label_st
                  "--data-dir", str(fresh)]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["added"] == 0 and second["changed"] == 0 and second["unchanged"] == synced["annotations"]
+
+
+def test_a_personal_access_token_made_in_label_studio_is_exchanged_and_refreshed(label_studio):
+    """A personal access token created in the real Label Studio (a JWT refresh token): the client exchanges it for an
+    access token, and when Label Studio refuses that access token (as it does once it expires) exchanges it again,
+    once, and the call goes through."""
+    from backend.label_studio_api import LabelStudio, LabelStudioError
+
+    created = label_studio["api"]("POST", "/api/token/", {})
+    personal = created.get("token") or created.get("refresh")
+    assert personal and personal.count(".") == 2, created  # a JWT, not a legacy token
+    client = LabelStudio(label_studio["url"], personal)
+    user = client.whoami()
+    assert user["username"] or user["email"]
+    first = client._access
+    assert first and first != personal  # what went on the wire was an access token, exchanged for the personal one
+    client._access = first[:-8] + "AAAAAAAA"  # a signature Label Studio refuses (401), as it does an expired token
+    assert client.whoami()["id"] == user["id"]  # exchanged again, once
+    assert client._access not in (first[:-8] + "AAAAAAAA", None)
+    revoked = label_studio["api"]("POST", "/api/token/blacklist/", {"refresh": personal})
+    assert revoked is None
+    client._access = None
+    with pytest.raises(LabelStudioError) as refused:  # a revoked token is said so, not retried forever
+        client.whoami()
+    assert refused.value.status == 401

@@ -1,4 +1,4 @@
-"""Where the misses are: each miss gets one cause, in the documented order (issue 31)."""
+"""Where the misses are: each miss gets one cause, in the documented order (docs/quality.md)."""
 
 import numpy as np
 

@@ -27,6 +27,18 @@ def test_detect_says_bf16_is_fast_exactly_where_the_cpu_has_the_instructions():
     assert set(hardware["cpu_flags"]) <= set(flags) and hardware["cpu"]
 
 
+@pytest.mark.parametrize("flags, gpu, fast", [
+    ({"avx2"}, None, []),
+    ({"avx2", "avx512f", "avx512_vnni"}, None, []),  # AVX-512 without BF16: bf16 is slower than fp32 there
+    ({"avx2", "avx512f", "avx512_bf16"}, None, ["bf16"]),
+    ({"avx2", "amx_bf16", "amx_tile"}, None, ["bf16"]),
+    ({"avx2"}, {"name": "a GPU", "bf16": True}, ["bf16"]),
+    ({"avx2"}, {"name": "an old GPU", "bf16": False}, []),
+])
+def test_bf16_is_fast_only_with_bf16_instructions_or_a_bf16_gpu(flags, gpu, fast):
+    assert precision.fast_precisions(flags, gpu) == fast
+
+
 @pytest.fixture
 def model_and_index(tmp_path, tiny_model_dir, demo_gazetteer, demo_hierarchy, monkeypatch):
     model = tmp_path / "model"

@@ -1,5 +1,5 @@
 """The abbreviation lever: acronyms read from mentions, their long forms from the knowledge base and accepted links,
-and the linker searching spelled-out variants (issue 31)."""
+and the linker searching spelled-out variants."""
 
 import pytest
 

@@ -29,6 +29,7 @@ from clinlinker.errors import ClinlinkerError
 from backend.config import BackendConfig
 from backend.label_config import LabelConfigError
 from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError, TooMuchWork
+from backend.request_body import read_json_body
 
 log = logging.getLogger("backend")
 TAXONOMY_MAX_AGE = 5  # seconds a browser may reuse a candidate list without asking again
@@ -275,6 +276,9 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     @app.get("/")
     @app.get("/health")
     def health():
+        """`UP` or `DEGRADED` (with what is degraded); engine, model (its prefix and source), index, concepts, label
+        routing, cache, the store of record (kind, absolute location, counts), data directory, intake limits, accepted
+        links, learned terms per project, training state."""
         model.sync_learned()  # learned terms as the store has them, not as of the last prediction
         describe = model.linker.describe()
         cache = info.get("cache")
@@ -312,6 +316,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.post("/setup")
     def setup():
+        """Label Studio's handshake: checks the labeling config, returns `model_version`; remembers the project's
+        Label Studio address and token for `/sync`."""
         data = body()
         schema = data.get("schema")
         if schema is not None and not isinstance(schema, str):
@@ -331,6 +337,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.post("/predict")
     def predict():
+        """One prediction per task (spans from the task data, its annotations or the interactive `context`); a 400
+        names the field of a bad payload, a 413 the limit a request went over."""
         started = time.perf_counter()
         data = body()
         tasks = data.get("tasks")
@@ -356,6 +364,9 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.post("/webhook")
     def webhook():
+        """Label Studio's events, checked (a 400 names the field) and stored before the answer: `{"status":
+        "accepted", "outcomes": {"applied"|"duplicate"|"stale"|"gone"|"deleted": n}}`, or `"ignored"` for actions
+        with nothing to learn."""
         started = time.perf_counter()
         data = body()
         if store is None:
@@ -376,6 +387,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.post("/train")
     def train():
+        """*Start training*: starts a background fine-tuning, or a 409 with the reason when the served engine has no
+        model to fine-tune."""
         retrainer = info.get("retrainer")
         why_not = retrainer.unavailable() if retrainer is not None else "no store to record the request"
         if why_not:  # say so, instead of queueing what can never run
@@ -385,7 +398,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.post("/sync")
     def sync():
-        """Rebuild a project's accepted links from Label Studio (the address and token its /setup sent)."""
+        """`{"project": N}`: rebuild the project's accepted links from Label Studio (the address and token its /setup
+        sent); the report of what differed (a project whose export takes over a minute: `clinlinker sync`)."""
         from backend.resync import resync_project
 
         data = body()
@@ -402,14 +416,20 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.get("/metrics")
     def get_metrics():
+        """Prometheus text format, summed over every gunicorn worker (requests, tasks, spans, latency histograms,
+        4xx/5xx, picker fetches) and, from the store, webhooks by action and outcome, annotations, accepted links."""
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE)
 
     @app.get("/versions")
     def versions():
+        """The model version served (Label Studio's model-version list)."""
         return jsonify(versions=[model.model_version], model_version=model.model_version)
 
     @app.get("/taxonomy")
     def taxonomy():
+        """`?doc=ID[&project=N][&path=NODE]`: the picker's candidate list of a document (of one project; without it
+        the newest of any), with an ETag and a 5 s private cache; `path` loads the node of mentions drawn after the
+        task opened."""
         doc = request.args.get("doc", "").strip()
         if not doc:
             raise PayloadError("doc: the taxonomy URL needs ?doc=$doc_id (see label_studio_config/)")
@@ -430,6 +450,8 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
 
     @app.get("/search")
     def search():
+        """`?q=TEXT[&k=25][&label=LABEL]`: the knowledge base searched by term or code, in a label's part; HTML for
+        browsers, JSON otherwise."""
         query = request.args.get("q", "")
         if len(query) > 1000:
             raise PayloadError("q: a query of more than 1000 characters")
@@ -448,85 +470,6 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
         return jsonify(query=query, label=label, candidates=results)
 
     return app
-
-
-MAX_JSON_DEPTH = 64
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escaped quotes included
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-
-
-def read_json_body(req) -> dict:
-    """The request's JSON object, or a PayloadError that says what is wrong with it (never a 500): not JSON,
-    nested deeper than MAX_JSON_DEPTH, or text that is not Unicode (a lone surrogate such as \\ud800)."""
-    raw = req.get_data(cache=True)  # a body over CLINLINKER_MAX_BODY_MB with a Content-Length raises 413 here
-    limit = req.max_content_length
-    if req.content_length is None and limit is not None and len(raw) >= limit:
-        # a chunked body is cut at the limit by the stream, not refused: refuse it here, whole
-        from werkzeug.exceptions import RequestEntityTooLarge
-
-        raise RequestEntityTooLarge()
-    if not raw.strip():
-        raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
-    depth = _nesting(raw)
-    if depth > MAX_JSON_DEPTH:
-        raise PayloadError(f"request body nested {depth} levels deep (at most {MAX_JSON_DEPTH})")
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise PayloadError("request body is not UTF-8 text") from None
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(f"request body must be a JSON object: not valid JSON ({str(exc)[:200]})") from None
-    if not isinstance(data, dict):
-        raise PayloadError("request body must be a JSON object (Content-Type: application/json)")
-    if b"\\u" in raw:  # only an escape can spell a lone surrogate or a NUL inside JSON text
-        found = _unstorable(data, "")
-        if found is not None:
-            where, what = found
-            raise PayloadError(f"{where or 'body'}: {what}")
-    return data
-
-
-def _nesting(raw: bytes) -> int:
-    """How deep the JSON text nests arrays and objects (brackets inside strings not counted), stopping early."""
-    # Drop string contents first (escaped quotes included), then count the brackets left.
-    depth = deepest = 0
-    for char in _JSON_STRING.sub(b'""', raw).translate(None, delete=_NOT_BRACKETS):
-        if char in (91, 123):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_JSON_DEPTH:
-                    return deepest
-        else:
-            depth -= 1
-    return deepest
-
-
-def _unstorable(value, where: str) -> tuple[str, str] | None:
-    """(path, what) of the first text no store can keep: a lone surrogate (not Unicode: no UTF-8 carries it) or a
-    NUL character (PostgreSQL's text refuses it); None when there is none."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return where, "text with a NUL character (\\u0000), which no clinical text holds"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where, "text with an unpaired surrogate (\\ud800-\\udfff): not Unicode text"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
-            here = f"{where}.{name}" if where else name  # the message itself must be storable text
-            found = _unstorable(key, here) if isinstance(key, str) else None
-            found = found if found is not None else _unstorable(item, here)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _unstorable(item, f"{where}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _training(info: dict) -> dict:

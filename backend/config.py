@@ -15,40 +15,51 @@ DEFAULT_LABELS = ("ENFERMEDAD", "SINTOMA", "PROCEDIMIENTO")
 class BackendConfig:
     """Every knob of the backend; `from_env` documents the variable and default of each (see README)."""
 
-    index_dir: str | None = None  # CLINLINKER_INDEX: unset -> the shipped demo gazetteer, lexical engine
-    model: str | None = None  # CLINLINKER_MODEL: load this model instead of the index's (checked)
-    redis_url: str | None = None  # REDIS_URL: the embedding cache (only a cache: losing it loses nothing but speed)
-    database_url: str | None = None  # CLINLINKER_DATABASE_URL: PostgreSQL store of record (unset: SQLite in data_dir)
-    cache_prefix: str = "clinlinker:"  # CLINLINKER_REDIS_PREFIX
-    cache_ttl: int | None = None  # CLINLINKER_CACHE_TTL seconds (unset: no expiry)
-    top_k: int = 25  # CLINLINKER_TOP_K
-    labels: tuple[str, ...] = DEFAULT_LABELS  # CLINLINKER_LABELS: span labels that get codes
-    routing: str | None = None  # CLINLINKER_ROUTING: label routing TOML (unset: built-in; "none": whole KB)
-    reranker: str | None = None  # CLINLINKER_RERANKER: cross-encoder id or path ("none": off; unset: the index's)
-    rerank_depth: int | None = None  # CLINLINKER_RERANK_DEPTH: first-stage candidates it re-orders (unset: index's)
-    runtime: str | None = None  # CLINLINKER_RUNTIME: the dense encoder's runtime, torch (unset) or onnx
-    mentions_field: str = "mentions"  # CLINLINKER_MENTIONS_FIELD: task-data field listing spans
-    doc_field: str = "doc_id"  # CLINLINKER_DOC_FIELD: task-data field naming the document
-    auth_user: str | None = None  # CLINLINKER_BASIC_AUTH_USER
-    auth_password: str | None = None  # CLINLINKER_BASIC_AUTH_PASSWORD
-    picker_token: str | None = None  # CLINLINKER_PICKER_TOKEN: lets the browser's /taxonomy?token= through auth
-    cors_origins: tuple[str, ...] = ("http://localhost:8080",)  # CLINLINKER_CORS_ORIGINS (comma-separated)
-    max_body_mb: float = 50.0  # CLINLINKER_MAX_BODY_MB
-    max_text_chars: int = 200_000  # CLINLINKER_MAX_TEXT_CHARS per task text
-    data_dir: str = "var"  # CLINLINKER_DATA_DIR: the SQLite store and fine-tuned models (made absolute at start)
+    index_dir: str | None = None  # CLINLINKER_INDEX: the index directory served (unset: the demo gazetteer, lexical)
+    model: str | None = None  # CLINLINKER_MODEL: a model id or path to load instead of the index's (checked against it)
+    redis_url: str | None = None  # REDIS_URL: Redis for the embeddings and re-ranker scores (unset: in-process; a
+    #   cache)
+    database_url: str | None = None  # CLINLINKER_DATABASE_URL: a PostgreSQL store of record, e.g.
+    #   postgresql+psycopg://u:pw@host/db (unset: SQLite in the data directory)
+    cache_prefix: str = "clinlinker:"  # CLINLINKER_REDIS_PREFIX: the prefix of every Redis key
+    cache_ttl: int | None = None  # CLINLINKER_CACHE_TTL: seconds an embedding or a score stays in Redis (unset: no
+    #   expiry)
+    top_k: int = 25  # CLINLINKER_TOP_K: candidates per mention
+    labels: tuple[str, ...] = DEFAULT_LABELS  # CLINLINKER_LABELS: span labels that get codes (others pass through)
+    routing: str | None = None  # CLINLINKER_ROUTING: which part of the KB serves each label, a TOML file (unset: the
+    #   built-in clinlinker/data/label_routing.toml; none: the whole KB)
+    reranker: str | None = None  # CLINLINKER_RERANKER: a cross-encoder (id or path) re-ordering the first stage's
+    #   candidates (unset: the index's, if any; none: off)
+    rerank_depth: int | None = None  # CLINLINKER_RERANK_DEPTH: first-stage candidates it reads (unset: the index's,
+    #   else 50)
+    runtime: str | None = None  # CLINLINKER_RUNTIME: the dense encoder's runtime: torch (unset) or onnx (the same fp32
+    #   model exported once, beside the model or in CLINLINKER_ONNX_DIR; faster on CPUs)
+    mentions_field: str = "mentions"  # CLINLINKER_MENTIONS_FIELD: the task-data field listing spans ([{start, end,
+    #   label}])
+    doc_field: str = "doc_id"  # CLINLINKER_DOC_FIELD: the task-data field naming the document (export, picker URL)
+    auth_user: str | None = None  # CLINLINKER_BASIC_AUTH_USER: HTTP Basic auth on every endpoint, with the password
+    auth_password: str | None = None  # CLINLINKER_BASIC_AUTH_PASSWORD: HTTP Basic auth's password (both or neither)
+    picker_token: str | None = None  # CLINLINKER_PICKER_TOKEN: with auth on, lets the browser's /taxonomy and /search
+    #   ?token= through (a browser cannot send Basic auth there)
+    cors_origins: tuple[str, ...] = ("http://localhost:8080",)  # CLINLINKER_CORS_ORIGINS: Label Studio origins allowed
+    #   to fetch the picker (comma-separated)
+    max_body_mb: float = 50.0  # CLINLINKER_MAX_BODY_MB: the largest request body (413 beyond, chunked bodies too)
+    max_text_chars: int = 200_000  # CLINLINKER_MAX_TEXT_CHARS: the longest task text
+    data_dir: str = "var"  # CLINLINKER_DATA_DIR: the SQLite store of record and fine-tuned models (from the working
+    #   directory, made absolute)
     worker: bool = True  # CLINLINKER_WORKER=0 disables the in-process housekeeping (expiry, compaction)
-    max_tasks: int = 1000  # CLINLINKER_MAX_TASKS per /predict request
-    max_spans: int = 5000  # CLINLINKER_MAX_SPANS per /predict request
-    max_spans_per_task: int = 2000  # CLINLINKER_MAX_SPANS_PER_TASK
-    candidates_ttl_days: float = 30.0  # CLINLINKER_CANDIDATES_TTL_DAYS: candidate lists kept for the picker
+    max_tasks: int = 1000  # CLINLINKER_MAX_TASKS: tasks in one /predict request (413 beyond)
+    max_spans: int = 5000  # CLINLINKER_MAX_SPANS: spans in one /predict request (413 beyond)
+    max_spans_per_task: int = 2000  # CLINLINKER_MAX_SPANS_PER_TASK: spans of one task (413 beyond)
+    candidates_ttl_days: float = 30.0  # CLINLINKER_CANDIDATES_TTL_DAYS: how long the picker's candidate lists are kept
     learn_across_projects: bool = False  # CLINLINKER_LEARN_ACROSS_PROJECTS: one learned layer for every project
     learn_untouched: bool = False  # CLINLINKER_LEARN_UNTOUCHED: learn pre-annotations the coder left untouched too
     retrain_every: int = 0  # CLINLINKER_RETRAIN_EVERY: fine-tune after this many new accepted links (0: only /train)
-    train_max_steps: int = 200  # CLINLINKER_TRAIN_MAX_STEPS per background fine-tuning
-    train_max_seconds: float = 1800.0  # CLINLINKER_TRAIN_MAX_SECONDS of training (then it saves what it has)
+    train_max_steps: int = 200  # CLINLINKER_TRAIN_MAX_STEPS: steps of one background fine-tuning
+    train_max_seconds: float = 1800.0  # CLINLINKER_TRAIN_MAX_SECONDS: seconds of training (then it saves what it has)
     train_timeout: float = 7200.0  # CLINLINKER_TRAIN_TIMEOUT: the whole job (training + re-encoding) is killed after
     train_threads: int = 1  # CLINLINKER_TRAIN_THREADS: CPU threads of the training process (serving keeps the rest)
-    train_lr: float = 2e-5  # CLINLINKER_TRAIN_LR
+    train_lr: float = 2e-5  # CLINLINKER_TRAIN_LR: the background fine-tuning's learning rate
     train_reranker: bool = True  # CLINLINKER_TRAIN_RERANKER=0: background training leaves the index's re-ranker as is
     extra: dict = field(default_factory=dict)
 

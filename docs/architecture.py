@@ -25,7 +25,7 @@ STAGES = ["clinlinker (shared)", "clinlinker.kb", "clinlinker.encode", "clinlink
 # backend/ modules by what they do (a node each in the picture); all of backend/ sits above the library.
 BACKEND = {
     "backend: serving": ["backend.app", "backend.model", "backend.regions", "backend.label_config", "backend.config",
-                         "backend.metrics", "backend.gunicorn_conf"],
+                         "backend.metrics", "backend.gunicorn_conf", "backend.request_body"],
     "backend: store and learning": ["backend.store", "backend.schema", "backend.webhooks", "backend.learning", "backend.retrain",
                                     "backend.worker", "backend.resync"],
     "backend: Label Studio files and API": ["backend.export", "backend.curation", "backend.label_studio_api",

@@ -11,6 +11,7 @@ from tests.conftest import ROOT
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 CI = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
 REQUIREMENTS = (ROOT / "requirements.txt").read_text(encoding="utf-8")
 PYPROJECT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -58,8 +59,8 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
     for name in env:
         if name.startswith("CLINLINKER_"):
             assert name in known, f"{name} is not a backend setting"
-            # named whole in the README (in backticks, or in a command line such as `NAME=value clinlinker serve`)
-            assert re.search(rf"(?<![A-Z_]){name}(?![A-Z_])", README), f"{name} not in README"
+            # named whole in the reference of settings (docs/reference.md, generated from backend/config.py)
+            assert re.search(rf"`{name}`", REFERENCE), f"{name} not in docs/reference.md"
     assert env["CLINLINKER_DATA_DIR"] == "/data" and "CLINLINKER_DATA_DIR=/data" in DOCKERFILE
     assert any(v.startswith("backend:/data") for v in backend["volumes"])
     assert env["REDIS_URL"].startswith("redis://redis:") and "redis" in backend["depends_on"]

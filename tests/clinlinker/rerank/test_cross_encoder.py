@@ -387,3 +387,25 @@ def test_a_shared_cache_never_gives_one_rerankers_scores_to_another(tiny_cross_e
     moved = CrossEncoderReranker(str(other), cache=cache).score(pairs)
     assert cache.stats.hits == 0
     assert (moved > fp32).all()
+
+
+def test_a_pair_is_read_mention_first_and_scored_as_a_probability(tiny_cross_encoder):
+    """The oracle: the checkpoint run by transformers directly on (mention, term), its logit through a sigmoid. The
+    reversed pair scores differently, so reading (term, mention) would not pass."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_cross_encoder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_cross_encoder)).eval()
+    pairs = [("dolor abdominal agudo", "apendicitis aguda"), ("tos seca", "fiebre"), ("cefalea", "dolor de cabeza")]
+
+    def direct(first, second):
+        batch = tokenizer(first, second, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            return torch.sigmoid(model(**batch).logits[:, 0]).numpy()
+
+    expected = direct([m for m, _ in pairs], [t for _, t in pairs])
+    reversed_order = direct([t for _, t in pairs], [m for m, _ in pairs])
+    got = CrossEncoderReranker(str(tiny_cross_encoder)).score(pairs)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(expected - reversed_order).max() > 1e-3

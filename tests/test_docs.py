@@ -1,0 +1,39 @@
+"""The docs say what the code does: the reference is generated from it, every setting the code reads is in it, and
+the project speaks of the product, never of the sessions or issue numbers it was built in."""
+
+import importlib.util
+import re
+import subprocess
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("reference", ROOT / "docs" / "reference.py")
+reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference)
+
+
+def test_the_reference_is_what_the_code_says():
+    assert reference.render() == (ROOT / "docs" / "reference.md").read_text(encoding="utf-8"), \
+        "run python docs/reference.py"
+
+
+def test_every_setting_the_code_reads_is_in_the_reference():
+    text = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    code = "\n".join(p.read_text(encoding="utf-8") for folder in ("clinlinker", "backend")
+                     for p in (ROOT / folder).rglob("*.py"))
+    read = set(re.findall(r'"((?:CLINLINKER|HF_HUB)_[A-Z_]+|REDIS_URL)"', code))
+    documented = set(re.findall(r"(?:CLINLINKER|HF_HUB)_[A-Z_]+|REDIS_URL", text))
+    # a row may name a family: `CLINLINKER_HOST / _PORT / _WORKERS / _THREADS`
+    for family in re.findall(r"`(CLINLINKER_[A-Z]+)((?: / _[A-Z_]+)+)`", text):
+        documented |= {"CLINLINKER" + suffix.strip() for suffix in family[1].split("/") if suffix.strip()}
+    assert read <= documented, sorted(read - documented)
+
+
+def test_the_reference_documents_every_command_the_cli_has():
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "clinlinker.cli", "--help"], cwd=ROOT, capture_output=True,
+                         text=True).stdout
+    documented = set(re.findall(r"^### clinlinker (\S+)$", (ROOT / "docs" / "reference.md").read_text(), re.M))
+    listed = set(re.findall(r"^    ([a-z][a-z-]+)\s", out, re.M))  # `clinlinker --help` lists one per line
+    assert listed and listed == documented

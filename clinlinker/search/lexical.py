@@ -9,6 +9,7 @@ It needs no model weights, which makes it the offline engine (`--model char-ngra
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +18,29 @@ import scipy.sparse as sp
 from clinlinker.text import fold
 
 LEXICAL_MODEL = "char-ngrams"
+_WHITE_SPACES = re.compile(r"\s\s+")
+
+
+def char_wb_ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
+    """The character n-grams of each word of a folded text, padded with a space on each side; a word shorter than n
+    counts once. The same n-grams as scikit-learn's `analyzer="char_wb"` (tests/clinlinker/search/test_lexical.py
+    checks it), without importing scikit-learn: its import (SciPy's stats, pandas) was a second of every backend
+    start."""
+    low, high = ngram_range
+    grams = []
+    append = grams.append
+    for word in _WHITE_SPACES.sub(" ", fold(text)).split():
+        word = f" {word} "
+        length = len(word)
+        for n in range(low, high + 1):
+            offset = 0
+            append(word[:n])
+            while offset + n < length:
+                offset += 1
+                append(word[offset:offset + n])
+            if offset == 0:
+                break
+    return grams
 
 
 class CharNgramEncoder:
@@ -26,19 +50,28 @@ class CharNgramEncoder:
 
     def __init__(self, *, ngram_range: tuple[int, int] = (3, 3), n_features: int = 1 << 20,
                  idf: np.ndarray | None = None):
-        from sklearn.feature_extraction.text import HashingVectorizer  # here: the CLI imports this module's name
-
         self.name = LEXICAL_MODEL
         self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
         self.n_features = int(n_features)
-        self._hasher = HashingVectorizer(analyzer="char_wb", ngram_range=self.ngram_range,
-                                         n_features=self.n_features, preprocessor=fold,
-                                         alternate_sign=False, norm=None, dtype=np.float32)
         self.idf = idf
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Hashed n-gram counts (texts x n_features, float32): each n-gram's MurmurHash3 (seed 0, signed 32 bits),
+        its absolute value modulo n_features, as scikit-learn's HashingVectorizer(alternate_sign=False) hashes."""
+        import mmh3
+
+        indices, indptr = [], [0]
+        for text in texts:
+            indices.extend(abs(mmh3.hash(gram, 0)) % self.n_features for gram in char_wb_ngrams(text, self.ngram_range))
+            indptr.append(len(indices))
+        matrix = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int32),
+                                np.asarray(indptr, dtype=np.int64)), shape=(len(texts), self.n_features))
+        matrix.sum_duplicates()
+        return matrix
 
     def fit(self, terms: Sequence[str]) -> "CharNgramEncoder":
         """Compute smoothed idf from the gazetteer terms (as sklearn's TfidfTransformer does)."""
-        counts = self._hasher.transform(terms)
+        counts = self.counts(terms)
         df = np.bincount(counts.indices, minlength=self.n_features).astype(np.float64)
         n = counts.shape[0]
         self.idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
@@ -46,18 +79,20 @@ class CharNgramEncoder:
 
     def ngrams(self, text: str) -> set[str]:
         """The character n-grams this engine matches a text on (folded, per word, padded with spaces)."""
-        if not hasattr(self, "_analyzer"):
-            self._analyzer = self._hasher.build_analyzer()
-        return set(self._analyzer(text))
+        return set(char_wb_ngrams(text, self.ngram_range))
 
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         if self.idf is None:
             raise RuntimeError("CharNgramEncoder.fit must be called before encode")
-        from sklearn.preprocessing import normalize
-
-        counts = self._hasher.transform(list(texts)).tocsr()
+        counts = self.counts(list(texts))
         counts.data *= self.idf[counts.indices]
-        return normalize(counts, norm="l2", copy=False).astype(np.float32)
+        # rows L2-normalised as scikit-learn's normalize() does it: float32 squares summed in float64, each value
+        # divided by the row's norm in float64 (the vectors of indexes built with it, to the last bit)
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        squares = (counts.data * counts.data).astype(np.float64)
+        norms = np.sqrt(np.bincount(rows, weights=squares, minlength=counts.shape[0]))
+        counts.data = (counts.data.astype(np.float64) / norms[rows]).astype(np.float32)
+        return counts
 
     @property
     def params(self) -> dict:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
 from collections import Counter
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, event, func, inspect, select, text, update
+from sqlalchemy import Table, create_engine, delete, event, func, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -54,6 +55,17 @@ def reviewed(origin: str | None, untouched: bool = False) -> bool:
     return untouched or origin != UNTOUCHED
 
 
+def insert_rows(conn, target, rows: list[dict], chunk: int = 500) -> None:
+    """Rows written as multi-row INSERT statements, `chunk` rows each, never as an executemany: psycopg 3 runs an
+    executemany as a pipeline, and a process stopped in the middle of one leaves its session waiting for the rest of
+    the pipeline, where PostgreSQL's idle-in-transaction timeout is not armed, so its locks were held for as long as
+    it was stopped (seen with two instances: the other's webhooks waited the whole 6 s). `target`: a table, or a
+    function of the rows that makes the statement (an upsert)."""
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        conn.execute(target.insert().values(part) if isinstance(target, Table) else target(part))
+
+
 @dataclass
 class Applied:
     outcome: str  # applied | stale | duplicate | deleted | gone (deleted before)
@@ -63,10 +75,13 @@ class Applied:
 
 class Store:
     def __init__(self, url: str | None = None, data_dir: str | Path = "var", *, candidates_ttl_days: float = 30.0,
-                 keep_changes: int = 200_000, idle_transaction_ms: int = 500, lock_timeout_ms: int = 2000):
+                 keep_changes: int = 200_000, idle_transaction_ms: int = 500, lock_timeout_ms: int = 100):
         self.data_dir = Path(data_dir).resolve()
         # PostgreSQL: a transaction of ours never waits between its statements for more than a few ms, so one idle
-        # for half a second belongs to a stalled process; ended, it frees every write waiting behind it
+        # for half a second belongs to a stalled process; ended, it frees every write waiting behind it. A lock wait
+        # gives up after lock_timeout_ms and the write is tried again (`_retrying`): waiting in the lock's queue
+        # instead, a stalled process's own queued writes would each take the lock in turn and sit on it for
+        # another idle_transaction_ms (measured: 1.0-1.6 s for the other instance's webhooks behind a frozen one)
         self.idle_transaction_ms, self.lock_timeout_ms = int(idle_transaction_ms), int(lock_timeout_ms)
         if not url:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,8 +122,8 @@ class Store:
     def _postgres_settings(self) -> dict:
         """No stalled or vanished peer holds a lock for long. The server ends a session that sits idle inside a
         transaction for `idle_transaction_ms` (a process frozen or cut off mid-write: its transaction was not
-        acknowledged, so nothing accepted is lost, and its locks go), a lock wait is bounded (`lock_timeout`: the
-        write is tried again), and TCP keepalives on both sides find a dead connection in ~25 s."""
+        acknowledged, so nothing accepted is lost, and its locks go), a lock wait is short (`lock_timeout`: the write
+        is tried again), and TCP keepalives on both sides find a dead connection in ~25 s."""
         options = (f"-c idle_in_transaction_session_timeout={self.idle_transaction_ms} "
                    f"-c lock_timeout={self.lock_timeout_ms} "
                    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3")
@@ -177,11 +192,13 @@ class Store:
         elif self.kind == "postgresql":
             # autocommit: the session holding the lock is idle, not idle in a transaction, while the schema is made
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("SET lock_timeout = 0"))  # wait for another process's migration, however long
                 conn.execute(text("SELECT pg_advisory_lock(4242424242)"))
                 try:
                     yield
                 finally:
                     conn.execute(text("SELECT pg_advisory_unlock(4242424242)"))
+                    conn.execute(text("RESET lock_timeout"))
         else:
             yield
 
@@ -190,14 +207,17 @@ class Store:
         with self._lock, self._migration_lock():
             legacy = self.kind == "sqlite" and "accepted_links" in inspect(self.engine).get_table_names()
             metadata.create_all(self.engine)
-            with self._write() as conn:
-                if conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).first() is None:
-                    conn.execute(counters_t.insert().values(name="link_seq", value=0))
-                if legacy:
-                    migrate_v1(self, conn)
-                if self._get_meta(conn, "schema_version") != SCHEMA_VERSION:
-                    migrate_tombstones(self, conn)
-                    self._set_meta(conn, "schema_version", SCHEMA_VERSION)
+
+            def work():
+                with self._write() as conn:
+                    if conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).first() is None:
+                        conn.execute(counters_t.insert().values(name="link_seq", value=0))
+                    if legacy:
+                        migrate_v1(self, conn)
+                    if self._get_meta(conn, "schema_version") != SCHEMA_VERSION:
+                        migrate_tombstones(self, conn)
+                        self._set_meta(conn, "schema_version", SCHEMA_VERSION)
+            self._retrying(work, budget=60.0)
 
     def take_legacy_events(self) -> list[tuple[str, dict]]:
         """Events schema 1 had not processed yet (replayed once by the backend on start)."""
@@ -247,17 +267,21 @@ class Store:
             return self._get_meta(conn, key)
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._write() as conn:
-            self._set_meta(conn, key, value)
+        def work():
+            with self._write() as conn:
+                self._set_meta(conn, key, value)
+        self._retrying(work)
 
     # --- accepted annotations -------------------------------------------------------------------
 
-    def _retrying(self, work):
+    def _retrying(self, work, budget: float = 5.0):
         """Run a write transaction again when it lost a race or a peer held it up: two first versions of one
         annotation inserted at once (PostgreSQL: the loser sees the winner's row on its next try), a deadlock, a
         lock wait past `lock_timeout`, or this process's own session ended by the server after it stalled
-        mid-transaction (nothing of it was committed; every write here is idempotent, so trying again is safe)."""
-        for attempt in range(6):
+        mid-transaction (nothing of it was committed; every write here is idempotent, so trying again is safe).
+        Tried again for up to `budget` seconds (a stalled peer's locks go within idle_transaction_ms)."""
+        started, attempt = time.monotonic(), 0
+        while True:
             try:
                 return work()
             except (IntegrityError, OperationalError) as exc:
@@ -265,9 +289,11 @@ class Store:
                 again = isinstance(exc, IntegrityError) or getattr(exc, "connection_invalidated", False) or any(
                     word in message for word in ("deadlock", "serializ", "lock timeout", "idle-in-transaction",
                                                  "server closed the connection", "terminating connection"))
-                if attempt == 5 or not again:
+                attempt += 1
+                if not again or (attempt >= 5 and (isinstance(exc, IntegrityError)
+                                                   or time.monotonic() - started > budget)):
                     raise
-                time.sleep(0.005 * (attempt + 1))
+                time.sleep(min(0.05, 0.005 * attempt) * random.uniform(0.5, 1.5))
 
     def _hold(self, conn, project: str, annotation: str) -> None:
         """Serialise every write of one annotation (its versions and its deletion) across processes and hosts:
@@ -383,9 +409,9 @@ class Store:
             delta[(link.get("span") or "", link.get("code") or "", link.get("origin") or "")] += 1
         conn.execute(delete(links_t).where(*where))
         if new:
-            conn.execute(links_t.insert(), [{"project": project, "task": task, "annotation": annotation,
-                                             "region": region, **{f: link.get(f) for f in fields[1:]},
-                                             "updated": now} for region, link in new.items()])
+            insert_rows(conn, links_t, [{"project": project, "task": task, "annotation": annotation,
+                                                "region": region, **{f: link.get(f) for f in fields[1:]},
+                                                "updated": now} for region, link in new.items()])
         return [(key, n) for key, n in sorted(delta.items()) if n]
 
     def _log_changes(self, conn, project, changes: list, now: float) -> None:
@@ -395,7 +421,7 @@ class Store:
             return
         last = self._incr(conn, "link_seq", len(changes))
         first = last - len(changes) + 1
-        conn.execute(changes_t.insert(), [
+        insert_rows(conn, changes_t, [
             {"seq": first + i, "project": project, "span": span, "code": code, "origin": origin or None,
              "delta": n, "at": now} for i, ((span, code, origin), n) in enumerate(changes)])
 
@@ -461,30 +487,36 @@ class Store:
         if not rows:
             return
         rows = list({(r["doc"], r["node"]): r for r in rows}.values())  # a node twice in one request: the last
-        with self._write() as conn:
-            if self._upsert_candidates is not None:
-                conn.execute(self._upsert_candidates, rows)
-                return
-            for doc in {r["doc"] for r in rows}:
-                conn.execute(delete(candidates_t).where(candidates_t.c.project == project, candidates_t.c.doc == doc,
-                                                        candidates_t.c.node.in_([r["node"] for r in rows
-                                                                                 if r["doc"] == doc])))
-            conn.execute(candidates_t.insert(), rows)
+
+        def work():
+            with self._write() as conn:
+                if self._upsert_candidates is not None:
+                    insert_rows(conn, self._upsert_candidates, rows)
+                    return
+                for doc in {r["doc"] for r in rows}:
+                    conn.execute(delete(candidates_t).where(
+                        candidates_t.c.project == project, candidates_t.c.doc == doc,
+                        candidates_t.c.node.in_([r["node"] for r in rows if r["doc"] == doc])))
+                insert_rows(conn, candidates_t, rows)
+        self._retrying(work)
 
     @cached_property
     def _upsert_candidates(self):
-        """One statement writing candidate lists, each replacing its mention's previous one (None where the dialect
-        has no upsert: delete, then insert)."""
+        """rows -> one statement writing candidate lists, each replacing its mention's previous one (None where the
+        dialect has no upsert: delete, then insert)."""
         if self.kind == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         elif self.kind == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         else:
             return None
-        statement = insert(candidates_t)
-        return statement.on_conflict_do_update(index_elements=["project", "doc", "node"],
-                                               set_={"payload": statement.excluded.payload,
-                                                     "stored": statement.excluded.stored})
+
+        def upsert(rows):
+            statement = insert(candidates_t).values(rows)
+            return statement.on_conflict_do_update(index_elements=["project", "doc", "node"],
+                                                   set_={"payload": statement.excluded.payload,
+                                                         "stored": statement.excluded.stored})
+        return upsert
 
     def get_candidates(self, project: str | None, doc: str) -> list[dict]:
         """A document's candidate lists: of one project, or (no project) the newest per mention of any."""
@@ -500,10 +532,13 @@ class Store:
     # --- projects -------------------------------------------------------------------------------
 
     def set_project(self, project: str, hostname: str | None, access_token: str | None) -> None:
-        with self._write() as conn:
-            values = {"hostname": hostname, "access_token": access_token, "updated": time.time()}
-            if conn.execute(update(projects_t).where(projects_t.c.project == project).values(**values)).rowcount == 0:
-                conn.execute(projects_t.insert().values(project=project, **values))
+        def work():
+            with self._write() as conn:
+                values = {"hostname": hostname, "access_token": access_token, "updated": time.time()}
+                if conn.execute(update(projects_t).where(projects_t.c.project == project).values(**values)
+                                ).rowcount == 0:
+                    conn.execute(projects_t.insert().values(project=project, **values))
+        self._retrying(work)
 
     def get_project(self, project: str) -> dict | None:
         with self._read() as conn:
@@ -515,13 +550,16 @@ class Store:
     def compact(self) -> dict:
         """Drop expired candidate lists and link changes every process has had time to read."""
         now = time.time()
-        with self._write() as conn:
-            expired = conn.execute(delete(candidates_t).where(candidates_t.c.stored < now - self.candidates_ttl)
-                                   ).rowcount
-            seq = conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).scalar() or 0
-            dropped = conn.execute(delete(changes_t).where(changes_t.c.seq <= seq - self.keep_changes,
-                                                           changes_t.c.at < now - 3600)).rowcount
-        return {"candidate_lists_expired": expired, "link_changes_dropped": dropped}
+
+        def work():
+            with self._write() as conn:
+                expired = conn.execute(delete(candidates_t).where(candidates_t.c.stored < now - self.candidates_ttl)
+                                       ).rowcount
+                seq = conn.execute(select(counters_t.c.value).where(counters_t.c.name == "link_seq")).scalar() or 0
+                dropped = conn.execute(delete(changes_t).where(changes_t.c.seq <= seq - self.keep_changes,
+                                                               changes_t.c.at < now - 3600)).rowcount
+            return {"candidate_lists_expired": expired, "link_changes_dropped": dropped}
+        return self._retrying(work)
 
     def describe(self) -> dict:
         """What /health shows: where the facts are and how many."""

@@ -304,3 +304,57 @@ def test_two_instances_on_one_postgresql_keep_deletions_final(tmp_path, server_f
         store.dispose()
     assert codes == {a: f"{a}x5" for a in range(40) if a not in deleted}
     assert servers[0].get("/health")["accepted_links"] == servers[1].get("/health")["accepted_links"] == 20
+
+
+def test_one_instance_frozen_mid_burst_holds_up_no_webhook_of_the_other(tmp_path, server_factory, postgres_url):
+    """Two instances on one PostgreSQL under a webhook burst; one is stopped (SIGSTOP, master and workers) three times
+    for 2 s, whatever it was writing. Every webhook the other answers meanwhile takes under 1 s (a frozen
+    transaction's locks go when the server ends its idle session; a lock wait gives up and is tried again rather
+    than queue behind the stalled instance's own waiting writes), and nothing either acknowledged is lost."""
+    env = {"CLINLINKER_DATABASE_URL": postgres_url}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    frozen, live = (server_factory(tmp_path=tmp_path / name, workers=2, env=env).start() for name in ("a", "b"))
+    stop, lock, acked, timings = threading.Event(), threading.Lock(), {}, []
+
+    def send(server, first, record):
+        for minute in range(10_000):
+            for a in range(first, first + 10):
+                if stop.is_set():
+                    return
+                sent = time.monotonic()
+                try:
+                    status, _ = server.post("/webhook", update(a, minute % 60, f"{a}x{minute % 60}"), timeout=20)
+                except (urllib.error.URLError, OSError, http.client.HTTPException):
+                    status = None
+                with lock:
+                    if record:
+                        timings.append((sent, time.monotonic() - sent, status))
+                    if status == 200:
+                        acked[a] = max(acked.get(a, -1), minute % 60)
+            if minute % 60 == 59:
+                return
+
+    # the frozen instance gets more senders: it is then nearly always inside a write when it stops
+    threads = [threading.Thread(target=send, args=(server, first + 10 * w, server is live))
+               for server, first, senders in ((frozen, 1000, 8), (live, 2000, 3)) for w in range(senders)]
+    for t in threads:
+        t.start()
+    freezes = []
+    for _ in range(3):
+        time.sleep(1.5)
+        stopped_at = time.monotonic()
+        os.killpg(frozen.proc.pid, signal.SIGSTOP)
+        time.sleep(2)
+        freezes.append((stopped_at, time.monotonic()))
+        os.killpg(frozen.proc.pid, signal.SIGCONT)
+    time.sleep(1)
+    stop.set()
+    for t in threads:
+        t.join()
+    during = [(took, status) for sent, took, status in timings
+              if any(start <= sent + took and sent <= end for start, end in freezes)]
+    assert len(during) > 20 and all(status == 200 for _, status in during)
+    assert max(took for took, _ in during) < 1.0, sorted(took for took, _ in during)[-5:]
+    codes = final_codes(tmp_path / "a", postgres_url)
+    assert all(a in codes and int(codes[a].split("x")[1]) >= minute for a, minute in acked.items())

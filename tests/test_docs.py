@@ -37,3 +37,23 @@ def test_the_reference_documents_every_command_the_cli_has():
     documented = set(re.findall(r"^### clinlinker (\S+)$", (ROOT / "docs" / "reference.md").read_text(), re.M))
     listed = set(re.findall(r"^    ([a-z][a-z-]+)\s", out, re.M))  # `clinlinker --help` lists one per line
     assert listed and listed == documented
+
+
+def test_the_project_names_no_session_and_no_issue_number():
+    """Code, docs, bench and tests speak of the product: what a work session or an issue number was means nothing to
+    a user (git keeps the history)."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    pattern = re.compile(r"\b(?:issues?|sessions?) #?\d+|\b(?:this|last|previous|earlier|a later) session\b"
+                         r"|\bissue-\d+", re.I)
+    found = []
+    for name in listed:
+        path = ROOT / name
+        if path.suffix in (".png", ".jpg", ".bin", ".safetensors") or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        found += [f"{name}:{i}: {m.group(0)}" for i, line in enumerate(text.splitlines(), 1)
+                  for m in pattern.finditer(line)]
+    assert not found, found[:20]

@@ -384,11 +384,16 @@ def main(argv=None) -> int:
                                                     f"{figures['redis_frozen']['predict_p99_frozen_ms']} ms"),
              ("soak: RSS first / last", f"{figures['soak'][0]['rss_mb']} / {figures['soak'][-1]['rss_mb']} MB"),
              ("soak: SQLite first / last", f"{figures['soak'][0]['sqlite_mb']} / {figures['soak'][-1]['sqlite_mb']} MB")]
+    return report(rows, figures, args.out)
+
+
+def report(rows, figures: dict, out: str | None) -> int:
+    """Print the campaign's table; write its figures as JSON to `out` if given."""
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2))
+    if out:
+        Path(out).write_text(json.dumps(figures, indent=2))
     return 0
 
 
@@ -416,13 +421,7 @@ def two_instances(args) -> int:
                platform.processor())
     figures.update(cpu=cpu, cores=os.cpu_count(), store="postgresql", instances=2)
     print(f"\nclinlinker reliability campaign, two instances on one PostgreSQL; {cpu}, {os.cpu_count()} cores")
-    table = rows(figures)
-    width = max(len(r[0]) for r in table)
-    for name, value in table:
-        print(f"  {name:<{width}}  {value}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2))
-    return 0
+    return report(rows(figures), figures, args.out)
 
 
 if __name__ == "__main__":

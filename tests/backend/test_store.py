@@ -272,3 +272,29 @@ def test_sqlite_writers_of_several_processes_wait_on_one_file_lock(tmp_path):
         assert other.poll() is None and store.get_candidates("p", "doc") == []
     assert other.wait(60) == 0
     assert [n["node"] for n in store.get_candidates("p", "doc")] == ["n"]
+
+
+def test_a_schema_2_tombstone_under_a_guessed_task_becomes_final(tmp_path, database_url):
+    """Schema 2 kept an ids-only deletion under task "?", and a version of the same annotation arriving later was
+    stored under its real task with its links. Opening the store migrates: the deletion holds for every task, the
+    links it let through go (with their change in the log), and the annotation stays deleted."""
+    from sqlalchemy import delete, insert, update
+
+    from backend.schema import annotations_t, deleted_t, meta_t
+
+    store = Store(database_url, tmp_path / "var")
+    store.apply_annotation("3", "8", "80", updated_at=stamp(1), body=None, links=[link("r", "C")])
+    with store._write() as conn:  # the state schema 2 left: a tombstone row under "?", no tombstone of the id
+        conn.execute(insert(annotations_t).values(project="3", task="?", annotation="80", version="~",
+                                                  updated_at=None, state="deleted", body=None, received=0.0))
+        conn.execute(delete(deleted_t))
+        conn.execute(update(meta_t).where(meta_t.c.key == "schema_version").values(value="2"))
+    assert [l["code"] for l in store.accepted_links()] == ["C"]
+    store.dispose()
+    migrated = Store(database_url, tmp_path / "var")
+    assert migrated.accepted_links() == []
+    assert sum(change[5] for change in migrated.changes_since(0)) == 0  # +1 then -1: followers drop it too
+    assert migrated.apply_annotation("3", "8", "80", updated_at=stamp(5), body=None, links=[link("r", "D")]).outcome \
+        == "gone"
+    assert migrated.get_meta("schema_version") == "3"
+    migrated.dispose()

@@ -25,6 +25,7 @@ and the migrations from earlier schemas are in backend/schema.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -295,13 +296,17 @@ class Store:
                     raise
                 time.sleep(min(0.05, 0.005 * attempt) * random.uniform(0.5, 1.5))
 
+    @staticmethod
+    def _deleted(conn, project: str, annotation: str) -> bool:
+        """Whether the annotation's id has a tombstone (whatever task it was stored under)."""
+        return conn.execute(select(deleted_t.c.deleted).where(deleted_t.c.project == project,
+                                                              deleted_t.c.annotation == annotation)).first() is not None
+
     def _hold(self, conn, project: str, annotation: str) -> None:
         """Serialise every write of one annotation (its versions and its deletion) across processes and hosts:
         a transaction-scoped advisory lock on PostgreSQL (released at commit; no row that other annotations' writes
         need), the single writer on SQLite. A deletion racing the first version is then seen by it, or sees it."""
         if self.kind == "postgresql":
-            import hashlib
-
             key = int.from_bytes(hashlib.blake2b(f"{project}\x00{annotation}".encode(), digest_size=8).digest(),
                                  "big", signed=True)
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
@@ -323,8 +328,7 @@ class Store:
         with self._write() as conn:
             self._hold(conn, project, annotation)
             outcome = None
-            if conn.execute(select(deleted_t.c.deleted).where(deleted_t.c.project == project,
-                                                              deleted_t.c.annotation == annotation)).first():
+            if self._deleted(conn, project, annotation):
                 outcome = "gone"  # a deletion is final, even for a resync: Label Studio never reuses an id
             row = None
             if outcome is None:
@@ -367,8 +371,7 @@ class Store:
         now = time.time()
         with self._write() as conn:
             self._hold(conn, project, annotation)
-            if conn.execute(select(deleted_t.c.deleted).where(deleted_t.c.project == project,
-                                                              deleted_t.c.annotation == annotation)).first():
+            if self._deleted(conn, project, annotation):
                 if counter:
                     self._incr(conn, f"{counter}|duplicate")
                 return Applied("duplicate")

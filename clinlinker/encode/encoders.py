@@ -17,7 +17,7 @@ import numpy as np
 from clinlinker.encode.packed import (PACKED_INPUTS, packed_forward, packed_inputs, packing_works, pool,
                                       position_offset)
 from clinlinker.encode.packed import packs as _packs
-from clinlinker.encode.settings import read_settings
+from clinlinker.encode.settings import encoding_of
 from clinlinker.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ class DenseEncoder:
                  precision: str = "fp32", runtime: str = "torch", packing: bool = True, prefix: str | None = None):
         # pooling and prefix None: what the model directory records (clinlinker_encoder.json, written by
         # `clinlinker model unpack` and `clinlinker train`), else CLS pooling and no prefix, as the default model's card
-        settings = read_settings(str(model))
-        pooling = pooling or settings.get("pooling") or "cls"
-        prefix = settings.get("prefix", "") if prefix is None else prefix
+        pooling, prefix, source = encoding_of(str(model), pooling, prefix)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if max_length < 2:
@@ -87,7 +85,7 @@ class DenseEncoder:
         self.name = str(model)
         self.pooling = pooling
         self.prefix = prefix  # put before every text (mentions and terms alike), e.g. e5's "query: "
-        self.source = settings.get("source")  # where the weights came from (a package, dequantized ...), if recorded
+        self.source = source  # where the weights came from (a package, dequantized ...), if recorded
         self.precision = precision
         self.max_length = max_length
         self.batch_size = batch_size

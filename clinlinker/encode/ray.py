@@ -60,8 +60,6 @@ class _EncodeActor:
                                   "same model files")
 
     def __call__(self, batch: dict) -> dict:
-        import os
-
         vectors = [self.encoder.encode(json.loads(str(texts))) for texts in batch["texts"]]
         return {"i": batch["i"], "vectors": np.array([v.tobytes() for v in vectors], dtype=object),
                 "rows": np.array([len(v) for v in vectors]), "pid": np.array([os.getpid()] * len(vectors))}

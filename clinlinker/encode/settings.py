@@ -36,3 +36,11 @@ def read_settings(name: str) -> dict:
     if not isinstance(settings, dict):
         raise ClinlinkerError(f"{path}: expected a JSON object")
     return settings
+
+
+def encoding_of(model: str, pooling: str | None = None, prefix: str | None = None) -> tuple[str, str, dict | None]:
+    """(pooling, prefix, source) a model is encoded with: what is asked, else what its directory records, else CLS
+    pooling and no prefix (the default model's card). The encoder and the trainer both decide it here."""
+    settings = read_settings(str(model))
+    return (pooling or settings.get("pooling") or "cls", settings.get("prefix", "") if prefix is None else prefix,
+            settings.get("source"))

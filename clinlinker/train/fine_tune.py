@@ -160,7 +160,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     from transformers import AutoModel, AutoTokenizer
 
     from clinlinker.encode.encoders import _load_hint, _load_model
-    from clinlinker.encode.settings import read_settings, write_settings
+    from clinlinker.encode.settings import encoding_of, write_settings
     from clinlinker.encode.packed import pool
     from clinlinker.errors import ModelLoadError
 
@@ -177,9 +177,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_hint(str(base_model), exc)) from None
     tokenizer.padding_side = "right"
-    settings = read_settings(str(base_model))
-    config.pooling = config.pooling or settings.get("pooling") or "cls"
-    config.prefix = settings.get("prefix", "") if config.prefix is None else config.prefix
+    config.pooling, config.prefix, base_source = encoding_of(str(base_model), config.pooling, config.prefix)
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     model.to(device).train()
@@ -276,8 +274,7 @@ def train(base_model: str, pairs: Pairs, out_dir, config: TrainingConfig | None 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     write_settings(out, pooling=config.pooling, prefix=config.prefix,
-                   source={"fine_tuned_from": str(base_model), **({"base": settings["source"]}
-                                                                   if settings.get("source") else {})})
+                   source={"fine_tuned_from": str(base_model), **({"base": base_source} if base_source else {})})
     base_notice = Path(base_model) / "NOTICE"
     if base_notice.is_file():
         (out / "NOTICE").write_text(base_notice.read_text(encoding="utf-8"), encoding="utf-8")

@@ -162,6 +162,14 @@ class Work:
     def done(self, i: int) -> Path:
         return self.root / "out" / f"shard-{i:05d}.done"
 
+    def finished(self, i: int) -> bool:
+        """Shard i's outputs are in place: its marker holds the model version that answered it (written atomically
+        last; an empty marker, left by a run killed while writing it, does not count)."""
+        try:
+            return self.done(i).stat().st_size > 0
+        except OSError:
+            return False
+
     def plan(self) -> dict | None:
         try:
             return json.loads((self.root / PLAN).read_text())
@@ -287,7 +295,7 @@ class Worker:
 
     def link(self, i: int, wait: float = 0.0) -> int:
         """Step 3 for shard i: predictions, top-1 links and top-k lists, renamed into place when complete."""
-        if self.work.done(i).exists():
+        if self.work.finished(i):
             return 0
         self._use_vectors(wait)
         rows = _read_lines(self.work.shard(i))
@@ -317,7 +325,7 @@ class Worker:
                                         "candidates": node["candidates"]}, ensure_ascii=False) + "\n")
         for kind, path in outputs.items():
             os.replace(tmp[kind], path)
-        self.work.done(i).write_text(self.model_version)
+        _write_atomic(self.work.done(i), self.model_version)
         return len(tasks)
 
     def run(self, kind: str, i: int, wait: float = 0.0) -> int:
@@ -393,7 +401,7 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
             raise ClinlinkerError(f"{work.root} holds a run of other inputs or settings ({', '.join(mismatch)} "
                                   "differ): give another --work directory, or --restart to start it over")
         log.warning("resuming the run in %s: %d of %d shards already done", work.root,
-                    sum(work.done(i).exists() for i in range(plan["shards"])), plan["shards"])
+                    sum(work.finished(i) for i in range(plan["shards"])), plan["shards"])
     else:
         from backend.model import PayloadError
 
@@ -417,7 +425,7 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
         local.plan = plan
         dense_needed = local.dense is not None
     items_encode = [("encode", i) for i in range(plan["chunks"]) if not work.vectors(i).exists()]
-    items_link = [("link", i) for i in range(plan["shards"]) if not work.done(i).exists()]
+    items_link = [("link", i) for i in range(plan["shards"]) if not work.finished(i)]
     if local is not None:
         if dense_needed:
             _run_local(local, items_encode, plan, "encoding", show_progress)

@@ -102,6 +102,22 @@ def test_annotate_gives_what_predict_answers_and_consistent_outputs(dense_index_
     assert sum(len(np.load(p)) for p in (work / "vectors").glob("*.npy")) == len(distinct)
 
 
+def test_an_empty_shard_marker_left_by_a_kill_is_answered_again(dense_index_dir, tmp_path):
+    # a run killed between creating a shard's marker and writing its model version into it
+    tasks = corpus_tasks()
+    (tmp_path / "tasks.json").write_text(json.dumps(tasks, ensure_ascii=False))
+    run = dict(shard_size=5, chunk_size=4, show_progress=False)
+    annotate([str(tmp_path / "tasks.json")], tmp_path / "out", AnnotateSettings(index=str(dense_index_dir)), **run)
+    first = read_out(tmp_path / "out")
+    marker = tmp_path / "out" / "work" / "out" / "shard-00001.done"
+    marker.write_text("")
+    (tmp_path / "out" / "work" / "out" / "shard-00001.links.tsv").write_text("cut")
+    summary = annotate([str(tmp_path / "tasks.json")], tmp_path / "out", AnnotateSettings(index=str(dense_index_dir)),
+                       **run)
+    assert marker.read_text() == summary["model_version"] != ""
+    assert read_out(tmp_path / "out") == first
+
+
 def test_a_spans_tsv_with_texts_gives_the_same_as_the_same_tasks_in_json(dense_index_dir, tmp_path, capsys):
     assert main(["annotate", str(LINKS), "--texts", str(TEXTS), "--index", str(dense_index_dir), "--out",
                  str(tmp_path / "a"), "--shard-size", "1"]) == 0

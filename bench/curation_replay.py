@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.regions import candidate_leaf, mention_node  # noqa: E402
+from backend.labelstudio.regions import candidate_leaf, mention_node  # noqa: E402
 from clinlinker.search.candidates import certainty  # noqa: E402
 from clinlinker.links import read_links  # noqa: E402
 

@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
-    from backend.model import keep_out_of_collector
+    from backend.serving.model import keep_out_of_collector
     from clinlinker.linking.learned import LearnedTerms
 
     if args.index:
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
 
         index = load_index(args.index)
     else:
-        from backend.app import DEMO_GAZETTEER, DEMO_HIERARCHY
+        from backend.serving.app import DEMO_GAZETTEER, DEMO_HIERARCHY
         from clinlinker.kb.gazetteer import load_knowledge_base
         from clinlinker.search.index import build_index
 

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.app import create_app, load_model  # noqa: E402
-from backend.config import BackendConfig  # noqa: E402
+from backend.serving.app import create_app, load_model  # noqa: E402
+from backend.serving.config import BackendConfig  # noqa: E402
 from clinlinker.links import read_links  # noqa: E402
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.store import Store  # noqa: E402
+from backend.records.store import Store  # noqa: E402
 from tests.servers import OwnRedis, Server  # noqa: E402
 
 CAPTURES = ROOT / "tests" / "fixtures" / "label_studio"

@@ -64,7 +64,7 @@ def task(i: int, name: str, text: str, links) -> dict:
 
 def accepted(i: int, name: str, text: str, links) -> dict:
     """The webhook Label Studio sends when a coder submits the gold codes of this document."""
-    from backend.regions import NO_CODE_LEAF, candidate_leaf, mention_node
+    from backend.labelstudio.regions import NO_CODE_LEAF, candidate_leaf, mention_node
 
     result = []
     for j, l in enumerate(links):
@@ -122,7 +122,7 @@ def run(args) -> None:
             for name, text, links in batch:
                 tree = {node["value"]: [c["value"].split(" | ")[0] for c in node.get("children", [])]
                         for node in call(base + f"/taxonomy?doc={urllib.parse.quote(name)}")}
-                from backend.regions import mention_node
+                from backend.labelstudio.regions import mention_node
 
                 for l in links:
                     if not l.is_clean:

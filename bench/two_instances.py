@@ -18,7 +18,7 @@ import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 
-from backend.store import Store
+from backend.records.store import Store
 from tests.servers import Server
 
 PROJECT = 7

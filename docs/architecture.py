@@ -4,8 +4,8 @@
     python docs/architecture.py          # rewrite the picture in docs/architecture.md
     python docs/architecture.py --check  # exit 1 if the picture no longer matches the code
 
-tests/test_layout.py checks the same rules (no circle, imports point down the stages, clinlinker/ never imports
-backend/) and that the committed picture is the one the code draws.
+tests/test_layout.py checks the same rules (no circle, imports point down the stages and down backend/'s packages,
+clinlinker/ never imports backend/) and that the committed picture is the one the code draws.
 """
 
 from __future__ import annotations
@@ -22,17 +22,9 @@ BEGIN, END = "<!-- picture: drawn by docs/architecture.py -->", "<!-- end of pic
 # The library's stages in the order data flows; an import may only point to the same stage or an earlier one.
 STAGES = ["clinlinker (shared)", "clinlinker.kb", "clinlinker.encode", "clinlinker.search", "clinlinker.rerank",
           "clinlinker.linking", "clinlinker.train", "clinlinker.evaluate", "clinlinker.cli"]
-# backend/ modules by what they do (a node each in the picture); all of backend/ sits above the library.
-BACKEND = {
-    "backend: serving": ["backend.app", "backend.model", "backend.regions", "backend.label_config", "backend.config",
-                         "backend.metrics", "backend.gunicorn_conf", "backend.request_body"],
-    "backend: store and learning": ["backend.store", "backend.schema", "backend.webhooks", "backend.learning", "backend.retrain",
-                                    "backend.worker", "backend.resync"],
-    "backend: Label Studio files and API": ["backend.export", "backend.curation", "backend.label_studio_api",
-                                            "backend.ls_project", "backend.doctor"],
-    "backend: bulk pre-annotation": ["backend.annotate", "backend.corpus"],
-    "backend.commands": [],
-}
+# backend/'s packages by role, from the bottom up; all of backend/ sits above the library, and a backend package may
+# import only the packages below it (each a node of the picture).
+BACKEND = ["backend.labelstudio", "backend.records", "backend.serving", "backend.jobs", "backend.commands"]
 
 
 def modules() -> dict[str, Path]:
@@ -69,9 +61,7 @@ def graph() -> dict[str, set[str]]:
 
 def stage(module: str) -> str:
     if module.startswith("backend"):
-        if module.startswith("backend.commands"):
-            return "backend.commands"
-        return next(group for group, members in BACKEND.items() if module in members or module == "backend")
+        return next((layer for layer in BACKEND if module == layer or module.startswith(layer + ".")), "backend")
     parts = module.split(".")
     candidate = ".".join(parts[:2])
     return candidate if candidate in STAGES else "clinlinker (shared)"
@@ -111,7 +101,8 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def upward(edges: dict[str, set[str]]) -> list[str]:
-    """Imports that point up the library's stages, or from clinlinker/ into backend/."""
+    """Imports that point up the library's stages or up backend/'s packages, from clinlinker/ into backend/, and
+    backend/ modules outside its packages."""
     bad = []
     for a, targets in edges.items():
         for b in targets:
@@ -119,11 +110,16 @@ def upward(edges: dict[str, set[str]]) -> list[str]:
                 bad.append(f"{a} -> {b} (the library imports the adapter)")
             elif a.startswith("clinlinker") and STAGES.index(stage(b)) > STAGES.index(stage(a)):
                 bad.append(f"{a} -> {b} ({stage(a)} is below {stage(b)})")
+            elif a.startswith("backend") and b.startswith("backend") and "backend" not in (stage(a), stage(b)) \
+                    and BACKEND.index(stage(b)) > BACKEND.index(stage(a)):
+                bad.append(f"{a} -> {b} ({stage(a)} is below {stage(b)})")
+    bad += [f"{m}: a backend/ module outside its packages ({', '.join(BACKEND)})" for m in edges
+            if m.startswith("backend.") and stage(m) == "backend"]
     return sorted(bad)
 
 
 def picture(edges: dict[str, set[str]]) -> str:
-    nodes = STAGES + list(BACKEND)
+    nodes = STAGES + BACKEND
     ids = {name: f"n{i}" for i, name in enumerate(nodes)}
     pairs = defaultdict(int)
     for a, targets in edges.items():
@@ -131,7 +127,7 @@ def picture(edges: dict[str, set[str]]) -> str:
             if stage(a) != stage(b):
                 pairs[stage(a), stage(b)] += 1
     # an arrow into a library stage is left out where the importer also imports a higher stage that leads there:
-    # the picture shows the layering, not every implied arrow (arrows between backend/'s groups are all drawn)
+    # the picture shows the layering, not every implied arrow (arrows between backend/'s packages are all drawn)
     library = [(x, y) for (x, y) in pairs if x in STAGES and y in STAGES]
 
     def below(c, target):
@@ -150,7 +146,7 @@ def picture(edges: dict[str, set[str]]) -> str:
     lines = ["```mermaid", "flowchart TD"]
     for name in nodes:
         members = sorted(m for m in edges if stage(m) == name)
-        label = name.replace("clinlinker.", "clinlinker/").replace("backend.commands", "backend/commands")
+        label = name.replace(".", "/")
         lines.append(f'  {ids[name]}["{label}<br/><small>{len(members)} modules</small>"]')
     for (a, b), count in sorted(pairs.items(), key=lambda p: (nodes.index(p[0][0]), nodes.index(p[0][1]))):
         lines.append(f"  {ids[a]} -->|{count} imports| {ids[b]}")

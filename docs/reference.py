@@ -1,5 +1,5 @@
 """docs/reference.md, written from the code so that it cannot drift: every command and flag (the CLI's own parsers),
-every setting of the backend (backend/config.py: each field, its variable, default and comment), every endpoint (the
+every setting of the backend (backend/serving/config.py: each field, its variable, default and comment), every endpoint (the
 Flask app's routes and their docstrings).
 
     python docs/reference.py          # rewrite docs/reference.md
@@ -104,11 +104,11 @@ OTHER = [
 def settings() -> list[str]:
     """The backend's settings: each field of BackendConfig with its variable, default and comment."""
     out = ["## Settings of the backend (environment variables)", "",
-           "Read when the app starts (`clinlinker serve`, or gunicorn on `backend.app:serve_app()`); a bad value stops "
-           "the start with the variable named. From `backend/config.py`:", "",
+           "Read when the app starts (`clinlinker serve`, or gunicorn on `backend.serving.app:serve_app()`); a bad value stops "
+           "the start with the variable named. From `backend/serving/config.py`:", "",
            "| variable | default | what it sets |", "|---|---|---|"]
     fields = []
-    for line in (ROOT / "backend" / "config.py").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / "backend" / "serving" / "config.py").read_text(encoding="utf-8").splitlines():
         match = FIELD.match(line)
         if match:
             _, default, variable, comment = match.groups()
@@ -117,7 +117,7 @@ def settings() -> list[str]:
             except (ValueError, SyntaxError):
                 value = default
             if isinstance(value, str) and value in ("DEFAULT_LABELS",):
-                from backend.config import DEFAULT_LABELS
+                from backend.serving.config import DEFAULT_LABELS
 
                 value = DEFAULT_LABELS
             fields.append([variable, value, comment or ""])
@@ -142,8 +142,8 @@ def endpoints() -> list[str]:
     import inspect
     import tempfile
 
-    from backend.app import create_app
-    from backend.config import BackendConfig
+    from backend.serving.app import create_app
+    from backend.serving.config import BackendConfig
 
     with tempfile.TemporaryDirectory() as data:
         app = create_app(BackendConfig(data_dir=data, worker=False))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 
-from backend.regions import candidate_leaf, mention_node
+from backend.labelstudio.regions import candidate_leaf, mention_node
 
 TERMS = {"44054006": "diabetes mellitus tipo 2", "73211009": "diabetes mellitus", "386661006": "fiebre",
          "21522001": "dolor abdominal", "22253000": "dolor", "6025007": "apendicectomía laparoscópica",

@@ -19,10 +19,15 @@ def test_imports_point_down_the_stages_and_the_library_never_imports_the_adapter
 
 
 def test_the_rules_can_fail():
-    edges = {"clinlinker.kb.gazetteer": {"clinlinker.search.index", "backend.store"},
+    edges = {"clinlinker.kb.gazetteer": {"clinlinker.search.index", "backend.records.store"},
              "clinlinker.search.index": {"clinlinker.kb.gazetteer"}}
     assert architecture.cycles(edges) == [["clinlinker.kb.gazetteer", "clinlinker.search.index"]]
     assert len(architecture.upward(edges)) == 2
+    backend = {"backend.records.store": {"backend.serving.model"}, "backend.serving.model": {"backend.records.store"},
+               "backend.loose": set()}
+    assert architecture.upward(backend) == [
+        "backend.loose: a backend/ module outside its packages (" + ", ".join(architecture.BACKEND) + ")",
+        "backend.records.store -> backend.serving.model (backend.records is below backend.serving)"]
 
 
 def test_the_committed_picture_is_the_one_the_code_draws():
@@ -53,3 +58,11 @@ def test_the_architecture_page_names_only_functions_that_exist():
     text = architecture.DOC.read_text(encoding="utf-8")
     for path, name in re.findall(r"`((?:clinlinker|backend)/[\w/]+\.py)` `(?:\w+\.)?(\w+)`", text):
         assert re.search(rf"def {name}\b|class {name}\b", (ROOT / path).read_text(encoding="utf-8")), (path, name)
+
+
+def test_the_backend_is_packages_by_role_each_saying_what_it_owns():
+    assert [p.name for p in (ROOT / "backend").glob("*.py")] == ["__init__.py"]
+    for layer in architecture.BACKEND:
+        init = ROOT / layer.replace(".", "/") / "__init__.py"
+        assert init.is_file(), layer
+        assert re.match(r'"""\S', init.read_text(encoding="utf-8")), f"{layer}/__init__.py says nothing"

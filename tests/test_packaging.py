@@ -54,12 +54,12 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
     assert set(services) == {"label-studio", "backend", "redis", "postgres"}
     backend = services["backend"]
     assert backend["build"] == "." and backend["ports"] == ["9090:9090"] and "EXPOSE 9090" in DOCKERFILE
-    known = set(re.findall(r'"(CLINLINKER_[A-Z_]+)"', (ROOT / "backend" / "config.py").read_text(encoding="utf-8")))
+    known = set(re.findall(r'"(CLINLINKER_[A-Z_]+)"', (ROOT / "backend" / "serving" / "config.py").read_text(encoding="utf-8")))
     env = backend["environment"]
     for name in env:
         if name.startswith("CLINLINKER_"):
             assert name in known, f"{name} is not a backend setting"
-            # named whole in the reference of settings (docs/reference.md, generated from backend/config.py)
+            # named whole in the reference of settings (docs/reference.md, generated from backend/serving/config.py)
             assert re.search(rf"`{name}`", REFERENCE), f"{name} not in docs/reference.md"
     assert env["CLINLINKER_DATA_DIR"] == "/data" and "CLINLINKER_DATA_DIR=/data" in DOCKERFILE
     assert any(v.startswith("backend:/data") for v in backend["volumes"])

@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def cmd_annotate(args) -> int:
-    from backend.annotate import AnnotateSettings, annotate
+    from backend.jobs.annotate import AnnotateSettings, annotate
 
     if args.learn:
         raise ClinlinkerError("--learn is not supported by annotate (bulk output must equal /predict without a "

@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def cmd_curate(args) -> int:
-    from backend.curation import (
+    from backend.labelstudio.curation import (
         adjudicate,
         assistant_effect,
         create_review_tab,

@@ -32,8 +32,8 @@ def register(sub) -> None:
 
 
 def cmd_doctor(args) -> int:
-    from backend.config import BackendConfig
-    from backend.doctor import run_doctor
+    from backend.serving.config import BackendConfig
+    from backend.jobs.doctor import run_doctor
 
     labels = BackendConfig.from_env().labels
     report = run_doctor(index_dir=args.index, model=args.model, redis_url=args.redis_url,

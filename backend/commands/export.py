@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 def cmd_export(args) -> int:
     # The only commands that know Label Studio's JSON: they live in the backend package.
-    from backend.export import export_tasks
+    from backend.labelstudio.export import export_tasks
     from clinlinker.links import write_links
 
     tasks = tasks_from_source(args)
@@ -58,7 +58,7 @@ def add_export_source(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def tasks_from_source(args) -> list:
-    from backend.export import fetch_export, read_export
+    from backend.labelstudio.export import fetch_export, read_export
 
     if args.url:
         if not args.token or not args.project:

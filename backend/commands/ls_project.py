@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def cmd_ls_project(args) -> int:
-    from backend.ls_project import create_project
+    from backend.labelstudio.project import create_project
 
     if not args.token:
         raise ClinlinkerError("--token (or $LABEL_STUDIO_API_KEY) is required")

@@ -41,7 +41,7 @@ def cmd_serve(args) -> int:
         raise ClinlinkerError("gunicorn is not installed: pip install -r requirements.txt")
     argv = [gunicorn, "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers), "--threads",
             str(args.threads), "--worker-class", "gthread", "--timeout", str(args.timeout), "--access-logfile", "-",
-            "--config", "python:backend.gunicorn_conf", "backend.app:serve_app()"]
+            "--config", "python:backend.serving.gunicorn_conf", "backend.serving.app:serve_app()"]
     from gunicorn import config as gunicorn_config
 
     if hasattr(gunicorn_config, "ControlSocketDisable"):  # gunicorn 24+: one control socket per user otherwise,

@@ -24,9 +24,9 @@ def register(sub) -> None:
 
 
 def cmd_sync(args) -> int:
-    from backend.config import BackendConfig
-    from backend.resync import resync_project
-    from backend.store import Store
+    from backend.serving.config import BackendConfig
+    from backend.records.resync import resync_project
+    from backend.records.store import Store
 
     if not args.token:
         raise ClinlinkerError("--token (or $LABEL_STUDIO_API_KEY) is required")

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.app import create_app, load_model
-from backend.config import BackendConfig
+from backend.serving.app import create_app, load_model
+from backend.serving.config import BackendConfig
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio"
 

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from backend.annotate import AnnotateSettings, annotate
-from backend.corpus import read_json_array
-from backend.app import create_app, load_model
-from backend.config import BackendConfig
+from backend.jobs.annotate import AnnotateSettings, annotate
+from backend.labelstudio.corpus import read_json_array
+from backend.serving.app import create_app, load_model
+from backend.serving.config import BackendConfig
 from clinlinker.cli import main
 from clinlinker.search.index import build_index, save_index
 from tests.conftest import FIXTURES, ROOT

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.annotate import AnnotateSettings, annotate
+from backend.jobs.annotate import AnnotateSettings, annotate
 from clinlinker.search.index import build_index, save_index
 from tests.backend.test_annotate import corpus_tasks, without_scores
 from tests.conftest import ROOT

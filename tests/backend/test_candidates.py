@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from backend.app import create_app, load_model
-from backend.config import BackendConfig
-from backend.export import export_tasks
+from backend.serving.app import create_app, load_model
+from backend.serving.config import BackendConfig
+from backend.labelstudio.export import export_tasks
 from clinlinker.errors import ClinlinkerError
 from tests.backend.conftest import task
 from tests.backend.test_export import region
@@ -159,7 +159,7 @@ def test_train_on_the_lexical_engine_says_it_cannot(client):
 def test_ls_project_puts_the_picker_token_in_the_labeling_config():
     import xml.etree.ElementTree as ET
 
-    from backend.ls_project import label_config
+    from backend.labelstudio.project import label_config
 
     root = ET.fromstring(label_config("all", "https://backend.example:9090", picker_token="s3cr t"))
     assert root.find(".//Taxonomy").get("apiUrl") == "https://backend.example:9090/taxonomy?doc=$doc_id&token=s3cr%20t"

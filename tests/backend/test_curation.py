@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from backend.curation import adjudicate, assistant_effect, read_curation, report_html
+from backend.labelstudio.curation import adjudicate, assistant_effect, read_curation, report_html
 from clinlinker.evaluate.agreement import Coded, Coding, agreement, cohen_kappa, fleiss_kappa, same_family
 from clinlinker.cli import main
 from clinlinker.links import read_links
@@ -144,7 +144,7 @@ def test_assistant_effect(curation, lexical_index):
 def test_assistant_effect_searches_each_span_with_its_own_case(lexical_index):
     """The ranks of changed codes come from the list the backend served: the span searched with its task's text, so
     an acronym its case defines is spelled out there and only there."""
-    from backend.curation import Annotation, Curation
+    from backend.labelstudio.curation import Annotation, Curation
     from clinlinker.linking.linker import Linker
 
     def coded(task, coder):

@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from backend.app import create_app, load_model
-from backend.config import BackendConfig
+from backend.serving.app import create_app, load_model
+from backend.serving.config import BackendConfig
 from tests.backend.conftest import TEXT, task
 
 

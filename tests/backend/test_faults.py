@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.store import Store
+from backend.records.store import Store
 from tests.servers import OwnRedis, Server, free_port
 
 pytestmark = pytest.mark.faults
@@ -238,7 +238,7 @@ def test_metrics_are_summed_over_the_workers(tmp_path, server_factory):
 
 FREEZE_SCRIPT = """
 import os, signal, sys
-from backend.store import Store
+from backend.records.store import Store
 store = Store(sys.argv[1], sys.argv[2])
 with store._write() as conn:  # a write under way: it holds the row every link-changing write takes
     store._incr(conn, "link_seq", 0)

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from backend.app import create_app, load_model
-from backend.config import BackendConfig
+from backend.serving.app import create_app, load_model
+from backend.serving.config import BackendConfig
 from tests.backend.conftest import capture, task
 
 SEED = 20261127

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backend.label_studio_api import LabelStudio, LabelStudioError
+from backend.labelstudio.api import LabelStudio, LabelStudioError
 from tests.servers import free_port
 
 PERSONAL = "aaa.bbb.ccc"  # a JWT refresh token's shape

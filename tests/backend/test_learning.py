@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from backend.app import create_app, load_model
-from backend.config import BackendConfig
-from backend.regions import NO_CODE_LEAF
+from backend.serving.app import create_app, load_model
+from backend.serving.config import BackendConfig
+from backend.labelstudio.regions import NO_CODE_LEAF
 from clinlinker.search.index import build_index, save_index
 from tests.backend.test_export import TEXT, region
 
@@ -62,7 +62,7 @@ def config(tmp_path, database_url):
 
 
 def leaf(backend, code):
-    return f"{code} | {backend.model.linker.kb[code].preferred_term}"
+    return f"{code} | {backend.serving.model.linker.kb[code].preferred_term}"
 
 
 def test_accepted_code_is_learned_used_and_shared(config):

@@ -1,4 +1,4 @@
-"""The served process: what gunicorn's workers run (backend.app:serve_app()), in a process of its own."""
+"""The served process: what gunicorn's workers run (backend.serving.app:serve_app()), in a process of its own."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import gc, weakref
-from backend.app import DEMO_GAZETTEER, DEMO_HIERARCHY, serve_app
+from backend.serving.app import DEMO_GAZETTEER, DEMO_HIERARCHY, serve_app
 from clinlinker.kb.gazetteer import load_knowledge_base
 from clinlinker.linking.linker import Linker
 from clinlinker.search.index import build_index

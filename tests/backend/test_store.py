@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import BackendConfig
-from backend.learning import LearnedLayers
-from backend.store import Store
+from backend.serving.config import BackendConfig
+from backend.records.learning import LearnedLayers
+from backend.records.store import Store
 from clinlinker.linking.learned import LearnedTerms
 
 
@@ -68,7 +68,7 @@ def test_a_deletion_is_final(store):
 
 RACE_SCRIPT = """
 import sys, time
-from backend.store import Store
+from backend.records.store import Store
 url, var, role, start, count = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
 store = Store(url or None, var)
 while time.time() < start:
@@ -206,7 +206,7 @@ def test_every_process_follows_the_changes(tmp_path, database_url, lexical_index
 
 def test_a_schema_1_data_directory_is_carried_over(tmp_path):
     """A data directory written by the previous version (SQLite, accepted links per task, events table)."""
-    from backend.app import load_model
+    from backend.serving.app import load_model
 
     var = tmp_path / "var"
     var.mkdir()
@@ -258,7 +258,7 @@ def test_sqlite_writers_of_several_processes_wait_on_one_file_lock(tmp_path):
     from tests.conftest import ROOT
 
     store = Store(None, tmp_path)
-    script = ("import sys; from backend.store import Store; "
+    script = ("import sys; from backend.records.store import Store; "
               "Store(None, sys.argv[1]).put_candidate_lists('p', {'doc': [{'node': 'n', 'candidates': []}]})")
     with store._one_writer():
         other = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT)
@@ -280,7 +280,7 @@ def test_a_schema_2_tombstone_under_a_guessed_task_becomes_final(tmp_path, datab
     links it let through go (with their change in the log), and the annotation stays deleted."""
     from sqlalchemy import delete, insert, update
 
-    from backend.schema import annotations_t, deleted_t, meta_t
+    from backend.records.schema import annotations_t, deleted_t, meta_t
 
     store = Store(database_url, tmp_path / "var")
     store.apply_annotation("3", "8", "80", updated_at=stamp(1), body=None, links=[link("r", "C")])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.export import export_tasks
+from backend.labelstudio.export import export_tasks
 from tests.e2e.conftest import PASSWORD, USER
 from tests.e2e.test_label_studio import project, tasks_of  # noqa: F401 - the shared module fixture
 

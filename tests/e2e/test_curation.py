@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from backend.curation import read_curation
-from backend.ls_project import label_config
+from backend.labelstudio.curation import read_curation
+from backend.labelstudio.project import label_config
 from clinlinker.evaluate.agreement import agreement
 from clinlinker.cli import main
 from tests import curation_fixture as fx

@@ -150,7 +150,7 @@ def test_annotation_with_a_non_top1_candidate_is_exported_and_evaluated(label_st
                  "--data-dir", str(fresh)]) == 0
     synced = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert synced["added"] >= 1 and synced["removed"] == 0 and synced["refused"] == 0
-    from backend.store import Store
+    from backend.records.store import Store
 
     [again] = [l for l in Store(None, fresh).accepted_links() if l["span"] == "apendicitis aguda"]
     assert again["code"] == link.code and again["project"] == str(project)
@@ -165,7 +165,7 @@ def test_a_personal_access_token_made_in_label_studio_is_exchanged_and_refreshed
     """A personal access token created in the real Label Studio (a JWT refresh token): the client exchanges it for an
     access token, and when Label Studio refuses that access token (as it does once it expires) exchanges it again,
     once, and the call goes through."""
-    from backend.label_studio_api import LabelStudio, LabelStudioError
+    from backend.labelstudio.api import LabelStudio, LabelStudioError
 
     created = label_studio["api"]("POST", "/api/token/", {})
     personal = created.get("token") or created.get("refresh")

@@ -142,7 +142,7 @@ def test_train_reranker_then_index_records_it_and_link_uses_it(tiny_cross_encode
     assert [c["code"] for c in reranked[0]["candidates"]] == [c.code for c in expected]
     assert [c["score"] for c in plain[0]["candidates"]] != [c["score"] for c in reranked[0]["candidates"]]
 
-    from backend.model import model_version_of
+    from backend.serving.model import model_version_of
 
     with_it, without = Linker.from_directory(ix), Linker.from_directory(ix, reranker="none")
     assert with_it.reranker is not None and without.reranker is None

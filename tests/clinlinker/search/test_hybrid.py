@@ -46,8 +46,8 @@ def test_hybrid_cli_needs_a_dense_model(demo_gazetteer, tmp_path, capsys):
 
 
 def test_backend_serves_a_hybrid_index(dense_index, lexical_index, tmp_path):
-    from backend.app import create_app, load_model
-    from backend.config import BackendConfig
+    from backend.serving.app import create_app, load_model
+    from backend.serving.config import BackendConfig
 
     save_index(HybridIndex(dense_index, lexical_index), tmp_path / "ix")
     config = BackendConfig(index_dir=str(tmp_path / "ix"), data_dir=str(tmp_path / "var"), worker=False)
@@ -57,7 +57,7 @@ def test_backend_serves_a_hybrid_index(dense_index, lexical_index, tmp_path):
     assert health["engine"] == "hybrid" and health["cache"]["backend"] == "memory"
     # a project's learned terms are scored on the hybrid's scale (both encoders at its weight), as /health says
     assert health["serving"]["hybrid"] == {"method": "interpolate", "weight": 0.5, "learned_similarity": "interpolated"}
-    from backend.learning import LearnedLayers
+    from backend.records.learning import LearnedLayers
 
     layer = LearnedLayers._new(model.linker)
     assert [weight for _, weight in layer.encoder.parts] == [0.5, 0.5]

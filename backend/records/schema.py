@@ -2,7 +2,7 @@
 
 Schema 1 kept accepted links per (project, task, region); schema 2 kept a deletion as an annotations row under the
 task it named (or "?"); schema 3 keeps it as a tombstone of the annotation's id (`deleted_annotations`). The store
-(backend/store.py) runs a migration once, under its migration lock, when the recorded schema version differs.
+(backend/records/store.py) runs a migration once, under its migration lock, when the recorded schema version differs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, select, text, update
 
-log = logging.getLogger("backend.store")
+log = logging.getLogger("backend.records.store")
 SCHEMA_VERSION = "3"
 DELETED_VERSION = "~"  # sorts after every timestamp version: a deletion is final
 

@@ -1,7 +1,7 @@
 """The Flask application (factory) implementing Label Studio's ML backend protocol.
 
 It only translates JSON to calls on `ClinLinkerModel` and back; no ML logic lives here.
-Run in production with gunicorn: `clinlinker serve` (or `gunicorn 'backend.app:create_app()'`).
+Run in production with gunicorn: `clinlinker serve` (or `gunicorn 'backend.serving.app:create_app()'`).
 One file of ~570 lines: the routes of one Flask app share its closure (config, model, store); each handler is a
 few lines of translation, and the protocol reads best in one place.
 """
@@ -26,14 +26,14 @@ from werkzeug.exceptions import HTTPException
 from clinlinker.encode.cache import _redact
 from clinlinker.errors import ClinlinkerError
 
-from backend.config import BackendConfig
-from backend.label_config import LabelConfigError
-from backend.model import CURRENT_INDEX, ClinLinkerModel, PayloadError, TooMuchWork
-from backend.request_body import read_json_body
+from backend.serving.config import BackendConfig
+from backend.labelstudio.label_config import LabelConfigError
+from backend.serving.model import CURRENT_INDEX, ClinLinkerModel, PayloadError, TooMuchWork
+from backend.serving.request_body import read_json_body
 
 log = logging.getLogger("backend")
 TAXONOMY_MAX_AGE = 5  # seconds a browser may reuse a candidate list without asking again
-DEMO_GAZETTEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clinlinker", "data",
+DEMO_GAZETTEER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "clinlinker", "data",
                               "demo_gazetteer.tsv")
 DEMO_HIERARCHY = os.path.join(os.path.dirname(DEMO_GAZETTEER), "demo_hierarchy.tsv")
 DEMO_BANNER = ("\n" + "!" * 78 + "\n!! NO GAZETTEER CONFIGURED: serving the DEMO gazetteer shipped with clinlinker\n"
@@ -64,9 +64,9 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
     from clinlinker.linking.linker import Linker
     from clinlinker.kb.routing import routing_from_setting
 
-    from backend.learning import LearnedLayers
-    from backend.retrain import Retrainer
-    from backend.store import Store
+    from backend.records.learning import LearnedLayers
+    from backend.serving.retrain import Retrainer
+    from backend.records.store import Store
 
     info = {"demo": config.index_dir is None}
     routing = routing_from_setting(config.routing)  # a bad file stops the start with file and key
@@ -143,8 +143,8 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
 
 def intake(store, config: BackendConfig, data: dict) -> dict:
     """Check one webhook body and store its facts before answering. Raises PayloadError naming the field."""
-    from backend.store import Applied
-    from backend.webhooks import Deletion, WebhookError, parse
+    from backend.records.store import Applied
+    from backend.records.webhooks import Deletion, WebhookError, parse
 
     try:
         action, facts = parse(data, doc_field=config.doc_field, labels=config.labels)
@@ -169,7 +169,7 @@ def intake(store, config: BackendConfig, data: dict) -> dict:
 
 def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | None = None,
                info: dict | None = None) -> Flask:
-    from backend.metrics import CONTENT_TYPE, Metrics
+    from backend.serving.metrics import CONTENT_TYPE, Metrics
 
     config = config or BackendConfig.from_env()
     if model is None:
@@ -195,7 +195,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
             return
         with worker_lock:
             if worker_state["pid"] != os.getpid():
-                from backend.worker import Housekeeper
+                from backend.records.housekeeping import Housekeeper
 
                 worker_state["worker"] = Housekeeper(store).start()
                 worker_state["pid"] = os.getpid()
@@ -400,7 +400,7 @@ def create_app(config: BackendConfig | None = None, model: ClinLinkerModel | Non
     def sync():
         """`{"project": N}`: rebuild the project's accepted links from Label Studio (the address and token its /setup
         sent); the report of what differed (a project whose export takes over a minute: `clinlinker sync`)."""
-        from backend.resync import resync_project
+        from backend.records.resync import resync_project
 
         data = body()
         project = project_of(data.get("project"))
@@ -495,7 +495,7 @@ def serve_app() -> Flask:
     except ClinlinkerError as exc:
         log.error("cannot start the clinlinker backend: %s", exc)
         sys.exit(4)  # gunicorn: a worker that cannot boot stops the server
-    from backend.model import keep_out_of_collector
+    from backend.serving.model import keep_out_of_collector
 
     keep_out_of_collector()  # the model is loaded: the collector's full passes need not walk it again
     return app

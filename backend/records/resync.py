@@ -12,8 +12,8 @@ import logging
 
 from clinlinker.errors import ClinlinkerError
 
-from backend.export import fetch_export
-from backend.webhooks import WebhookError, parse
+from backend.labelstudio.export import fetch_export
+from backend.records.webhooks import WebhookError, parse
 
 log = logging.getLogger(__name__)
 

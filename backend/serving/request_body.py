@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from backend.model import PayloadError
+from backend.serving.model import PayloadError
 
 MAX_JSON_DEPTH = 64
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, escaped quotes included

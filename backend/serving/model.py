@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from clinlinker.search.candidates import certainty
 from clinlinker.linking.linker import Linker
 
-from backend.label_config import LabelConfig, parse_label_config
-from backend.regions import NO_CODE_LEAF, Region, leaf_of, mention_node, result_problem, span_regions
+from backend.labelstudio.label_config import LabelConfig, parse_label_config
+from backend.labelstudio.regions import NO_CODE_LEAF, Region, leaf_of, mention_node, result_problem, span_regions
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ CURRENT_INDEX = "current_index"  # store meta key: the fine-tuned index every pr
 class ClinLinkerModel:
     def __init__(self, linker: Linker, config, store=None, *, layers=None, index_dir=None, load_index=None):
         self.config = config
-        self.store = store  # the store of record (backend/store.py): candidate lists, accepted links, meta
+        self.store = store  # the store of record (backend/records/store.py): candidate lists, accepted links, meta
         self.layers = layers  # LearnedLayers: each project's learned terms, following the accepted links
         self.load_index = load_index  # directory -> Linker, for following a fine-tuned index
         self._follow = {"checked": 0.0, "loading": None, "failed": {}}
@@ -209,7 +209,7 @@ class ClinLinkerModel:
 
     def predict_offline(self, tasks: list, cfg: LabelConfig, where: str = "tasks") -> list[tuple[dict, list]]:
         """What predict() answers for `tasks` (no project: no learned terms), with each task's spans and candidate
-        lists: [(prediction, nodes)] in order. Bulk pre-annotation (backend/annotate.py) calls this, so that its
+        lists: [(prediction, nodes)] in order. Bulk pre-annotation (backend/jobs/annotate.py) calls this, so that its
         output is the backend's own. No request limits apply; bad tasks raise PayloadError naming `where`[i]."""
         per_task = []
         for i, task in enumerate(tasks):

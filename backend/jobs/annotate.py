@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.corpus import read_corpus
+from backend.labelstudio.corpus import read_corpus
 from clinlinker.errors import ClinlinkerError
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,10 @@ def load_annotator(settings: AnnotateSettings):
     from clinlinker.linking.linker import Linker
     from clinlinker.kb.routing import routing_from_setting
 
-    from backend.app import DEMO_GAZETTEER, DEMO_HIERARCHY
-    from backend.config import BackendConfig
-    from backend.label_config import parse_label_config
-    from backend.model import ClinLinkerModel
+    from backend.serving.app import DEMO_GAZETTEER, DEMO_HIERARCHY
+    from backend.serving.config import BackendConfig
+    from backend.labelstudio.label_config import parse_label_config
+    from backend.serving.model import ClinLinkerModel
 
     if settings.threads:
         import torch
@@ -374,7 +374,7 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
              use_ray: bool = False, workers: int | None = None, gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0,
              show_progress: bool = True) -> dict:
     """Pre-annotate the corpus; returns a summary (counts, model_version, where the outputs are, seconds)."""
-    from backend.model import ClinLinkerModel  # noqa: F401 - fail early if the backend cannot load
+    from backend.serving.model import ClinLinkerModel  # noqa: F401 - fail early if the backend cannot load
 
     started = time.perf_counter()
     out = Path(out_dir)
@@ -403,7 +403,7 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
         log.warning("resuming the run in %s: %d of %d shards already done", work.root,
                     sum(work.finished(i) for i in range(plan["shards"])), plan["shards"])
     else:
-        from backend.model import PayloadError
+        from backend.serving.model import PayloadError
 
         reader = local.model if local else _span_reader(settings)
         cfg = local.cfg if local else _label_config(settings)
@@ -448,8 +448,8 @@ def annotate(paths: list[str], out_dir, settings: AnnotateSettings, *, work_dir=
 
 def _span_reader(settings: AnnotateSettings):
     """The backend's span reading without a model (the driver of a Ray run loads none)."""
-    from backend.config import BackendConfig
-    from backend.model import ClinLinkerModel
+    from backend.serving.config import BackendConfig
+    from backend.serving.model import ClinLinkerModel
 
     class Reader:
         _spans = ClinLinkerModel._spans
@@ -465,7 +465,7 @@ def _span_reader(settings: AnnotateSettings):
 
 
 def _label_config(settings: AnnotateSettings):
-    from backend.label_config import parse_label_config
+    from backend.labelstudio.label_config import parse_label_config
 
     return parse_label_config(settings.label_config, tuple(settings.labels))
 

@@ -136,7 +136,7 @@ def check_redis(report: Report, url: str | None) -> None:
 def check_store(report: Report, database_url: str | None, data_dir: str) -> None:
     from sqlalchemy import text
 
-    from backend.store import Store
+    from backend.records.store import Store
 
     try:
         started = time.perf_counter()
@@ -164,8 +164,8 @@ def check_label_studio(report: Report, url: str | None, token: str | None, proje
     if not url:
         report.warn("label studio", "no --ls-url: Label Studio not checked")
         return
-    from backend.label_config import LabelConfigError, parse_label_config
-    from backend.label_studio_api import LabelStudio, LabelStudioError
+    from backend.labelstudio.label_config import LabelConfigError, parse_label_config
+    from backend.labelstudio.api import LabelStudio, LabelStudioError
 
     base = url.rstrip("/")
     if not token:
@@ -235,7 +235,7 @@ def check_memory(report: Report, describe: dict, workers: int) -> None:
 
 def run_doctor(*, index_dir=None, model=None, redis_url=None, database_url=None, data_dir="var", ls_url=None,
                ls_token=None, project=None, backend_url=None, workers: int = 1, labels=None) -> Report:
-    from backend.config import DEFAULT_LABELS
+    from backend.serving.config import DEFAULT_LABELS
 
     report = Report()
     check_python(report)

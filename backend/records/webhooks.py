@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend.export import annotation_links
-from backend.regions import result_problem
+from backend.labelstudio.export import annotation_links
+from backend.labelstudio.regions import result_problem
 
 # Label Studio's webhook actions (label_studio/webhooks/models.py, 1.23) plus the ML backend's training request
 SAVED = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")

@@ -16,7 +16,7 @@ from pathlib import Path
 from clinlinker.errors import ClinlinkerError, InputFileError
 from clinlinker.links import Link
 
-from backend.regions import code_of, group_regions, mention_node, node_offsets, span_regions
+from backend.labelstudio.regions import code_of, group_regions, mention_node, node_offsets, span_regions
 
 
 @dataclass
@@ -171,7 +171,7 @@ def read_export(path) -> list:
 
 def fetch_export(url: str, token: str, project: int, timeout: float = 300.0) -> list:
     """Pull a project's full JSON export (and its predictions) from a Label Studio server."""
-    from backend.label_studio_api import LabelStudio
+    from backend.labelstudio.api import LabelStudio
 
     ls = LabelStudio(url, token, timeout=timeout)
     tasks = ls.export(project)

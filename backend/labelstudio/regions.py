@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from clinlinker.search.candidates import context_parts
 
-from backend.label_config import SEMANTIC_RELATIONS
+from backend.labelstudio.label_config import SEMANTIC_RELATIONS
 
 NO_CODE = "NO_CODE"
 UNTOUCHED = "prediction"  # Label Studio's origin of a result item the coder left as pre-annotated

@@ -25,8 +25,8 @@ import time
 
 from clinlinker.links import Link, write_links
 
-from backend.model import CURRENT_INDEX
-from backend.store import reviewed
+from backend.serving.model import CURRENT_INDEX
+from backend.records.store import reviewed
 
 log = logging.getLogger(__name__)
 TRAINING = "training"  # store meta key: the last job's state, shown by /health in every process

@@ -3,7 +3,7 @@
 Reads a linking TSV (or a spans TSV without codes) and the texts it points into, creates a
 project with our labeling config, asks the running backend for the candidates of every span
 (so that its picker knows them), imports the tasks in bulk WITH those predictions, and
-connects the backend (interactive), through backend/label_studio_api.py.
+connects the backend (interactive), through backend/labelstudio/api.py.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def create_project(*, url: str, token: str, backend_url: str, links_path, texts_
                    basic_auth: tuple[str, str] | None = None, picker_token: str | None = None) -> dict:
     import base64
 
-    from backend.label_studio_api import LabelStudio
+    from backend.labelstudio.api import LabelStudio
 
     xml = label_config(config, backend_public_url or backend_url, picker_token=picker_token)
     tasks, problems = tasks_from_links(links_path, texts_dir, limit=limit)

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from clinlinker.linking.learned import LearnedTerms
 
-from backend.store import reviewed
+from backend.records.store import reviewed
 
 log = logging.getLogger(__name__)
 ALL_PROJECTS = "*"

@@ -30,9 +30,9 @@ from clinlinker.evaluate.agreement import Coded, Coding
 from clinlinker.errors import ClinlinkerError
 from clinlinker.links import Link
 
-from backend.export import Problem, _filename, annotation_links
-from backend.label_studio_api import LabelStudio
-from backend.regions import code_of, group_regions, result_problem
+from backend.labelstudio.export import Problem, _filename, annotation_links
+from backend.labelstudio.api import LabelStudio
+from backend.labelstudio.regions import code_of, group_regions, result_problem
 
 CERTAINTY_BANDS = ((0.0, 0.5, "low (< 0.5)"), (0.5, 0.8, "medium (0.5-0.8)"), (0.8, 1.01, "high (>= 0.8)"))
 RANK_BANDS = ("top-1", "top 2-5", "top 6-25", "outside the list", "not compared")

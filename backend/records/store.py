@@ -20,7 +20,7 @@ Facts:
 - `meta`: small shared facts (the published fine-tuned index, the last training's state, the schema version).
 
 One file of ~540 lines: every transaction on the store, in one place to read how facts are written (the tables
-and the migrations from earlier schemas are in backend/schema.py).
+and the migrations from earlier schemas are in backend/records/schema.py).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from sqlalchemy import Table, create_engine, delete, event, func, inspect, selec
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from backend.regions import UNTOUCHED
-from backend.schema import (DELETED_VERSION, SCHEMA_VERSION, annotations_t, candidates_t, changes_t, counters_t,
+from backend.labelstudio.regions import UNTOUCHED
+from backend.records.schema import (DELETED_VERSION, SCHEMA_VERSION, annotations_t, candidates_t, changes_t, counters_t,
                             deleted_t, links_t, meta_t, metadata, migrate_tombstones, migrate_v1, projects_t,
                             version_of)
 

@@ -141,7 +141,8 @@ class _PredictBench:
     """A backend (Flask test client, no Redis) on `index`, timing /predict for 15-span cases of `mentions`."""
 
     def __init__(self, index: Path, runtime: str, mentions: list[str]):
-        from backend.serving.app import create_app, load_model
+        from backend.serving.app import create_app
+        from backend.serving.loading import load_model
         from backend.serving.config import BackendConfig
 
         self.data = Path(tempfile.mkdtemp(prefix="bench-predict-"))

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
 
         index = load_index(args.index)
     else:
-        from backend.serving.app import DEMO_GAZETTEER, DEMO_HIERARCHY
+        from backend.serving.loading import DEMO_GAZETTEER, DEMO_HIERARCHY
         from clinlinker.kb.gazetteer import load_knowledge_base
         from clinlinker.search.index import build_index
 

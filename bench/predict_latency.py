@@ -22,7 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.serving.app import create_app, load_model  # noqa: E402
+from backend.serving.app import create_app  # noqa: E402
+
+from backend.serving.loading import load_model  # noqa: E402
 from backend.serving.config import BackendConfig  # noqa: E402
 from clinlinker.links import read_links  # noqa: E402
 

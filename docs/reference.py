@@ -104,8 +104,8 @@ OTHER = [
 def settings() -> list[str]:
     """The backend's settings: each field of BackendConfig with its variable, default and comment."""
     out = ["## Settings of the backend (environment variables)", "",
-           "Read when the app starts (`clinlinker serve`, or gunicorn on `backend.serving.app:serve_app()`); a bad value stops "
-           "the start with the variable named. From `backend/serving/config.py`:", "",
+           "Read when the app starts (`clinlinker serve`, or gunicorn on `backend.serving.app:serve_app()`); a bad "
+           "value stops the start with the variable named. From `backend/serving/config.py`:", "",
            "| variable | default | what it sets |", "|---|---|---|"]
     fields = []
     for line in (ROOT / "backend" / "serving" / "config.py").read_text(encoding="utf-8").splitlines():
@@ -151,15 +151,18 @@ def endpoints() -> list[str]:
         for rule in app.url_map.iter_rules():
             if rule.endpoint == "static":
                 continue
-            view = app.view_functions[rule.endpoint]
             methods = sorted(m for m in rule.methods if m not in ("HEAD", "OPTIONS"))
             key = (rule.endpoint, tuple(methods))
             rows.setdefault(key, []).append(rule.rule)
-        out = ["## Endpoints", "", "| endpoint | what it answers |", "|---|---|"]
+        callers = {"protocol": "Label Studio (its ML backend protocol)", "picker": "the coder's browser (the picker)",
+                   "operations": "operations"}
+        out = ["## Endpoints", "", "Grouped by who calls them (`backend/serving/routes/`).", "",
+               "| caller | endpoint | what it answers |", "|---|---|---|"]
         for (endpoint, methods), paths in rows.items():
             doc = inspect.getdoc(app.view_functions[endpoint]) or ""
             where = " or ".join(f"`{p}`" for p in sorted(paths))
-            out.append(f"| {'/'.join(methods)} {where} | {_cell(doc)} |")
+            caller = callers.get(endpoint.split(".")[0], endpoint.split(".")[0])
+            out.append(f"| {caller} | {'/'.join(methods)} {where} | {_cell(doc)} |")
         app.config.get("CLINLINKER_STORE") and app.config["CLINLINKER_STORE"].dispose()
     out.append("")
     return out

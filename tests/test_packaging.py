@@ -54,7 +54,8 @@ def test_the_compose_file_wires_every_part_to_the_backends_settings():
     assert set(services) == {"label-studio", "backend", "redis", "postgres"}
     backend = services["backend"]
     assert backend["build"] == "." and backend["ports"] == ["9090:9090"] and "EXPOSE 9090" in DOCKERFILE
-    known = set(re.findall(r'"(CLINLINKER_[A-Z_]+)"', (ROOT / "backend" / "serving" / "config.py").read_text(encoding="utf-8")))
+    settings = (ROOT / "backend" / "serving" / "config.py").read_text(encoding="utf-8")
+    known = set(re.findall(r'"(CLINLINKER_[A-Z_]+)"', settings))
     env = backend["environment"]
     for name in env:
         if name.startswith("CLINLINKER_"):

@@ -78,7 +78,7 @@ def load_annotator(settings: AnnotateSettings):
     from clinlinker.linking.linker import Linker
     from clinlinker.kb.routing import routing_from_setting
 
-    from backend.serving.app import DEMO_GAZETTEER, DEMO_HIERARCHY
+    from backend.serving.loading import DEMO_GAZETTEER, DEMO_HIERARCHY
     from backend.serving.config import BackendConfig
     from backend.labelstudio.label_config import parse_label_config
     from backend.serving.model import ClinLinkerModel

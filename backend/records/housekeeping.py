@@ -1,8 +1,8 @@
 """Housekeeping inside each backend process: expired candidate lists and old link changes are dropped.
 
 Nothing here is needed for correctness: every webhook's facts are stored before Label Studio gets its answer
-(backend/records/webhooks.py, backend/records/store.py), and every process reads the accepted links from the store. This only
-keeps the store bounded. Several processes may run it at once: each step is an idempotent delete.
+(backend/records/webhooks.py, backend/records/store.py), and every process reads the accepted links from the store.
+This only keeps the store bounded. Several processes may run it at once: each step is an idempotent delete.
 """
 
 from __future__ import annotations

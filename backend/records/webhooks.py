@@ -7,10 +7,13 @@ fail later. The backend stores the fact before it answers; there is no queue to 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from backend.labelstudio.export import annotation_links
 from backend.labelstudio.regions import result_problem
+
+log = logging.getLogger(__name__)
 
 # Label Studio's webhook actions (label_studio/webhooks/models.py, 1.23) plus the ML backend's training request
 SAVED = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
@@ -163,3 +166,23 @@ def parse(data: dict, *, doc_field: str = "doc_id", labels=None) -> tuple[str, l
                                   _id(item.get("id"), f"{here}.id")))
         return action, facts
     return action, []
+
+
+def intake(store, data: dict, *, doc_field: str, labels) -> dict:
+    """Check one webhook body and store its facts before answering: `{"action", "outcomes": {outcome: n}}`.
+    Raises WebhookError naming the field; nothing of a refused body is stored."""
+    action, facts = parse(data, doc_field=doc_field, labels=labels)
+    outcomes: dict = {}
+    for fact in facts:
+        if isinstance(fact, Deletion):
+            applied = store.delete_annotation(fact.project, fact.task, fact.annotation, counter=f"webhook|{action}")
+        else:
+            for problem in fact.problems:
+                log.warning("annotation %s of project %s: %s (not learned)", fact.annotation, fact.project, problem)
+            applied = store.apply_annotation(fact.project, fact.task, fact.annotation, updated_at=fact.updated_at,
+                                             body=fact.body, links=fact.links, cancelled=fact.cancelled,
+                                             counter=f"webhook|{action}")
+        outcomes[applied.outcome] = outcomes.get(applied.outcome, 0) + 1
+    if not facts:
+        store.count(f"webhook|{action}|received")
+    return {"action": action, "outcomes": outcomes}

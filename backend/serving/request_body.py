@@ -1,8 +1,9 @@
-"""A request's JSON body, read so that nothing a client sends can become a 500 or an unstorable fact.
+"""What a request carries, read so that nothing a client sends can become a 500 or an unstorable fact.
 
 Not JSON, nested deeper than MAX_JSON_DEPTH (counted before parsing, so a deep body costs nothing), not UTF-8, a body
 over CLINLINKER_MAX_BODY_MB even when chunked, or text no store can keep (a lone surrogate, a NUL): each is a
-PayloadError that names what is wrong and where (`tasks[0].data.text`).
+PayloadError that names what is wrong and where (`tasks[0].data.text`). Label Studio's project field, read the same
+way by every route.
 """
 
 from __future__ import annotations
@@ -89,3 +90,15 @@ def _unstorable(value, where: str) -> tuple[str, str] | None:
             if found is not None:
                 return found
     return None
+
+
+def project_of(value) -> str | None:
+    """Label Studio's project field ("3.1795651414": id and creation time) -> "3"; a PayloadError otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise PayloadError("project: expected Label Studio's project id")
+    text = str(value).split(".", 1)[0].strip()
+    if not re.fullmatch(r"[\w-]{1,64}", text):
+        raise PayloadError("project: expected Label Studio's project id")
+    return text

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.serving.app import create_app, load_model
+from backend.serving.app import create_app
+
+from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio"

@@ -12,7 +12,8 @@ import pytest
 
 from backend.jobs.annotate import AnnotateSettings, annotate
 from backend.labelstudio.corpus import read_json_array
-from backend.serving.app import create_app, load_model
+from backend.serving.app import create_app
+from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from clinlinker.cli import main
 from clinlinker.search.index import build_index, save_index

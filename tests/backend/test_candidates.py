@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from backend.serving.app import create_app, load_model
+from backend.serving.app import create_app
+
+from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from backend.labelstudio.export import export_tasks
 from clinlinker.errors import ClinlinkerError
@@ -24,7 +26,7 @@ def tree(client, doc="d1"):
 
 
 def test_each_span_is_served_from_its_labels_part_of_the_kb(client, app):
-    kb = app.extensions["clinlinker"]["model"].linker.kb
+    kb = app.extensions["clinlinker"].model.linker.kb
     reply = client.post("/predict", json={"tasks": [task(text=TEXT, mentions=SPANS)]})
     assert reply.status_code == 200
     nodes = tree(client)
@@ -109,7 +111,7 @@ def test_the_candidate_list_is_cacheable_and_revalidated(client):
 
 
 def test_an_interactive_call_with_nothing_to_code_answers_at_once(client, app):
-    model = app.extensions["clinlinker"]["model"]
+    model = app.extensions["clinlinker"].model
     calls = []
     model.sync_learned = lambda *a, **k: calls.append("sync")  # the work a call with nothing to code must skip
     coded = [{"id": "r", "type": "labels", "from_name": "label", "to_name": "text",

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from backend.labelstudio.export import annotation_links, export_tasks, read_export
+from backend.labelstudio.export import export_tasks, read_export
 from clinlinker.cli import main
 from clinlinker.errors import InputFileError
 from clinlinker.links import read_links

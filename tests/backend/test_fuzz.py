@@ -8,7 +8,9 @@ import random
 
 import pytest
 
-from backend.serving.app import create_app, load_model
+from backend.serving.app import create_app
+
+from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from tests.backend.conftest import capture, task
 
@@ -203,7 +205,7 @@ def test_hand_written_cases(client, path, body):
 
 
 def test_a_refused_webhook_stores_nothing(app, client):
-    store = app.extensions["clinlinker"]["info"]["store"]
+    store = app.extensions["clinlinker"].store
     before = store.counters()
     for body in [annotation_webhook(result="a string"), {"action": "NOT_AN_ACTION"}]:
         assert post_raw(client, "/webhook", dumps(body)).status_code == 400

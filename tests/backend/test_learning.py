@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from backend.serving.app import create_app, load_model
+from backend.serving.app import create_app
+
+from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from backend.labelstudio.regions import NO_CODE_LEAF
 from clinlinker.search.index import build_index, save_index
@@ -62,7 +64,7 @@ def config(tmp_path, database_url):
 
 
 def leaf(backend, code):
-    return f"{code} | {backend.serving.model.linker.kb[code].preferred_term}"
+    return f"{code} | {backend.model.linker.kb[code].preferred_term}"
 
 
 def test_accepted_code_is_learned_used_and_shared(config):

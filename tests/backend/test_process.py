@@ -9,13 +9,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import gc, weakref
-from backend.serving.app import DEMO_GAZETTEER, DEMO_HIERARCHY, serve_app
+from backend.serving.app import serve_app
+from backend.serving.loading import DEMO_GAZETTEER, DEMO_HIERARCHY
 from clinlinker.kb.gazetteer import load_knowledge_base
 from clinlinker.linking.linker import Linker
 from clinlinker.search.index import build_index
 
 app = serve_app()
-model = app.extensions["clinlinker"]["model"]
+model = app.extensions["clinlinker"].model
 print("frozen", gc.get_freeze_count())
 first = weakref.ref(model.linker.kb)
 model.linker.kb.cycle = model.linker.kb  # a model may hold reference cycles (only the collector frees them)

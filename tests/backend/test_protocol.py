@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backend.conftest import TEXT, capture, task
+from tests.backend.conftest import capture, task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "label_studio_config"
 
@@ -74,7 +74,7 @@ def test_task_score_is_the_mean_certainty_of_its_spans(client, app):
     sure = task(1, "a", [{"start": 13, "end": 19, "label": "SINTOMA"}])
     unsure = task(2, "b", [{"start": 13, "end": 19, "label": "SINTOMA"}, {"start": 0, "end": 8, "label": "SINTOMA"}])
     first, second = client.post("/predict", json={"tasks": [sure, unsure]}).get_json()["results"]
-    linker = app.extensions["clinlinker"]["model"].linker
+    linker = app.extensions["clinlinker"].model.linker
     fiebre, paciente = (certainty(c) for c in linker.link(["fiebre", "Paciente"], 25))
     assert paciente < fiebre <= 1.0  # an exact term with a clear runner-up gap vs a word that is no concept
     assert first["score"] == pytest.approx(fiebre, abs=1e-5)

@@ -206,7 +206,7 @@ def test_every_process_follows_the_changes(tmp_path, database_url, lexical_index
 
 def test_a_schema_1_data_directory_is_carried_over(tmp_path):
     """A data directory written by the previous version (SQLite, accepted links per task, events table)."""
-    from backend.serving.app import load_model
+    from backend.serving.loading import load_model
 
     var = tmp_path / "var"
     var.mkdir()

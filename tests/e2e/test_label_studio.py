@@ -3,7 +3,6 @@ Label Studio, an annotation that picks a non-top-1 candidate, the webhook, expor
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 

@@ -7,7 +7,7 @@ import pytest
 from clinlinker.cli import main
 from clinlinker.errors import ClinlinkerError, InputFileError
 from clinlinker.kb.gazetteer import load_knowledge_base
-from clinlinker.kb.rf2 import read_release, subset, write_release
+from clinlinker.kb.rf2 import read_release, subset
 from tests.rf2_release import write_release as write_fixture
 
 GAZETTEER = """code	language	term	semantic_tag	mainterm

@@ -46,7 +46,8 @@ def test_hybrid_cli_needs_a_dense_model(demo_gazetteer, tmp_path, capsys):
 
 
 def test_backend_serves_a_hybrid_index(dense_index, lexical_index, tmp_path):
-    from backend.serving.app import create_app, load_model
+    from backend.serving.app import create_app
+    from backend.serving.loading import load_model
     from backend.serving.config import BackendConfig
 
     save_index(HybridIndex(dense_index, lexical_index), tmp_path / "ix")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from clinlinker.search.candidates import Candidate
 
 METHODS = ("interpolate", "rrf")
@@ -45,47 +47,55 @@ class HybridIndex:
     def search(self, mentions: Sequence[str], k: int = 25, allowed=None) -> list[list[Candidate]]:
         """allowed: optional boolean mask over concepts (the label's part of the knowledge base), for both parts."""
         depth = max(self.depth, k)
-        return [self._fuse(d, l, k) for d, l in zip(self.dense.search(mentions, depth, allowed=allowed),
-                                                      self.lexical.search(mentions, depth, allowed=allowed))]
+        return [self._fuse(d, l, k) for d, l in zip(self.dense.hits(mentions, depth, allowed=allowed),
+                                                      self.lexical.hits(mentions, depth, allowed=allowed))]
 
-    def _fuse(self, dense: list[Candidate], lexical: list[Candidate], k: int) -> list[Candidate]:
-        by_code_d = {c.code: c for c in dense}
-        by_code_l = {c.code: c for c in lexical}
+    def _fuse(self, dense_hits: tuple, lexical_hits: tuple, k: int) -> list[Candidate]:
+        """Each part's hits (concept ids, term ids, scores; best first) -> the k best fused candidates. Only those k
+        become Candidate objects: a part's `depth` concepts are fused as numbers."""
+        dense, lexical = _ranked(*dense_hits), _ranked(*lexical_hits)
         w = self.weight
         if self.method == "rrf":
             missing_d, missing_l = len(dense) + 1, len(lexical) + 1
 
-            def fused(code):
-                rd = by_code_d[code].rank if code in by_code_d else missing_d
-                rl = by_code_l[code].rank if code in by_code_l else missing_l
+            def fused(c):
+                rd = dense[c][0] if c in dense else missing_d
+                rl = lexical[c][0] if c in lexical else missing_l
                 return w / (RRF_K + rd) + (1 - w) / (RRF_K + rl)
         else:
-            floor_d = dense[-1].score if dense else 0.0
-            floor_l = lexical[-1].score if lexical else 0.0
+            floor_d = _last_score(dense)
+            floor_l = _last_score(lexical)
 
-            def fused(code):
-                sd = by_code_d[code].score if code in by_code_d else floor_d
-                sl = by_code_l[code].score if code in by_code_l else floor_l
+            def fused(c):
+                sd = dense[c][1] if c in dense else floor_d
+                sl = lexical[c][1] if c in lexical else floor_l
                 return w * sd + (1 - w) * sl
         # ties (at the 6 decimals shown): the better of the two ranks, then the code; never set order
-        best_rank = {code: min(by_code_d[code].rank if code in by_code_d else len(dense) + 1,
-                               by_code_l[code].rank if code in by_code_l else len(lexical) + 1)
-                     for code in set(by_code_d) | set(by_code_l)}
-        scored = sorted(((round(float(fused(code)), 6), code) for code in best_rank),
-                        key=lambda item: (-item[0], best_rank[item[1]], item[1]))[:k]
-        out = []
-        for rank, (score, code) in enumerate(scored, start=1):
-            source = by_code_d.get(code) or by_code_l[code]
-            out.append(Candidate(code=code, preferred_term=source.preferred_term, matched_term=source.matched_term,
-                                 semantic_tag=source.semantic_tag, score=score, rank=rank, evidence="hybrid",
-                                 parents=source.parents))
-        return out
+        concepts = self.kb.concepts
+        unranked_d, unranked_l = len(dense) + 1, len(lexical) + 1
+        scored = sorted((-round(fused(c), 6),
+                         min(dense[c][0] if c in dense else unranked_d, lexical[c][0] if c in lexical else unranked_l),
+                         concepts[c].code, c) for c in dense.keys() | lexical.keys())[:k]
+        return [Candidate.of(self.kb, concepts[c], matched_term=self.kb.term_texts[(dense.get(c) or lexical[c])[2]],
+                             score=-score, rank=rank, evidence="hybrid")
+                for rank, (score, _, _, c) in enumerate(scored, start=1)]
 
     def describe(self) -> dict:
         dense = self.dense.describe()
         return {**dense, "engine": "hybrid", "method": self.method, "weight": self.weight,
                 "learned_similarity": "interpolated" if self.method == "interpolate" else "dense",
                 "lexical": {k: v for k, v in self.lexical.describe().items() if k != "fingerprint"}}
+
+
+def _ranked(concept_ids, term_ids, scores) -> dict:
+    """concept id -> (rank from 1, score at the 6 decimals a candidate shows, term id), in rank order."""
+    return {c: (rank, round(s, 6), t) for rank, (c, t, s) in enumerate(zip(
+        np.asarray(concept_ids).tolist(), np.asarray(term_ids).tolist(), np.asarray(scores, dtype=np.float64).tolist()),
+        start=1)}
+
+
+def _last_score(ranked: dict) -> float:
+    return ranked[next(reversed(ranked))][1] if ranked else 0.0
 
 
 class InterpolatedEncoder:

@@ -78,6 +78,11 @@ class _IndexBase:
         return rank_concepts(term_ids, scores, self.term_concept, k, preferred=self.term_preferred, allowed=allowed,
                              code_rank=self.code_rank)
 
+    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
+        """At most k distinct concepts per mention, best first. allowed: optional boolean mask over concepts (the
+        label's part of the knowledge base)."""
+        return [self._candidates(*hits) for hits in self.hits(mentions, k, allowed=allowed)]
+
     def _candidates(self, concept_ids, term_ids, scores) -> list[Candidate]:
         return [Candidate.of(self.kb, self.kb.concepts[int(cid)], matched_term=self.kb.term_texts[int(tid)],
                              score=score, rank=rank, evidence=self.engine)
@@ -154,20 +159,25 @@ class DenseIndex(_IndexBase):
             return self.faiss_index.search(vectors, depth, params=params)
         return self.faiss_index.search(vectors, depth)
 
-    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
-        """allowed: optional boolean mask over concepts (the label's part of the knowledge base)."""
+    def hits(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[tuple]:
+        """Per mention, its best concepts as arrays (concept ids, term ids, scores), best first: what `search` makes
+        candidates of (a hybrid fuses these, and makes candidates of its own k only)."""
         if not len(mentions):
             return []
-        return self.search_vectors(self.encoder.encode(list(mentions)), k, allowed=allowed)
+        return self.vector_hits(self.encoder.encode(list(mentions)), k, allowed=allowed)
 
     def search_vectors(self, vectors: np.ndarray, k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
+        return [self._candidates(*hits) for hits in self.vector_hits(vectors, k, allowed=allowed)]
+
+    def vector_hits(self, vectors: np.ndarray, k: int = DEFAULT_TOP_K, allowed=None) -> list[tuple]:
         """Exactly min(k, allowed concepts) distinct concepts per row: search deeper until enough codes are found."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         total = self.faiss_index.ntotal
         k = min(k, len(self.kb) if allowed is None else int(np.count_nonzero(allowed)))
-        results: list[list[Candidate] | None] = [None] * len(vectors)
+        results: list[tuple | None] = [None] * len(vectors)
         if k < 1:
-            return [[] for _ in range(len(vectors))]
+            empty = np.zeros(0, dtype=np.int64)
+            return [(empty, empty, np.zeros(0, dtype=np.float32)) for _ in range(len(vectors))]
         pending = np.arange(len(vectors))
         share = 1.0 if allowed is None else max(np.count_nonzero(allowed) / max(len(allowed), 1), 1e-3)
         depth = min(total, int(max(4 * k, 64) / share))  # a narrow label part needs a deeper first search
@@ -187,7 +197,7 @@ class DenseIndex(_IndexBase):
                     row_ids = row_ids[near]
                     exact = self._stored[row_ids].astype(np.float64) @ vectors[row].astype(np.float64)
                     cids, tids, sc = self._rank(row_ids, exact.astype(np.float32), k, allowed)
-                results[row] = self._candidates(cids, tids, sc)
+                results[row] = (cids, tids, sc)
             pending = np.asarray(short, dtype=np.int64)
             depth = min(total, depth * 4)
         return results  # type: ignore[return-value]
@@ -250,12 +260,13 @@ class LexicalIndex(_IndexBase):
             encoder.fit(kb.term_texts)
         return cls(kb, encoder, encoder.encode(kb.term_texts), "flat")
 
-    def search(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[list[Candidate]]:
-        """Concepts sharing character n-grams with each mention, best first: at most k, fewer when fewer match
-        (no filler). allowed: optional boolean mask over concepts (the label's part of the knowledge base)."""
+    def hits(self, mentions: Sequence[str], k: int = DEFAULT_TOP_K, allowed=None) -> list[tuple]:
+        """Concepts sharing character n-grams with each mention, best first, as arrays (concept ids, term ids,
+        scores): at most k, fewer when fewer match (no filler). allowed: optional boolean mask over concepts (the
+        label's part of the knowledge base)."""
         k = min(k, len(self.kb))
         by_feature, columns, check = self._part(allowed)
-        out: list[list[Candidate]] = []
+        out: list[tuple] = []
         for start in range(0, len(mentions), self.CHUNK):
             scores = sparse_product(self.encoder.encode(list(mentions[start:start + self.CHUNK])), by_feature)
             if len(scores.data) and scores.data.min() <= 0:  # TF-IDF weights are positive: never, in practice
@@ -264,7 +275,7 @@ class LexicalIndex(_IndexBase):
             indices = scores.indices if columns is None else columns[scores.indices]
             for row in range(scores.shape[0]):
                 lo, hi = scores.indptr[row], scores.indptr[row + 1]
-                out.append(self._candidates(*self._row_candidates(indices[lo:hi], scores.data[lo:hi], k, check)))
+                out.append(self._row_candidates(indices[lo:hi], scores.data[lo:hi], k, check))
         return out
 
     # A label's part of the knowledge base (a routing mask over concepts) is searched the cheapest exact way. All

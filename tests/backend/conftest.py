@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 
 from backend.serving.app import create_app
-
 from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 

@@ -6,7 +6,6 @@ import time
 import pytest
 
 from backend.serving.app import create_app
-
 from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from backend.labelstudio.export import export_tasks

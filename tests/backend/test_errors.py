@@ -5,7 +5,6 @@ import base64
 import pytest
 
 from backend.serving.app import create_app
-
 from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from tests.backend.conftest import TEXT, task

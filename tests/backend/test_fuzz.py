@@ -9,7 +9,6 @@ import random
 import pytest
 
 from backend.serving.app import create_app
-
 from backend.serving.loading import load_model
 from backend.serving.config import BackendConfig
 from tests.backend.conftest import capture, task

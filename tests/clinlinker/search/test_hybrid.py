@@ -26,6 +26,42 @@ def test_extreme_weights_reproduce_one_part(dense_index, lexical_index, weight, 
     assert fused[0].code == alone[0].code
 
 
+def fused_by_definition(dense: list, lexical: list, method: str, weight: float, k: int) -> list[tuple]:
+    """The fusion as the module's docstring defines it, computed from the parts' own candidate lists."""
+    d, l = {c.code: c for c in dense}, {c.code: c for c in lexical}
+    rows = []
+    for code in d.keys() | l.keys():
+        if method == "rrf":
+            score = (weight / (60 + (d[code].rank if code in d else len(dense) + 1))
+                     + (1 - weight) / (60 + (l[code].rank if code in l else len(lexical) + 1)))
+        else:
+            floor_d, floor_l = (dense[-1].score if dense else 0.0), (lexical[-1].score if lexical else 0.0)
+            score = (weight * (d[code].score if code in d else floor_d)
+                     + (1 - weight) * (l[code].score if code in l else floor_l))
+        best = min(d[code].rank if code in d else len(dense) + 1, l[code].rank if code in l else len(lexical) + 1)
+        source = d.get(code) or l[code]
+        rows.append((round(score, 6), best, code, source.matched_term, source.parents))
+    rows.sort(key=lambda r: (-r[0], r[1], r[2]))
+    return [(code, score, rank, matched, parents)
+            for rank, (score, _, code, matched, parents) in enumerate(rows[:k], start=1)]
+
+
+@pytest.mark.parametrize("method, weight", [("interpolate", 0.7), ("interpolate", 0.9), ("rrf", 0.6)])
+def test_the_fused_list_is_the_fusion_of_the_parts_lists(dense_index, lexical_index, demo_kb, method, weight):
+    import numpy as np
+
+    hybrid = HybridIndex(dense_index, lexical_index, method=method, weight=weight, depth=30)
+    mentions = ["colecistectomía por laparoscopia", "dolor en el pecho", "fiebre", "TAC de abdomen", "zzz"]
+    allowed = np.array([c.semantic_tag == "procedure" for c in demo_kb.concepts])
+    for mask in (None, allowed):
+        got = hybrid.search(mentions, k=12, allowed=mask)
+        dense, lexical = dense_index.search(mentions, 30, allowed=mask), lexical_index.search(mentions, 30, allowed=mask)
+        for row, d, l in zip(got, dense, lexical):
+            assert [(c.code, c.score, c.rank, c.matched_term, c.parents) for c in row] == \
+                fused_by_definition(d, l, method, weight, 12)
+            assert all(c.evidence == "hybrid" for c in row)
+
+
 def test_hybrid_saves_and_reloads(dense_index, lexical_index, tmp_path):
     hybrid = HybridIndex(dense_index, lexical_index, method="rrf", weight=0.7)
     save_index(hybrid, tmp_path / "ix")

@@ -54,13 +54,12 @@ class HybridIndex:
         """Each part's hits (concept ids, term ids, scores; best first) -> the k best fused candidates. Only those k
         become Candidate objects: a part's `depth` concepts are fused as numbers."""
         dense, lexical = _ranked(*dense_hits), _ranked(*lexical_hits)
+        unranked_d, unranked_l = len(dense) + 1, len(lexical) + 1  # the rank of a concept the part did not list
         w = self.weight
         if self.method == "rrf":
-            missing_d, missing_l = len(dense) + 1, len(lexical) + 1
-
             def fused(c):
-                rd = dense[c][0] if c in dense else missing_d
-                rl = lexical[c][0] if c in lexical else missing_l
+                rd = dense[c][0] if c in dense else unranked_d
+                rl = lexical[c][0] if c in lexical else unranked_l
                 return w / (RRF_K + rd) + (1 - w) / (RRF_K + rl)
         else:
             floor_d = _last_score(dense)
@@ -72,7 +71,6 @@ class HybridIndex:
                 return w * sd + (1 - w) * sl
         # ties (at the 6 decimals shown): the better of the two ranks, then the code; never set order
         concepts = self.kb.concepts
-        unranked_d, unranked_l = len(dense) + 1, len(lexical) + 1
         scored = sorted((-round(fused(c), 6),
                          min(dense[c][0] if c in dense else unranked_d, lexical[c][0] if c in lexical else unranked_l),
                          concepts[c].code, c) for c in dense.keys() | lexical.keys())[:k]

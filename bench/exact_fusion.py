@@ -11,51 +11,47 @@ HybridIndex.search replaced by the exact variant for this process only; recorded
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
-
 import numpy as np
 
 import served
 from clinlinker.search import hybrid
 
 
-def _concept_terms(index) -> tuple[dict, np.ndarray, np.ndarray]:
-    """code -> concept id, and each concept's first and past-last term id (a concept's terms are contiguous)."""
+def _concept_terms(index) -> tuple[np.ndarray, np.ndarray]:
+    """Each concept's first and past-last term id (a concept's terms are contiguous)."""
     ids = np.arange(len(index.kb.concepts))
-    return ({c.code: i for i, c in enumerate(index.kb.concepts)},
-            np.searchsorted(index.dense.term_concept, ids), np.searchsorted(index.dense.term_concept, ids, "right"))
+    return np.searchsorted(index.dense.term_concept, ids), np.searchsorted(index.dense.term_concept, ids, "right")
 
 
 def exact_search(self, mentions, k=25, allowed=None):
     """HybridIndex.search, each list completed with the concepts only the other list holds, scored exactly; then the
-    hybrid's own fusion (`_fuse`), which then never falls back to a floor. The added entries keep the rank a missing
-    concept has there (one past the list), so ties break as before."""
+    hybrid's own fusion (`_fuse_ranked`), which then never falls back to a floor. The added entries keep the rank a
+    missing concept has there (one past the list), so ties break as before."""
     if not hasattr(self, "_terms"):
         self._terms = _concept_terms(self)
-    concept_id, first, last = self._terms
+    first, last = self._terms
     depth = max(self.depth, k)
     dense_vectors = self.dense.encoder.encode(list(mentions))
     lexical_vectors = self.lexical.encoder.encode(list(mentions))
 
-    def dense_score(row, code):
-        cid = concept_id[code]
+    def dense_score(row, cid):
         terms = self.dense._stored[first[cid]:last[cid]].astype(np.float64)
         return float((terms @ dense_vectors[row].astype(np.float64)).max())
 
-    def lexical_score(row, code):
-        cid = concept_id[code]
+    def lexical_score(row, cid):
         return float((self.lexical.matrix[first[cid]:last[cid]] @ lexical_vectors[row].T).toarray().max())
 
-    def completed(listed, other, score, row):
-        held = {c.code for c in listed}
-        return listed + [replace(c, score=score(row, c.code), rank=len(listed) + 1) for c in other
-                         if c.code not in held]
+    def completed(listed: dict, other: dict, score, row) -> dict:
+        past = len(listed) + 1
+        return {**listed, **{cid: (past, score(row, cid), tid) for cid, (_, _, tid) in other.items()
+                             if cid not in listed}}
 
     out = []
-    for row, (dense, lexical) in enumerate(zip(self.dense.search_vectors(dense_vectors, depth, allowed=allowed),
-                                               self.lexical.search(mentions, depth, allowed=allowed))):
-        out.append(self._fuse(completed(dense, lexical, dense_score, row),
-                              completed(lexical, dense, lexical_score, row), k))
+    for row, (dense, lexical) in enumerate(zip(self.dense.vector_hits(dense_vectors, depth, allowed=allowed),
+                                               self.lexical.hits(mentions, depth, allowed=allowed))):
+        dense, lexical = hybrid._ranked(*dense), hybrid._ranked(*lexical)
+        out.append(self._fuse_ranked(completed(dense, lexical, dense_score, row),
+                                     completed(lexical, dense, lexical_score, row), k))
     return out
 
 

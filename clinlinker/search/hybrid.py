@@ -53,7 +53,10 @@ class HybridIndex:
     def _fuse(self, dense_hits: tuple, lexical_hits: tuple, k: int) -> list[Candidate]:
         """Each part's hits (concept ids, term ids, scores; best first) -> the k best fused candidates. Only those k
         become Candidate objects: a part's `depth` concepts are fused as numbers."""
-        dense, lexical = _ranked(*dense_hits), _ranked(*lexical_hits)
+        return self._fuse_ranked(_ranked(*dense_hits), _ranked(*lexical_hits), k)
+
+    def _fuse_ranked(self, dense: dict, lexical: dict, k: int) -> list[Candidate]:
+        """The fusion of two parts' lists as `_ranked` gives them (concept id -> (rank, score, term id), best first)."""
         unranked_d, unranked_l = len(dense) + 1, len(lexical) + 1  # the rank of a concept the part did not list
         w = self.weight
         if self.method == "rrf":

@@ -144,7 +144,7 @@ def fuse(dense: list, lexical: list, method: str, weight: float, k: int = 25) ->
     def cands(rows):
         return [Candidate(code, "", "", "", score, rank) for rank, (code, score) in enumerate(rows, start=1)]
 
-    return [[c.code, c.score] for c in hybrid._fuse(cands(dense), cands(lexical), k)]
+    return [[c.code, c.score] for c in hybrid.fuse_candidates(cands(dense), cands(lexical), k)]
 
 
 def hybrid(dense_names: list[str], lexical_name: str, name: str) -> None:

@@ -234,7 +234,8 @@ def fuse(dense: str, lexical: str, name: str, weights=tuple(w / 10 for w in rang
 
     def fused(weight, parts):
         hybrid.weight = weight
-        return {f"{c}_{p}": [hybrid._fuse(a, b, rerank.DEPTH) for a, b in zip(d[f"{c}_{p}"], lx[f"{c}_{p}"])]
+        return {f"{c}_{p}": [hybrid.fuse_candidates(a, b, rerank.DEPTH)
+                             for a, b in zip(d[f"{c}_{p}"], lx[f"{c}_{p}"])]
                 for c in quality.CORPORA for p in parts}
 
     tuning = []

@@ -57,35 +57,55 @@ class HybridIndex:
 
     def _fuse_ranked(self, dense: dict, lexical: dict, k: int) -> list[Candidate]:
         """The fusion of two parts' lists as `_ranked` gives them (concept id -> (rank, score, term id), best first)."""
-        unranked_d, unranked_l = len(dense) + 1, len(lexical) + 1  # the rank of a concept the part did not list
-        w = self.weight
-        if self.method == "rrf":
-            def fused(c):
-                rd = dense[c][0] if c in dense else unranked_d
-                rl = lexical[c][0] if c in lexical else unranked_l
-                return w / (RRF_K + rd) + (1 - w) / (RRF_K + rl)
-        else:
-            floor_d = _last_score(dense)
-            floor_l = _last_score(lexical)
-
-            def fused(c):
-                sd = dense[c][1] if c in dense else floor_d
-                sl = lexical[c][1] if c in lexical else floor_l
-                return w * sd + (1 - w) * sl
-        # ties (at the 6 decimals shown): the better of the two ranks, then the code; never set order
         concepts = self.kb.concepts
-        scored = sorted((-round(fused(c), 6),
-                         min(dense[c][0] if c in dense else unranked_d, lexical[c][0] if c in lexical else unranked_l),
-                         concepts[c].code, c) for c in dense.keys() | lexical.keys())[:k]
         return [Candidate.of(self.kb, concepts[c], matched_term=self.kb.term_texts[(dense.get(c) or lexical[c])[2]],
-                             score=-score, rank=rank, evidence="hybrid")
-                for rank, (score, _, _, c) in enumerate(scored, start=1)]
+                             score=score, rank=rank, evidence="hybrid")
+                for rank, (c, score) in enumerate(fused_order(dense, lexical, self.method, self.weight, k,
+                                                              lambda c: concepts[c].code), start=1)]
+
+    def fuse_candidates(self, dense: list[Candidate], lexical: list[Candidate], k: int) -> list[Candidate]:
+        """The same fusion of two candidate lists (the quality benches' cached lists)."""
+        by_code_d, by_code_l = {c.code: c for c in dense}, {c.code: c for c in lexical}
+        ranked_d = {c.code: (c.rank, c.score, None) for c in dense}
+        ranked_l = {c.code: (c.rank, c.score, None) for c in lexical}
+        out = []
+        for rank, (code, score) in enumerate(fused_order(ranked_d, ranked_l, self.method, self.weight, k, str),
+                                             start=1):
+            source = by_code_d.get(code) or by_code_l[code]
+            out.append(Candidate(code=code, preferred_term=source.preferred_term, matched_term=source.matched_term,
+                                 semantic_tag=source.semantic_tag, score=score, rank=rank, evidence="hybrid",
+                                 parents=source.parents))
+        return out
 
     def describe(self) -> dict:
         dense = self.dense.describe()
         return {**dense, "engine": "hybrid", "method": self.method, "weight": self.weight,
                 "learned_similarity": "interpolated" if self.method == "interpolate" else "dense",
                 "lexical": {k: v for k, v in self.lexical.describe().items() if k != "fingerprint"}}
+
+
+def fused_order(dense: dict, lexical: dict, method: str, weight: float, k: int, code_of) -> list[tuple]:
+    """The fusion itself: two parts' lists (key -> (rank, score, ...), best first) -> the k best (key, fused score),
+    scores at 6 decimals; ties: the better of the two ranks, then the code (`code_of(key)`); never set order."""
+    unranked_d, unranked_l = len(dense) + 1, len(lexical) + 1  # the rank of a concept the part did not list
+    w = weight
+    if method == "rrf":
+        def fused(c):
+            rd = dense[c][0] if c in dense else unranked_d
+            rl = lexical[c][0] if c in lexical else unranked_l
+            return w / (RRF_K + rd) + (1 - w) / (RRF_K + rl)
+    else:
+        floor_d = _last_score(dense)
+        floor_l = _last_score(lexical)
+
+        def fused(c):
+            sd = dense[c][1] if c in dense else floor_d
+            sl = lexical[c][1] if c in lexical else floor_l
+            return w * sd + (1 - w) * sl
+    scored = sorted((-round(fused(c), 6),
+                     min(dense[c][0] if c in dense else unranked_d, lexical[c][0] if c in lexical else unranked_l),
+                     code_of(c), c) for c in dense.keys() | lexical.keys())[:k]
+    return [(c, -score) for score, _, _, c in scored]
 
 
 def _ranked(concept_ids, term_ids, scores) -> dict:

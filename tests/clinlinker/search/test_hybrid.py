@@ -60,6 +60,8 @@ def test_the_fused_list_is_the_fusion_of_the_parts_lists(dense_index, lexical_in
             assert [(c.code, c.score, c.rank, c.matched_term, c.parents) for c in row] == \
                 fused_by_definition(d, l, method, weight, 12)
             assert all(c.evidence == "hybrid" for c in row)
+            assert [(c.code, c.score, c.rank, c.matched_term, c.parents) for c in hybrid.fuse_candidates(d, l, 12)] \
+                == fused_by_definition(d, l, method, weight, 12)  # the same fusion of cached candidate lists
 
 
 def test_hybrid_saves_and_reloads(dense_index, lexical_index, tmp_path):

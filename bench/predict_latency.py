@@ -5,6 +5,14 @@ Runs the real app (Flask, in-process) on an index you built, e.g.:
     clinlinker index --gazetteer ../shared/data/gazetteers/medprocner_procedures_es.tsv --model char-ngrams --out ix
     python bench/predict_latency.py --index ix --corpus medprocner
 
+Or, for what a dense model's serving costs without encoding a whole gazetteer with it first:
+
+    python bench/predict_latency.py --model bench/.cache/quality-models/e5-small
+
+builds (once, under bench/.cache) a hybrid over both gazetteers of ../shared/data at dense weight 0.9 whose mentions
+are encoded by that model and whose 121,198 term vectors are random unit vectors: the search costs what it costs
+with the model's own vectors (same count, same dimension), the candidates mean nothing.
+
 Prints medians of: one case per request (the spans of one document), the same cases again (their embeddings
 cached), and a 100-task batch (what Label Studio's "Retrieve predictions" sends), cold and warm.
 """
@@ -41,17 +49,48 @@ def tasks_from_corpus(data: Path, corpus: str, n: int) -> list[dict]:
     return tasks
 
 
+def served_speed_hybrid(model: Path, data: Path) -> Path:
+    """A hybrid index over both gazetteers: `model` encodes mentions, random unit vectors stand for its terms'."""
+    import numpy as np
+
+    from clinlinker.encode.encoders import DenseEncoder
+    from clinlinker.kb.gazetteer import load_knowledge_base
+    from clinlinker.search.hybrid import HybridIndex
+    from clinlinker.search.index import DenseIndex, LexicalIndex, save_index
+
+    out = ROOT / "bench" / ".cache" / f"served-speed-hybrid-{model.name}"
+    if (out / "manifest.json").exists():
+        return out
+    import faiss
+
+    kb = load_knowledge_base([data / "gazetteers" / "snomed_es_public.tsv",
+                              data / "gazetteers" / "medprocner_procedures_es.tsv"])
+    encoder = DenseEncoder(str(model))
+    vectors = np.random.default_rng(0).standard_normal((kb.n_terms, encoder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    flat = faiss.IndexFlatIP(encoder.dim)
+    flat.add(vectors)
+    return save_index(HybridIndex(DenseIndex(kb, encoder, flat), LexicalIndex.build(kb), weight=0.9), out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--index", required=True)
+    parser.add_argument("--index", help="the index to serve")
+    parser.add_argument("--model", help="instead of --index: a served-speed hybrid with this dense model (see above)")
     parser.add_argument("--corpus", default="medprocner", choices=["medprocner", "distemist", "symptemist"])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--redis-url")
     parser.add_argument("--repeats", type=int, default=5, help="100-task batches timed (default: %(default)s)")
     parser.add_argument("--cases", type=int, default=20, help="single cases timed, cold then again (default: %(default)s)")
+    parser.add_argument("--search-memo", type=int, default=BackendConfig.search_memo,
+                        help="wordings memoized per process, CLINLINKER_SEARCH_MEMO (default: %(default)s; 0: off)")
     args = parser.parse_args()
+    if bool(args.index) == bool(args.model):
+        parser.error("give --index or --model")
+    if args.model:
+        args.index = str(served_speed_hybrid(Path(args.model), Path(args.data)))
 
-    config = BackendConfig(index_dir=args.index, redis_url=args.redis_url, worker=False,
+    config = BackendConfig(index_dir=args.index, redis_url=args.redis_url, worker=False, search_memo=args.search_memo,
                            data_dir=tempfile.mkdtemp(prefix="clinlinker-bench-"))
     started = time.perf_counter()
     model, info = load_model(config)

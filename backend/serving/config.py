@@ -61,6 +61,8 @@ class BackendConfig:
     train_threads: int = 1  # CLINLINKER_TRAIN_THREADS: CPU threads of the training process (serving keeps the rest)
     train_lr: float = 2e-5  # CLINLINKER_TRAIN_LR: the background fine-tuning's learning rate
     train_reranker: bool = True  # CLINLINKER_TRAIN_RERANKER=0: background training leaves the index's re-ranker as is
+    search_memo: int = 10_000  # CLINLINKER_SEARCH_MEMO: wordings whose knowledge-base candidates a process keeps (a
+    #   repeat is not searched again; learned terms still apply; 0: off)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -123,6 +125,7 @@ class BackendConfig:
             train_threads=number("CLINLINKER_TRAIN_THREADS", 1),
             train_lr=number("CLINLINKER_TRAIN_LR", 2e-5, float, minimum=0),
             train_reranker=text("CLINLINKER_TRAIN_RERANKER", "1").lower() not in ("0", "false", "no"),
+            search_memo=number("CLINLINKER_SEARCH_MEMO", 10_000, minimum=0),
         )
         if config.runtime not in (None, "torch", "onnx"):
             raise ClinlinkerError(f"CLINLINKER_RUNTIME={config.runtime!r}: expected torch or onnx")

@@ -69,13 +69,14 @@ def load_model(config: BackendConfig) -> tuple[ClinLinkerModel, dict]:
         return Linker.from_directory(directory, model=None if directory != config.index_dir else config.model,
                                      cache=cache, top_k=config.top_k, routing=routing,
                                      reranker=reranker_of(directory), rerank_depth=config.rerank_depth,
-                                     rerank_cache=rerank_cache, runtime=config.runtime)
+                                     rerank_cache=rerank_cache, runtime=config.runtime,
+                                     memo=config.search_memo)
 
     index_dir = config.index_dir
     if config.index_dir is None:
         index = build_index(load_knowledge_base([DEMO_GAZETTEER], DEMO_HIERARCHY))
         log.warning(DEMO_BANNER.format(concepts=len(index.kb)))
-        linker = Linker(index, top_k=config.top_k, routing=routing)
+        linker = Linker(index, top_k=config.top_k, routing=routing, memo=config.search_memo)
     else:
         linker = None
         published = json.loads(store.get_meta(CURRENT_INDEX) or "{}")

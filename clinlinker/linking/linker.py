@@ -7,6 +7,7 @@ from typing import Sequence
 from clinlinker.search.candidates import Candidate
 from clinlinker.errors import ClinlinkerError
 from clinlinker.search.index import DEFAULT_TOP_K, load_index
+from clinlinker.search.memo import DEFAULT_SIZE, SearchMemo
 from clinlinker.kb.routing import NO_ROUTING, LabelRouting
 from clinlinker.linking.abbreviations import acronym_tokens, document_forms, may_hold_acronym
 
@@ -27,7 +28,8 @@ class Linker:
     """
 
     def __init__(self, index, *, top_k: int = DEFAULT_TOP_K, learned=None, routing: LabelRouting | None = None,
-                 hierarchy_fill: bool = True, reranker=None, abbreviations: bool = ABBREVIATIONS):
+                 hierarchy_fill: bool = True, reranker=None, abbreviations: bool = ABBREVIATIONS,
+                 memo: int = DEFAULT_SIZE):
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         self.index = index
@@ -38,6 +40,7 @@ class Linker:
         self.hierarchy_fill = hierarchy_fill
         self.abbreviations = abbreviations  # search a mention's acronyms also as their long forms
         self._masks = self.routing.masks(index.kb)
+        self.memo = SearchMemo(memo)  # the index's lists of wordings searched before (memo.py)
         self._kb_abbreviations = None  # built on first use: the knowledge base's acronyms
         self._learned_abbreviations = (None, None, None)  # (learned layer, its acronym_version, Abbreviations)
 
@@ -54,7 +57,7 @@ class Linker:
     def from_directory(cls, directory, *, model: str | None = None, redis_url: str | None = None,
                        cache=None, top_k: int = DEFAULT_TOP_K, routing: LabelRouting | None = None,
                        reranker=..., rerank_depth: int | None = None, rerank_cache=None,
-                       abbreviations: bool | None = None, **kwargs) -> "Linker":
+                       abbreviations: bool | None = None, memo: int = DEFAULT_SIZE, **kwargs) -> "Linker":
         """reranker: a cross-encoder's hub id or path (or a manifest's record of one); None or "none": no
         re-ranking; default: the one the index manifest records (`clinlinker index --reranker`), if any.
         rerank_depth: the first-stage candidates it reads (N >= k). rerank_cache: where its scores are kept
@@ -95,7 +98,8 @@ class Linker:
         if abbreviations is None:
             abbreviations = bool(((getattr(index, "manifest", None) or {}).get("serving") or {})
                                  .get("abbreviations", ABBREVIATIONS))
-        return cls(index, top_k=top_k, routing=routing, reranker=stage, abbreviations=abbreviations)
+        return cls(index, top_k=top_k, routing=routing, reranker=stage, abbreviations=abbreviations,
+                   memo=memo)
 
     @property
     def kb(self):
@@ -154,9 +158,9 @@ class Linker:
             allowed = self.allowed(label)
             if expand is not None and (len(expand) or any(local for _, _, local in keys)):
                 results = self._search_expanded(group, [dict(local) for _, _, local in keys], expand, depth,
-                                                allowed)
+                                                label, allowed)
             else:
-                results = self.index.search(group, depth, allowed=allowed)
+                results = self.memo.search(self.index, group, depth, label, allowed)
             if learned is not None and len(learned):
                 results = learned.merge(group, results, depth, allowed=allowed)
             if self.reranker is not None:
@@ -184,7 +188,7 @@ class Linker:
             self._learned_abbreviations = (learned, version, built)
         return built
 
-    def _search_expanded(self, group: list[str], local: list[dict], expand, depth: int,
+    def _search_expanded(self, group: list[str], local: list[dict], expand, depth: int, label,
                          allowed) -> list[list[Candidate]]:
         """Search each mention and, where it holds known acronyms, its spelled-out variants; a concept keeps its
         best similarity (the mention's own on a tie), marked with the expansion that found it. local[i]: the long
@@ -195,7 +199,7 @@ class Linker:
         searched = dict.fromkeys(group)
         extra = list(dict.fromkeys(v for found in variants for v, _, _ in found if v not in searched))
         texts = list(searched) + extra
-        by_text = dict(zip(texts, self.index.search(texts, depth, allowed=allowed)))
+        by_text = dict(zip(texts, self.memo.search(self.index, texts, depth, label, allowed)))
         out = []
         for text, found in zip(group, variants):
             if not found:
@@ -241,4 +245,5 @@ class Linker:
         if self.reranker is not None:
             out["reranker"] = self.reranker.describe()
         out["abbreviations"] = self.abbreviations
+        out["memo"] = self.memo.describe()
         return out

@@ -139,6 +139,13 @@ MUTATIONS = [
              "return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)", "return hidden.mean(dim=1)",
              ("tests/clinlinker/encode/test_encoders.py", "tests/clinlinker/train/test_fine_tune.py"),
              "mean pooling of a padded batch averages the padding too"),
+    # the memo of the index's answers
+    Mutation("memo-part-ignored", "clinlinker/search/memo.py",
+             "keys = [(text, part, depth) for text in texts]", "keys = [(text, None, depth) for text in texts]",
+             ("tests/clinlinker/search/test_memo.py",), "a wording's list from one label's part served for another's"),
+    Mutation("memo-list-shared", "clinlinker/search/memo.py",
+             "return [list(found[key]) for key in keys]", "return [found[key] for key in keys]",
+             ("tests/clinlinker/search/test_memo.py",), "a caller's change to its list changes the kept one"),
 ]
 
 

@@ -49,7 +49,7 @@ def tasks_from_corpus(data: Path, corpus: str, n: int) -> list[dict]:
     return tasks
 
 
-def served_speed_hybrid(model: Path, data: Path) -> Path:
+def served_speed_hybrid(model: Path, data: Path, index_type: str = "flat") -> Path:
     """A hybrid index over both gazetteers: `model` encodes mentions, random unit vectors stand for its terms'."""
     import numpy as np
 
@@ -58,7 +58,7 @@ def served_speed_hybrid(model: Path, data: Path) -> Path:
     from clinlinker.search.hybrid import HybridIndex
     from clinlinker.search.index import DenseIndex, LexicalIndex, save_index
 
-    out = ROOT / "bench" / ".cache" / f"served-speed-hybrid-{model.name}"
+    out = ROOT / "bench" / ".cache" / f"served-speed-hybrid-{model.name}-{index_type}"
     if (out / "manifest.json").exists():
         return out
     import faiss
@@ -68,15 +68,33 @@ def served_speed_hybrid(model: Path, data: Path) -> Path:
     encoder = DenseEncoder(str(model))
     vectors = np.random.default_rng(0).standard_normal((kb.n_terms, encoder.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    flat = faiss.IndexFlatIP(encoder.dim)
-    flat.add(vectors)
-    return save_index(HybridIndex(DenseIndex(kb, encoder, flat), LexicalIndex.build(kb), weight=0.9), out)
+    if index_type == "flat":
+        dense = faiss.IndexFlatIP(encoder.dim)
+        dense.add(vectors)
+        dense = DenseIndex(kb, encoder, dense)
+    else:
+        dense = DenseIndex.build(kb, _Given(vectors, kb.term_texts), index_type=index_type)
+        dense.encoder = encoder
+    return save_index(HybridIndex(dense, LexicalIndex.build(kb), weight=0.9), out)
+
+
+class _Given:
+    """Hands DenseIndex.build the random vectors instead of encoding the gazetteer."""
+
+    def __init__(self, vectors, texts):
+        self.vectors, self.texts = vectors, texts
+
+    def encode(self, texts, **_):
+        assert list(texts) == list(self.texts)
+        return self.vectors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", help="the index to serve")
     parser.add_argument("--model", help="instead of --index: a served-speed hybrid with this dense model (see above)")
+    parser.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivf", "sq8"],
+                        help="with --model: the dense part's index type (default: %(default)s)")
     parser.add_argument("--corpus", default="medprocner", choices=["medprocner", "distemist", "symptemist"])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--redis-url")
@@ -88,7 +106,7 @@ def main() -> None:
     if bool(args.index) == bool(args.model):
         parser.error("give --index or --model")
     if args.model:
-        args.index = str(served_speed_hybrid(Path(args.model), Path(args.data)))
+        args.index = str(served_speed_hybrid(Path(args.model), Path(args.data), args.index_type))
 
     config = BackendConfig(index_dir=args.index, redis_url=args.redis_url, worker=False, search_memo=args.search_memo,
                            data_dir=tempfile.mkdtemp(prefix="clinlinker-bench-"))

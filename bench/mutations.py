@@ -143,9 +143,10 @@ MUTATIONS = [
     Mutation("memo-part-ignored", "clinlinker/search/memo.py",
              "keys = [(text, part, depth) for text in texts]", "keys = [(text, None, depth) for text in texts]",
              ("tests/clinlinker/search/test_memo.py",), "a wording's list from one label's part served for another's"),
-    Mutation("memo-list-shared", "clinlinker/search/memo.py",
-             "return [list(found[key]) for key in keys]", "return [found[key] for key in keys]",
-             ("tests/clinlinker/search/test_memo.py",), "a caller's change to its list changes the kept one"),
+    Mutation("memo-tracked", "clinlinker/search/memo.py",
+             "self._lists[key] = marshal.dumps(tuple(tuple(getattr(c, name) for name in FIELDS) for c in lists))",
+             "self._lists[key] = tuple(tuple(getattr(c, name) for name in FIELDS) for c in lists)",
+             ("tests/clinlinker/search/test_memo.py",), "the kept lists are objects every full collection walks"),
 ]
 
 

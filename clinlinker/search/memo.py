@@ -7,18 +7,24 @@ fusion. What changes between two searches of one wording (a project's learned te
 hierarchy fill) is applied after the memo, on every call; a new index (a model swap, a rebuild) comes with a new
 Linker and so an empty memo.
 
-Bounded (least recently used out first) and shared by the threads of a process.
+Bounded (least recently used out first) and shared by the threads of a process. A list is kept as one bytes object
+(its candidates' fields, marshalled), which the garbage collector does not track: tens of thousands of Candidate
+objects held for the life of a process would make every full collection walk them, a pause the request that
+triggers it waits through (bench/gc_pause.py).
 """
 
 from __future__ import annotations
 
+import marshal
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import fields
 
 from clinlinker.search.candidates import Candidate
 
-DEFAULT_SIZE = 10_000  # wordings kept per process: about 50 MB (5 KB a wording at 25 candidates, measured)
+DEFAULT_SIZE = 10_000  # wordings kept per process: about 30 MB (3 KB a wording at 25 candidates, measured)
+FIELDS = tuple(f.name for f in fields(Candidate))
 
 
 class SearchMemo:
@@ -49,18 +55,26 @@ class SearchMemo:
                     self._lists.move_to_end(key)
                     found[key] = lists
         missing = list(dict.fromkeys(key for key in keys if key not in found))
-        if missing:
-            answered = index.search([text for text, _, _ in missing], depth, allowed=allowed)
-            found.update(zip(missing, answered))
-            with self._lock:
-                for key, lists in zip(missing, answered):
-                    self._lists[key] = lists
-                while len(self._lists) > self.size:
-                    self._lists.popitem(last=False)
+        answered = dict(zip(missing, index.search([text for text, _, _ in missing], depth, allowed=allowed))) \
+            if missing else {}
         with self._lock:
+            for key, lists in answered.items():
+                self._lists[key] = marshal.dumps(tuple(tuple(getattr(c, name) for name in FIELDS) for c in lists))
+            while len(self._lists) > self.size:
+                self._lists.popitem(last=False)
             self.hits += len(keys) - len(missing)
             self.misses += len(missing)
-        return [list(found[key]) for key in keys]  # copies: a caller may extend its list
+        # a caller gets lists of its own (it may extend them) of Candidates made again from the kept fields
+        return [list(answered[key]) if key in answered else _candidates(found[key]) for key in keys]
 
     def describe(self) -> dict:
         return {"size": self.size, "wordings": len(self._lists), "hits": self.hits, "misses": self.misses}
+
+
+def _candidates(kept: bytes) -> list[Candidate]:
+    out = []
+    for row in marshal.loads(kept):
+        candidate = object.__new__(Candidate)  # a frozen dataclass's fields as they were (as Candidate.at_rank)
+        candidate.__dict__.update(zip(FIELDS, row))
+        out.append(candidate)
+    return out

@@ -1,5 +1,8 @@
 """The memo of the index's answers: the lists a linker serves are the ones it computes without it, in every engine,
-label part and learned state; a repeat does not search the index again; it is bounded."""
+label part and learned state; a repeat does not search the index again; it is bounded; the garbage collector does
+not walk what it keeps."""
+
+import gc
 
 import pytest
 
@@ -91,3 +94,15 @@ def test_the_memo_keeps_the_most_recently_used_wordings_up_to_its_size(lexical_i
     assert memo.misses == 4
     with pytest.raises(ValueError):
         SearchMemo(-1)
+
+
+def test_what_the_memo_keeps_is_not_walked_by_the_collector(lexical_index, demo_kb):
+    memo = SearchMemo()
+    memo.search(lexical_index, ["apendicectomía", "fiebre alta", "dolor abdominal"], 10, None)
+    gc.collect()  # keys (tuples of strings and numbers) are untracked when the collector first meets them
+    assert len(memo) == 3
+    assert not any(gc.is_tracked(key) or gc.is_tracked(kept) for key, kept in memo._lists.items())
+    again = memo.search(lexical_index, ["fiebre alta"], 10, None)[0]  # and what it serves are Candidates again
+    assert as_rows([again]) == as_rows(lexical_index.search(["fiebre alta"], 10))
+    assert again[0].to_dict()["parents"] == [{"code": code, "term": term} for code, term in demo_kb.parent_terms(
+        again[0].code)]

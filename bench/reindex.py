@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-class _Given:
-    """Hands DenseIndex.build the stored vectors of the terms instead of encoding them."""
+class GivenVectors:
+    """Hands DenseIndex.build vectors already made for the terms (stored, or random stand-ins) instead of encoding
+    them."""
 
     def __init__(self, vectors, texts):
         self.vectors, self.texts = vectors, texts
@@ -38,7 +39,7 @@ def reindex(source: Path, out: Path, index_type: str) -> Path:
     if dense.index_type != "flat" or dense._stored is None:
         raise SystemExit(f"{source}: the dense part is {dense.index_type}, not flat: its exact vectors are not kept")
     started = time.perf_counter()
-    built = DenseIndex.build(dense.kb, _Given(dense._stored, dense.kb.term_texts), index_type=index_type)
+    built = DenseIndex.build(dense.kb, GivenVectors(dense._stored, dense.kb.term_texts), index_type=index_type)
     built.encoder = dense.encoder
     print(f"{index_type} over {dense.kb.n_terms} vectors built in {time.perf_counter() - started:.1f} s")
     if index.engine == "hybrid":

@@ -54,19 +54,11 @@ def build_index(engine: str, index_type: str = "flat") -> Path:
         flat = faiss.IndexFlatIP(encoder.dim)
         flat.add(vectors)
         return save_index(DenseIndex(kb, encoder, flat), out)
-    built = DenseIndex.build(kb, _Fixed(encoder, dict(zip(kb.term_texts, vectors))), index_type=index_type)
+    from reindex import GivenVectors
+
+    built = DenseIndex.build(kb, GivenVectors(vectors, kb.term_texts), index_type=index_type)
     built.encoder = encoder
     return save_index(built, out)
-
-
-class _Fixed:
-    """Hands DenseIndex.build precomputed vectors instead of encoding 82k terms."""
-
-    def __init__(self, encoder, vectors):
-        self.encoder, self.vectors = encoder, vectors
-
-    def encode(self, texts, **_):
-        return np.stack([self.vectors[t] for t in texts])
 
 
 def cases(n: int, spans_range=(13, 17)):
